@@ -1,0 +1,313 @@
+"""Skeleton layouts as data, and explicit mappings between them.
+
+A :class:`Layout` is one table: joint names, the parent of every joint (a tree
+rooted at the joint whose parent is -1), drawing edges, the five semantic
+regions used by the dynamic/static decomposition, default segment masses and the
+left-right mirror permutation. The graph convolution, the kernels and the
+drawing code all read the same table.
+
+Regions: 0 head/torso, 1 left arm, 2 right arm, 3 left leg, 4 right leg.
+Shoulders and hips belong to the torso; an arm is elbow, wrist (and hand
+points), a leg is knee, ankle (and foot points).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from finetec_live.errors import FinetecError
+
+TORSO, LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG = range(5)
+REGION_NAMES = ("torso", "left_arm", "right_arm", "left_leg", "right_leg")
+N_REGIONS = 5
+
+# Segment masses as fractions of total body mass, from Dempster's table as
+# tabulated in D. A. Winter, "Biomechanics and Motor Control of Human Movement",
+# 4th ed., Wiley 2009, Table 4.1: hand 0.006, forearm 0.016, upper arm 0.028,
+# foot 0.0145, leg (shank) 0.0465, thigh 0.100, head and neck 0.081,
+# trunk 0.497. Face points have no segment of their own: their bones share
+# the head's mass with the neck bones. A bone kind may sum several segments
+# ("forearm+hand") when the layout has no joint between them; a kind shared by
+# several bones is split evenly among them, and the masses of a layout are
+# normalised to sum to 1.
+SEGMENT_MASS = {
+    "hand": 0.006,
+    "forearm": 0.016,
+    "upper_arm": 0.028,
+    "foot": 0.0145,
+    "shank": 0.0465,
+    "thigh": 0.100,
+    "head": 0.081,
+    "trunk": 0.497,
+}
+
+
+def _masses(kinds: tuple[str, ...]) -> tuple[float, ...]:
+    """Per-bone masses from per-joint bone kinds ('' for the root: no bone)."""
+    counts: dict[str, int] = {}
+    for k in kinds:
+        if k:
+            counts[k] = counts.get(k, 0) + 1
+    raw = []
+    for k in kinds:
+        if not k:
+            raw.append(0.0)
+            continue
+        total = sum(SEGMENT_MASS[part] for part in k.split("+"))
+        raw.append(total / counts[k])
+    s = sum(raw)
+    return tuple(float(m / s) for m in raw)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A skeleton layout: one row per joint.
+
+    Attributes
+    ----------
+    name : short identifier stored in checkpoints (``"penn13"``).
+    joints : joint names; ``left_*`` / ``right_*`` pairs define the mirror.
+    parents : parent index of each joint, -1 for the single root.
+    regions : region index (0..4) of each joint.
+    masses : mass of the bone from ``parents[k]`` to ``k`` (fraction of body
+        mass; 0 for the root).
+    edges : drawing edges; the tree edges plus any extra ones.
+    """
+
+    name: str
+    joints: tuple[str, ...]
+    parents: tuple[int, ...]
+    regions: tuple[int, ...]
+    masses: tuple[float, ...]
+    extra_edges: tuple[tuple[int, int], ...] = ()
+    edges: tuple[tuple[int, int], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        v = len(self.joints)
+        for attr in ("parents", "regions", "masses"):
+            if len(getattr(self, attr)) != v:
+                raise ValueError(f"layout {self.name}: {attr} has {len(getattr(self, attr))} "
+                                 f"entries, needs one per joint ({v})")
+        roots = [k for k, p in enumerate(self.parents) if p == -1]
+        if len(roots) != 1:
+            raise ValueError(f"layout {self.name}: needs exactly one root, got {roots}")
+        for k in range(v):  # every joint reaches the root without a cycle
+            seen, j = set(), k
+            while j != -1:
+                if j in seen or not -1 <= self.parents[j] < v:
+                    raise ValueError(f"layout {self.name}: parents do not form a tree at {k}")
+                seen.add(j)
+                j = self.parents[j]
+        tree = tuple((p, k) for k, p in enumerate(self.parents) if p >= 0)
+        object.__setattr__(self, "edges", tree + tuple(self.extra_edges))
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joints)
+
+    @property
+    def root(self) -> int:
+        return self.parents.index(-1)
+
+    def parents_array(self) -> np.ndarray:
+        return np.asarray(self.parents, dtype=np.int64)
+
+    def regions_array(self) -> np.ndarray:
+        return np.asarray(self.regions, dtype=np.int64)
+
+    def masses_array(self) -> np.ndarray:
+        return np.asarray(self.masses, dtype=np.float64)
+
+    def topological_order(self) -> np.ndarray:
+        """Joint indices with every parent before its children."""
+        depth = []
+        for k in range(self.num_joints):
+            d, j = 0, k
+            while self.parents[j] != -1:
+                j, d = self.parents[j], d + 1
+            depth.append(d)
+        return np.argsort(np.asarray(depth), kind="stable").astype(np.int64)
+
+    def flip_permutation(self) -> np.ndarray:
+        """Index array that swaps left and right joints (mirror image)."""
+        index = {n: i for i, n in enumerate(self.joints)}
+        perm = []
+        for n in self.joints:
+            if n.startswith("left_"):
+                perm.append(index["right_" + n[5:]])
+            elif n.startswith("right_"):
+                perm.append(index["left_" + n[6:]])
+            else:
+                perm.append(index[n])
+        return np.asarray(perm, dtype=np.int64)
+
+    def adjacency(self) -> np.ndarray:
+        """Symmetric (V, V) 0/1 adjacency of the drawing edges, no self loops."""
+        a = np.zeros((self.num_joints, self.num_joints), dtype=np.float32)
+        for i, j in self.edges:
+            a[i, j] = a[j, i] = 1.0
+        return a
+
+
+# --- MediaPipe Pose, 33 landmarks -------------------------------------------
+_MP_NAMES = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_pinky", "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb",
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+    "left_heel", "right_heel", "left_foot_index", "right_foot_index",
+)
+# mouth_left/right are named from the person's side, like the other pairs.
+MEDIAPIPE33 = Layout(
+    name="mediapipe33",
+    joints=_MP_NAMES,
+    parents=(-1, 0, 1, 2, 0, 4, 5, 3, 6, 0, 0,
+             0, 0, 11, 12, 13, 14, 15, 16, 15, 16, 15, 16,
+             11, 12, 23, 24, 25, 26, 27, 28, 27, 28),
+    regions=(0,) * 13 + (1, 2, 1, 2, 1, 2, 1, 2, 1, 2) + (0, 0) + (3, 4) * 4,
+    masses=_masses(("", "head", "head", "head", "head", "head", "head", "head", "head",
+                    "head", "head", "head", "head", "upper_arm", "upper_arm",
+                    "forearm", "forearm", "hand", "hand", "hand", "hand", "hand", "hand",
+                    "trunk", "trunk", "thigh", "thigh", "shank", "shank",
+                    "foot", "foot", "foot", "foot")),
+    extra_edges=((11, 12), (23, 24), (9, 10), (17, 19), (18, 20), (29, 31), (30, 32)),
+)
+
+# --- Penn Action, 13 joints -------------------------------------------------
+PENN13 = Layout(
+    name="penn13",
+    joints=("head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+            "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee",
+            "left_ankle", "right_ankle"),
+    parents=(-1, 0, 0, 1, 2, 3, 4, 1, 2, 7, 8, 9, 10),
+    regions=(0, 0, 0, 1, 2, 1, 2, 0, 0, 3, 4, 3, 4),
+    masses=_masses(("", "head", "head", "upper_arm", "upper_arm", "forearm+hand",
+                    "forearm+hand", "trunk", "trunk", "thigh", "thigh", "shank+foot",
+                    "shank+foot")),
+    extra_edges=((1, 2), (7, 8)),
+)
+
+# --- J-HMDB puppet, 15 joints (order of the dataset's joint_positions) --------
+JHMDB15 = Layout(
+    name="jhmdb15",
+    joints=("neck", "belly", "face", "right_shoulder", "left_shoulder", "right_hip",
+            "left_hip", "right_elbow", "left_elbow", "right_knee", "left_knee",
+            "right_wrist", "left_wrist", "right_ankle", "left_ankle"),
+    parents=(-1, 0, 0, 0, 0, 1, 1, 3, 4, 5, 6, 7, 8, 9, 10),
+    regions=(0, 0, 0, 0, 0, 0, 0, 2, 1, 4, 3, 2, 1, 4, 3),
+    masses=_masses(("", "trunk", "head", "trunk", "trunk", "trunk", "trunk", "upper_arm",
+                    "upper_arm", "thigh", "thigh", "forearm+hand", "forearm+hand",
+                    "shank+foot", "shank+foot")),
+    extra_edges=((3, 4), (5, 6)),
+)
+
+# --- COCO, 17 keypoints -----------------------------------------------------
+COCO17 = Layout(
+    name="coco17",
+    joints=("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
+            "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+            "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"),
+    parents=(-1, 0, 0, 1, 2, 0, 0, 5, 6, 7, 8, 5, 6, 11, 12, 13, 14),
+    regions=(0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 2, 0, 0, 3, 4, 3, 4),
+    masses=_masses(("", "head", "head", "head", "head", "head", "head", "upper_arm",
+                    "upper_arm", "forearm+hand", "forearm+hand", "trunk", "trunk", "thigh",
+                    "thigh", "shank+foot", "shank+foot")),
+    extra_edges=((5, 6), (11, 12)),
+)
+
+# --- NTU RGB+D (Kinect v2), 25 joints ---------------------------------------
+NTU25 = Layout(
+    name="ntu25",
+    joints=("spine_base", "spine_mid", "neck", "head", "left_shoulder", "left_elbow",
+            "left_wrist", "left_hand", "right_shoulder", "right_elbow", "right_wrist",
+            "right_hand", "left_hip", "left_knee", "left_ankle", "left_foot", "right_hip",
+            "right_knee", "right_ankle", "right_foot", "spine_shoulder", "left_hand_tip",
+            "left_thumb", "right_hand_tip", "right_thumb"),
+    parents=(-1, 0, 20, 2, 20, 4, 5, 6, 20, 8, 9, 10, 0, 12, 13, 14, 0, 16, 17, 18, 1,
+             7, 7, 11, 11),
+    regions=(0, 0, 0, 0, 0, 1, 1, 1, 0, 2, 2, 2, 0, 3, 3, 3, 0, 4, 4, 4, 0, 1, 1, 2, 2),
+    masses=_masses(("", "trunk", "head", "head", "trunk", "upper_arm", "forearm", "hand",
+                    "trunk", "upper_arm", "forearm", "hand", "trunk", "thigh", "shank",
+                    "foot", "trunk", "thigh", "shank", "foot", "trunk", "hand", "hand",
+                    "hand", "hand")),
+)
+
+LAYOUTS = {lay.name: lay for lay in (MEDIAPIPE33, PENN13, JHMDB15, COCO17, NTU25)}
+
+
+def get_layout(name: str | Layout) -> Layout:
+    """Look a layout up by name (a Layout passes through)."""
+    if isinstance(name, Layout):
+        return name
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise FinetecError(f"unknown skeleton layout {name!r}; known: "
+                           f"{', '.join(sorted(LAYOUTS))}") from None
+
+
+# --- Mappings from MediaPipe-33 ---------------------------------------------
+# Each target joint is a weighted mean of source joints; a derived joint is
+# valid only when every source joint it uses is valid.
+_MP = {n: i for i, n in enumerate(_MP_NAMES)}
+_SH = ((_MP["left_shoulder"], 0.5), (_MP["right_shoulder"], 0.5))
+_HIP = ((_MP["left_hip"], 0.5), (_MP["right_hip"], 0.5))
+
+
+def _same_names(dst: Layout, rename: dict[str, str] | None = None) -> list:
+    rename = rename or {}
+    return [((_MP[rename.get(n, n)], 1.0),) for n in dst.joints]
+
+
+_FROM_MEDIAPIPE = {
+    "mediapipe33": _same_names(MEDIAPIPE33),
+    "penn13": _same_names(PENN13, {"head": "nose"}),
+    "coco17": _same_names(COCO17),
+    "jhmdb15": [
+        {"neck": _SH,
+         "belly": tuple((j, w * 0.5) for j, w in _SH + _HIP),
+         "face": ((_MP["nose"], 1.0),)}.get(n, ((_MP[n], 1.0),) if n in _MP else None)
+        for n in JHMDB15.joints
+    ],
+}
+
+
+def mapping_matrix(src: str | Layout, dst: str | Layout) -> np.ndarray:
+    """Weights ``(V_dst, V_src)``: ``dst_positions = W @ src_positions``."""
+    src, dst = get_layout(src), get_layout(dst)
+    if src.name == dst.name:
+        return np.eye(src.num_joints, dtype=np.float32)
+    if src.name != "mediapipe33" or dst.name not in _FROM_MEDIAPIPE:
+        raise FinetecError(f"no mapping from layout {src.name} to {dst.name}; mappings exist "
+                           f"from mediapipe33 to {', '.join(sorted(_FROM_MEDIAPIPE))}")
+    w = np.zeros((dst.num_joints, src.num_joints), dtype=np.float32)
+    for i, sources in enumerate(_FROM_MEDIAPIPE[dst.name]):
+        for j, weight in sources:
+            w[i, j] = weight
+    return w
+
+
+def map_layout(positions: np.ndarray, joint_valid: np.ndarray, src: str | Layout,
+               dst: str | Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Map ``positions (..., V_src, C)`` and ``joint_valid (..., V_src)`` to ``dst``.
+
+    A target joint is valid when all the source joints it is built from are
+    valid; invalid targets hold 0.
+    """
+    w = mapping_matrix(src, dst)
+    positions = np.asarray(positions, dtype=np.float32)
+    joint_valid = np.asarray(joint_valid, dtype=bool)
+    if positions.shape[-2] != w.shape[1] or joint_valid.shape != positions.shape[:-1]:
+        raise ValueError(f"positions {positions.shape} / joint_valid {joint_valid.shape} do not "
+                         f"match layout {get_layout(src).name} ({w.shape[1]} joints)")
+    used = w > 0  # (V_dst, V_src)
+    # valid iff no used source joint is invalid
+    invalid_src = (~joint_valid).astype(np.float32)  # (..., V_src)
+    valid = (invalid_src @ used.T.astype(np.float32)) == 0  # (..., V_dst)
+    filled = np.where(joint_valid[..., None], positions, 0.0)
+    out = np.einsum("ds,...sc->...dc", w, filled).astype(np.float32)
+    out[~valid] = 0.0
+    return out, valid

@@ -1,0 +1,1 @@
+"""Numba kernels over skeleton windows (installed as ``finetec_live.kernels``)."""

@@ -1,0 +1,1 @@
+"""Networks and shipped weights (installed as ``finetec_live.models``)."""
