@@ -1,0 +1,271 @@
+"""The one preprocessing path shared by training, evaluation and live inference.
+
+Every function here is plain NumPy over arrays whose leading axes are free:
+``positions (..., T, V, C)``, ``frame_valid (..., T)``, ``joint_valid (..., T, V)``,
+``timestamps (..., T)`` in seconds. Missing frames may hold anything (NaN
+included): only the masks say what is real, and nothing here reads a masked
+value.
+
+- :func:`resample` / :func:`resample_batch`: time-based resampling to a fixed
+  number of frames over ``[t_first, t_last]`` of the input, never inventing data
+  across a gap.
+- :func:`normalize` / :func:`denormalize`: centre on the valid torso joints,
+  scale by robust bone lengths (not torso height, which vanishes in front-view
+  push-ups); invariant to the caller's units (pixels or normalised).
+- :func:`interpolate_missing`: linear interpolation of missing frames/joints
+  over time, edges held: the "linear interpolation" baseline.
+- :func:`fps_timestamps`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from finetec_live.layouts import Layout, get_layout
+
+__all__ = [
+    "denormalize",
+    "fps_timestamps",
+    "interpolate_missing",
+    "normalize",
+    "reference_bone_lengths",
+    "resample",
+    "resample_batch",
+]
+
+
+def fps_timestamps(T: int, fps: float = 30.0) -> np.ndarray:
+    """Timestamps ``(T,)`` in seconds of ``T`` frames at ``fps``, starting at 0."""
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    return np.arange(int(T), dtype=np.float64) / float(fps)
+
+
+def _check_window(positions, frame_valid, joint_valid, name="positions"):
+    positions = np.asarray(positions, dtype=np.float32)
+    if positions.ndim < 3:
+        raise ValueError(f"{name} must be (..., T, V, C), got shape {positions.shape}")
+    frame_valid = np.asarray(frame_valid, dtype=bool)
+    if frame_valid.shape != positions.shape[:-2]:
+        raise ValueError(f"frame_valid must be {positions.shape[:-2]} to match {name} "
+                         f"{positions.shape}, got {frame_valid.shape}")
+    if joint_valid is None:
+        joint_valid = np.ones(positions.shape[:-1], dtype=bool)
+    else:
+        joint_valid = np.asarray(joint_valid, dtype=bool)
+        if joint_valid.shape != positions.shape[:-1]:
+            raise ValueError(f"joint_valid must be {positions.shape[:-1]} to match {name} "
+                             f"{positions.shape}, got {joint_valid.shape}")
+    # a joint is usable only if its frame is valid and its coordinates are finite
+    valid = joint_valid & frame_valid[..., None] & np.isfinite(positions).all(axis=-1)
+    return positions, frame_valid, valid
+
+
+# --------------------------------------------------------------------------- resampling
+def resample_batch(positions: np.ndarray, frame_valid: np.ndarray, joint_valid: np.ndarray | None,
+                   timestamps: np.ndarray | None, T_out: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Resample ``(N, T, V, C)`` windows to ``T_out`` frames evenly spaced in time.
+
+    Output slot ``k`` sits at ``t_first + k (t_last - t_first) / (T_out - 1)``
+    of its own window. It is linear between the two input frames around it when
+    both are valid (per joint: both joints valid); otherwise it copies the
+    nearest input frame in time if that frame is valid; otherwise it is
+    missing. So a gap stays a gap (its slots are marked invalid and hold 0).
+
+    Returns ``positions (N, T_out, V, C) float32``, ``frame_valid (N, T_out)``,
+    ``joint_valid (N, T_out, V)`` and ``timestamps (N, T_out) float64``.
+    """
+    positions, frame_valid, valid = _check_window(positions, frame_valid, joint_valid)
+    if positions.ndim != 4:
+        raise ValueError(f"positions must be (N, T, V, C), got shape {positions.shape}")
+    N, T, _V, _C = positions.shape
+    if T < 1:
+        raise ValueError("positions must hold at least one frame")
+    if T_out < 1:
+        raise ValueError(f"T_out must be >= 1, got {T_out}")
+    if timestamps is None:
+        ts = np.broadcast_to(fps_timestamps(T), (N, T)).astype(np.float64)
+    else:
+        ts = np.asarray(timestamps, dtype=np.float64)
+        if ts.shape != (N, T):
+            raise ValueError(f"timestamps must be {(N, T)}, got {ts.shape}")
+        if T > 1 and np.any(np.diff(ts, axis=1) < 0):
+            raise ValueError("timestamps must be non-decreasing along time")
+    t0, t1 = ts[:, :1], ts[:, -1:]
+    frac = np.linspace(0.0, 1.0, T_out)[None, :]
+    t_out = t0 + (t1 - t0) * frac  # (N, T_out)
+    # index of the last input frame at or before t_out
+    lo = np.empty((N, T_out), dtype=np.int64)
+    for n in range(N):
+        lo[n] = np.searchsorted(ts[n], t_out[n] + 1e-9, side="right") - 1
+    lo = np.clip(lo, 0, T - 1)
+    hi = np.minimum(lo + 1, T - 1)
+    t_lo = np.take_along_axis(ts, lo, axis=1)
+    t_hi = np.take_along_axis(ts, hi, axis=1)
+    span = t_hi - t_lo
+    w = np.where(span > 0, (t_out - t_lo) / np.where(span > 0, span, 1.0), 0.0)
+    w = np.clip(w, 0.0, 1.0)  # (N, T_out) weight of hi
+    exact = (w <= 1e-6) | (hi == lo)
+    nearest = np.where(w <= 0.5, lo, hi)
+
+    pos_clean = np.where(valid[..., None], positions, 0.0).astype(np.float32)
+    idx = np.arange(N)[:, None]
+    p_lo, p_hi = pos_clean[idx, lo], pos_clean[idx, hi]  # (N, T_out, V, C)
+    v_lo, v_hi = valid[idx, lo], valid[idx, hi]  # (N, T_out, V)
+    p_near, v_near = pos_clean[idx, nearest], valid[idx, nearest]
+    wv = w[..., None]
+    linear_ok = v_lo & v_hi & ~exact[..., None]
+    out = np.where(linear_ok[..., None], (1 - wv[..., None]) * p_lo + wv[..., None] * p_hi,
+                   p_near)
+    out_valid = np.where(linear_ok, True, v_near)
+    out = np.where(out_valid[..., None], out, 0.0).astype(np.float32)
+    out_frame = out_valid.any(axis=-1)
+    return out, out_frame, out_valid, t_out
+
+
+def resample(positions: np.ndarray, frame_valid: np.ndarray, joint_valid: np.ndarray | None,
+             timestamps: np.ndarray | None, T_out: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Resample one ``(T, V, C)`` window (or a batch with a leading N) to ``T_out`` frames.
+
+    See :func:`resample_batch` for the rules.
+    """
+    positions = np.asarray(positions, dtype=np.float32)
+    if positions.ndim == 4:
+        return resample_batch(positions, frame_valid, joint_valid, timestamps, T_out)
+    if positions.ndim != 3:
+        raise ValueError(f"positions must be (T, V, C) or (N, T, V, C), got {positions.shape}")
+    jv = None if joint_valid is None else np.asarray(joint_valid)[None]
+    ts = None if timestamps is None else np.asarray(timestamps)[None]
+    p, f, j, t = resample_batch(positions[None], np.asarray(frame_valid)[None], jv, ts, T_out)
+    return p[0], f[0], j[0], t[0]
+
+
+# --------------------------------------------------------------------------- interpolation
+def interpolate_missing(positions: np.ndarray, frame_valid: np.ndarray,
+                        joint_valid: np.ndarray | None = None) -> np.ndarray:
+    """Fill missing frames/joints by linear interpolation over frame index.
+
+    Each joint track is interpolated between its nearest valid samples before
+    and after; before the first and after the last valid sample the edge value
+    is held. A joint never valid in the window is 0. Returns ``(..., T, V, C)``
+    float32 with no NaN; valid entries are returned unchanged.
+    """
+    positions, frame_valid, valid = _check_window(positions, frame_valid, joint_valid)
+    T = positions.shape[-3]
+    clean = np.where(valid[..., None], positions, 0.0).astype(np.float32)
+    t = np.arange(T).reshape((T, 1))
+    prev = np.where(valid, t, -1)
+    prev = np.maximum.accumulate(prev, axis=-2)  # (..., T, V)
+    nxt = np.where(valid, t, T)
+    nxt = np.flip(np.minimum.accumulate(np.flip(nxt, axis=-2), axis=-2), axis=-2)
+    has_prev, has_next = prev >= 0, nxt < T
+    p_idx = np.where(has_prev, prev, np.where(has_next, nxt, 0))
+    n_idx = np.where(has_next, nxt, p_idx)
+    p_val = np.take_along_axis(clean, p_idx[..., None], axis=-3)
+    n_val = np.take_along_axis(clean, n_idx[..., None], axis=-3)
+    span = (n_idx - p_idx).astype(np.float32)
+    w = np.where(span > 0, (t - p_idx) / np.where(span > 0, span, 1.0), 0.0).astype(np.float32)
+    out = (1 - w[..., None]) * p_val + w[..., None] * n_val
+    never = ~(has_prev | has_next)
+    out = np.where(never[..., None], 0.0, out)
+    out = np.where(valid[..., None], clean, out)
+    return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- normalisation
+# Typical 2D length of the bone ending at a joint, relative to the upper arm,
+# keyed by the child joint's name without its side. Used only to make the
+# scale independent of which bones happen to be visible.
+_REF_BY_CHILD = {
+    "elbow": 1.0, "wrist": 0.85, "hand": 0.3, "knee": 1.35, "ankle": 1.3, "foot": 0.5,
+    "hip": 1.6, "shoulder": 0.75, "head": 0.6, "nose": 0.6, "face": 0.6, "neck": 0.6,
+    "belly": 0.9, "spine_mid": 0.9, "spine_shoulder": 0.9, "heel": 0.3, "foot_index": 0.6,
+}
+
+
+def reference_bone_lengths(layout: str | Layout) -> np.ndarray:
+    """Typical relative length ``(V,)`` of the bone from each joint's parent (0 for the root)."""
+    layout = get_layout(layout)
+    ref = np.zeros(layout.num_joints, dtype=np.float64)
+    for k, (name, p) in enumerate(zip(layout.joints, layout.parents, strict=False)):
+        if p < 0:
+            continue
+        base = name.removeprefix("left_").removeprefix("right_")
+        ref[k] = _REF_BY_CHILD.get(base, 0.0)  # 0: bone not used for the scale
+    return ref
+
+
+def normalize(positions: np.ndarray, frame_valid: np.ndarray, joint_valid: np.ndarray | None,
+              layout: str | Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre and scale a window; return ``(normalized, centre (..., C), scale (...,))``.
+
+    ``centre`` is the mean of the valid torso joints (region 0) over the whole
+    window (all valid joints if no torso joint is valid). ``scale`` is robust
+    to foreshortening and to which joints are missing: for every bone with
+    both ends valid, its length in the window's frames (80th percentile over
+    time) divided by the bone's typical relative length; the median over bones.
+    Missing joints/frames are excluded from both and are 0 in the output.
+    Units cancel: pixels and normalised coordinates give the same result.
+    """
+    layout = get_layout(layout)
+    positions, frame_valid, valid = _check_window(positions, frame_valid, joint_valid)
+    if positions.shape[-2] != layout.num_joints:
+        raise ValueError(f"positions have {positions.shape[-2]} joints, layout {layout.name} "
+                         f"has {layout.num_joints}")
+    p = np.where(valid[..., None], positions, 0.0).astype(np.float64)
+    lead = positions.shape[:-3]
+    torso = (layout.regions_array() == 0)
+    tv = valid & torso
+    n_t = tv.sum(axis=(-2, -1))
+    n_all = valid.sum(axis=(-2, -1))
+    use = np.where((n_t > 0)[..., None, None], tv, valid)
+    cnt = np.maximum(use.sum(axis=(-2, -1)), 1)[..., None]
+    centre = (p * use[..., None]).sum(axis=(-3, -2)) / cnt  # (..., C)
+
+    ref = reference_bone_lengths(layout)
+    parents = layout.parents_array()
+    child = np.flatnonzero((parents >= 0) & (ref > 0))
+    par = parents[child]
+    bone = p[..., child, :] - p[..., par, :]  # (..., T, B, C)
+    blen = np.sqrt((bone ** 2).sum(-1))
+    bvalid = valid[..., child] & valid[..., par]  # (..., T, B)
+    blen_m = np.where(bvalid, blen, np.nan)
+    with np.errstate(all="ignore"), _quiet_nan():
+        per_bone = np.nanpercentile(blen_m, 80, axis=-2) / ref[child]  # (..., B)
+        scale = np.nanmedian(np.where(per_bone > 0, per_bone, np.nan), axis=-1)
+    # fallback: spread of the valid joints, then 1
+    with np.errstate(all="ignore"):
+        var = ((p - centre[..., None, None, :]) ** 2 * valid[..., None]).sum(axis=(-3, -2, -1))
+        spread = np.sqrt(var / np.maximum(n_all, 1))
+    scale = np.where(np.isfinite(scale) & (scale > 1e-8), scale,
+                     np.where(spread > 1e-8, spread, 1.0))
+    scale = np.broadcast_to(scale, lead).astype(np.float32)
+    centre = centre.astype(np.float32)
+    out = (p - centre[..., None, None, :]) / scale[..., None, None, None]
+    out = np.where(valid[..., None], out, 0.0).astype(np.float32)
+    return out, centre, scale
+
+
+def denormalize(normalized: np.ndarray, centre: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Invert :func:`normalize`: ``normalized * scale + centre`` in the caller's units."""
+    normalized = np.asarray(normalized, dtype=np.float32)
+    centre = np.asarray(centre, dtype=np.float32)
+    scale = np.asarray(scale, dtype=np.float32)
+    return (normalized * scale[..., None, None, None] + centre[..., None, None, :]).astype(
+        np.float32)
+
+
+class _quiet_nan:
+    """Silence numpy's 'All-NaN slice' warnings inside nan-reductions."""
+
+    def __enter__(self):
+        import warnings
+
+        self._cm = warnings.catch_warnings()
+        self._cm.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)

@@ -1,0 +1,130 @@
+"""Tests of the shared preprocessing path (resampling, normalisation, interpolation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.io
+
+from finetec_live import preprocess as P
+from finetec_live.layouts import PENN13
+from finetec_live.paths import data_root
+
+
+def _penn_clip(index: int = 1):
+    m = scipy.io.loadmat(data_root() / "penn_action" / "labels" / f"{index:04d}.mat")
+    pos = np.stack([m["x"], m["y"]], axis=-1).astype(np.float32)
+    return pos, m["visibility"].astype(bool)
+
+
+def test_fps_timestamps():
+    assert np.allclose(P.fps_timestamps(4, 25.0), [0, 0.04, 0.08, 0.12])
+    with pytest.raises(ValueError):
+        P.fps_timestamps(3, 0)
+
+
+def test_resample_identity_and_linear():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 13, 2)).astype(np.float32)
+    fv = np.ones(20, bool)
+    p, f, j, t = P.resample(x, fv, None, None, 20)
+    assert np.allclose(p, x, atol=1e-6) and f.all() and j.all()
+    # linear motion is reproduced exactly at any output rate
+    ts = np.sort(rng.uniform(0, 2, size=20))
+    ts[0], ts[-1] = 0.0, 2.0
+    lin = (ts[:, None, None] * np.ones((1, 13, 2)) * 3.0 + 1.0).astype(np.float32)
+    p, f, j, t = P.resample(lin, fv, None, ts, 64)
+    assert np.allclose(t, np.linspace(0, 2, 64))
+    assert np.allclose(p, t[:, None, None] * 3.0 + 1.0, atol=1e-5)
+
+
+def test_resample_never_bridges_a_gap():
+    x = np.ones((30, 13, 2), np.float32)
+    fv = np.ones(30, bool)
+    fv[10:20] = False
+    x[10:20] = np.nan  # missing frames may hold anything
+    p, f, _j, t = P.resample(x, fv, None, P.fps_timestamps(30), 59)  # 2x upsampling
+    assert np.isfinite(p).all()
+    # output times 10/29*... the slots strictly inside the gap are invalid
+    inside = (t > 9.5 / 30 + 1e-9) & (t < 19.5 / 30 - 1e-9)
+    assert not f[inside].any()
+    assert f[~inside].all()
+    assert np.all(p[~f] == 0)
+
+
+def test_resample_batch_and_joint_masks():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 40, 13, 2)).astype(np.float32)
+    fv = rng.random((3, 40)) > 0.3
+    jv = rng.random((3, 40, 13)) > 0.2
+    p, f, j, t = P.resample(x, fv, jv, None, 64)
+    assert p.shape == (3, 64, 13, 2) and f.shape == (3, 64) and j.shape == (3, 64, 13)
+    assert t.shape == (3, 64)
+    for n in range(3):  # batched equals one-by-one
+        q = P.resample(x[n], fv[n], jv[n], None, 64)
+        assert np.allclose(q[0], p[n]) and (q[2] == j[n]).all()
+    with pytest.raises(ValueError, match="frame_valid"):
+        P.resample(x, fv[:, :5], jv, None, 64)
+
+
+def test_interpolate_missing_linear_and_edges():
+    T = 10
+    x = np.zeros((T, 2, 2), np.float32)
+    x[:, 0, 0] = np.arange(T)
+    x[:, 1, 1] = 5.0
+    fv = np.ones(T, bool)
+    fv[[0, 1, 4, 5, 9]] = False
+    garbage = x.copy()
+    garbage[~fv] = np.nan
+    out = P.interpolate_missing(garbage, fv)
+    assert np.isfinite(out).all()
+    assert np.allclose(out[2:9, 0, 0], np.arange(2, 9))  # interior is linear
+    assert np.allclose(out[:2, 0, 0], 2.0) and np.isclose(out[9, 0, 0], 8.0)  # edges held
+    assert np.allclose(out[:, 1, 1], 5.0)
+    # a joint never valid becomes 0; joint masks are honoured
+    jv = np.ones((T, 2), bool)
+    jv[:, 1] = False
+    out = P.interpolate_missing(x, fv, jv)
+    assert np.all(out[:, 1] == 0)
+    # batched leading axis
+    out_b = P.interpolate_missing(np.stack([garbage, garbage]), np.stack([fv, fv]))
+    assert np.allclose(out_b[1], P.interpolate_missing(garbage, fv))
+
+
+def test_normalize_unit_invariance_on_real_penn():
+    pos, vis = _penn_clip(1)
+    T = len(pos)
+    fv = np.ones(T, bool)
+    fv[5:15] = False
+    pos_garbage = pos.copy()
+    pos_garbage[5:15] = 1e6
+    a, c, s = P.normalize(pos, fv, vis, PENN13)
+    b, _c2, s2 = P.normalize(pos_garbage / 640.0 + 0.1, fv, vis, "penn13")
+    assert np.allclose(a, b, atol=1e-4)
+    assert np.allclose(s2 * 640.0, s, rtol=1e-4)
+    valid = fv[:, None] & vis
+    assert np.all(a[~valid] == 0)
+    # the body has a size of a few units after normalisation
+    assert 1.0 < np.abs(a[valid]).max() < 10.0
+    back = P.denormalize(a, c, s)
+    assert np.allclose(back[valid], pos[valid], atol=1e-2)
+
+
+def test_normalize_scale_ignores_missing_joints_and_pushups():
+    pos, vis = _penn_clip(1)
+    fv = np.ones(len(pos), bool)
+    _, _, s_all = P.normalize(pos, fv, np.ones_like(vis), PENN13)
+    # drop the legs: the scale barely moves (it is a median over bones)
+    vis2 = np.ones_like(vis)
+    vis2[:, 9:] = False
+    _, _, s_noleg = P.normalize(pos, fv, vis2, PENN13)
+    assert abs(s_noleg / s_all - 1) < 0.35
+    # every frame missing: finite output, scale 1
+    n, _c, s = P.normalize(pos, np.zeros(len(pos), bool), vis, PENN13)
+    assert np.all(n == 0) and s == 1.0
+
+
+def test_normalize_batch_shapes():
+    x = np.random.default_rng(2).normal(size=(4, 16, 13, 2)).astype(np.float32) * 50
+    n, c, s = P.normalize(x, np.ones((4, 16), bool), None, PENN13)
+    assert n.shape == x.shape and c.shape == (4, 2) and s.shape == (4,)
