@@ -1,0 +1,193 @@
+"""Argument checks and result types shared by the Numba kernels and their references.
+
+Both the fast kernels and the NumPy references call these, so they accept and
+reject exactly the same inputs.
+
+Conventions (documented once, here):
+
+- ``positions`` must be a floating array; float64 (or float16) is converted to
+  float32, the working precision of the pipeline. Integer arrays are refused.
+- ``joint_valid`` must have dtype ``bool``; convert masks explicitly
+  (``mask.astype(bool)`` or ``scores > threshold``). A joint marked valid whose
+  coordinates are not finite is treated as missing.
+- ``timestamps`` are seconds, any real dtype (converted to float64), finite and
+  strictly increasing along a window.
+- ``parents`` holds one integer per joint, -1 for a root; every joint must
+  reach a root without a cycle (a forest is accepted: each root is fitted by
+  its position).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+N_REGIONS_MIN = 5
+
+
+@dataclass(frozen=True)
+class LagrangianResult:
+    """Output of :func:`lagrangian_acceleration` (a leading ``N`` in the batched form).
+
+    Attributes
+    ----------
+    acc : ``(T, V, 2)`` float32 joint accelerations in position units per s²;
+        0 where ``acc_valid`` is False.
+    acc_valid : ``(T, V)`` bool; False where the joint's own fit or any fit on
+        its path to the root had too few samples.
+    tau : ``(T, V)`` float32 generalised force at ``parents[k]`` on the subtree
+        hanging from bone ``k`` (positive in the direction of increasing bone
+        angle, i.e. from +x towards +y); 0 where ``tau_valid`` is False and at
+        roots.
+    tau_valid : ``(T, V)`` bool; True where every acceleration of the subtree of
+        ``k`` is supported (never at a root).
+    """
+
+    acc: np.ndarray
+    acc_valid: np.ndarray
+    tau: np.ndarray
+    tau_valid: np.ndarray
+
+    def __post_init__(self) -> None:
+        lead = self.acc.shape[:-1]
+        if self.acc.shape[-1:] != (2,) or self.acc.dtype != np.float32:
+            raise ValueError(f"acc: got {self.acc.shape} {self.acc.dtype}, "
+                             "expected (..., T, V, 2) float32")
+        for name in ("acc_valid", "tau", "tau_valid"):
+            a = getattr(self, name)
+            want = np.float32 if name == "tau" else np.bool_
+            if a.shape != lead or a.dtype != want:
+                raise ValueError(f"{name}: got {a.shape} {a.dtype}, expected {lead} "
+                                 f"{np.dtype(want)}")
+
+
+def _shape_error(name: str, got: np.ndarray, expected: str) -> ValueError:
+    return ValueError(f"{name}: got shape {got.shape} dtype {got.dtype}, expected {expected}")
+
+
+def check_positions(positions, lead: int, coords: int | None) -> np.ndarray:
+    """``positions`` with ``lead`` leading axes before (V, C) as C-contiguous float32."""
+    p = np.asarray(positions)
+    names = ("N", "T")[-lead:] if lead else ()
+    c = "C" if coords is None else str(coords)
+    expected = "(" + ", ".join((*names, "V", c)) + ") float32"
+    if p.ndim != lead + 2 or (coords is not None and p.shape[-1] != coords) or p.shape[-1] < 1:
+        raise _shape_error("positions", p, expected)
+    if p.shape[-2] < 1:
+        raise _shape_error("positions", p, expected + " with at least one joint")
+    if not np.issubdtype(p.dtype, np.floating):
+        raise _shape_error("positions", p, expected + " (a floating dtype)")
+    return np.ascontiguousarray(p, dtype=np.float32)
+
+
+def check_mask(joint_valid, positions: np.ndarray) -> np.ndarray:
+    m = np.asarray(joint_valid)
+    want = positions.shape[:-1]
+    if m.shape != want or m.dtype != np.bool_:
+        raise _shape_error("joint_valid", m, f"{want} bool (convert with .astype(bool))")
+    return np.ascontiguousarray(m)
+
+
+def check_regions(regions, n_joints: int) -> tuple[np.ndarray, int]:
+    """``regions`` as int64 and the number of regions R = max(5, regions.max() + 1)."""
+    r = np.asarray(regions)
+    if r.shape != (n_joints,) or not np.issubdtype(r.dtype, np.integer):
+        raise _shape_error("regions", r, f"({n_joints},) integer")
+    if r.size and r.min() < 0:
+        raise ValueError(f"regions: got a negative region index {int(r.min())}, "
+                         "expected values >= 0")
+    n = max(N_REGIONS_MIN, int(r.max()) + 1) if r.size else N_REGIONS_MIN
+    return np.ascontiguousarray(r, dtype=np.int64), n
+
+
+def check_fraction(name: str, value, low: float, high: float) -> float:
+    v = float(value)
+    if not low <= v <= high:
+        raise ValueError(f"{name}: got {value!r}, expected a number in [{low}, {high}]")
+    return v
+
+
+def check_timestamps(timestamps, shape: tuple[int, ...]) -> np.ndarray:
+    ts = np.asarray(timestamps)
+    if ts.shape != shape or not (np.issubdtype(ts.dtype, np.floating)
+                                 or np.issubdtype(ts.dtype, np.integer)):
+        raise _shape_error("timestamps", ts, f"{shape} float64 seconds")
+    ts = np.ascontiguousarray(ts, dtype=np.float64)
+    if not np.isfinite(ts).all():
+        raise ValueError("timestamps: got non-finite values, expected finite seconds")
+    if ts.shape[-1] > 1 and not (np.diff(ts, axis=-1) > 0).all():
+        raise ValueError("timestamps: got values that do not strictly increase along the "
+                         "window, expected one distinct time per frame slot")
+    return ts
+
+
+@functools.lru_cache(maxsize=64)
+def _tree(parents: tuple[int, ...]) -> np.ndarray:
+    v = len(parents)
+    depth = [-1] * v
+    for k in range(v):
+        chain, j = [], k
+        while j != -1 and depth[j] < 0:
+            if not -1 <= parents[j] < v:
+                raise ValueError(f"parents: joint {j} has parent {parents[j]}, expected -1 or "
+                                 f"an index in [0, {v})")
+            if j in chain:
+                raise ValueError(f"parents: the parent links form a cycle through joint {j}, "
+                                 "expected a tree (-1 at the root)")
+            chain.append(j)
+            j = parents[j]
+        d = -1 if j == -1 else depth[j]
+        for i in reversed(chain):
+            d += 1
+            depth[i] = d
+    order = np.argsort(np.asarray(depth), kind="stable").astype(np.int64)
+    order.setflags(write=False)
+    return order
+
+
+def check_parents(parents, n_joints: int) -> tuple[np.ndarray, np.ndarray]:
+    """``parents`` as int64 and a topological order (parents before children)."""
+    p = np.asarray(parents)
+    if p.shape != (n_joints,) or not np.issubdtype(p.dtype, np.integer):
+        raise _shape_error("parents", p, f"({n_joints},) integer with -1 at the root")
+    order = _tree(tuple(int(x) for x in p))
+    return np.ascontiguousarray(p, dtype=np.int64), order
+
+
+def check_masses(masses, n_joints: int) -> np.ndarray:
+    """Per-bone masses (V,) float64; ``None`` gives 1.0 per bone (roots carry no bone)."""
+    if masses is None:
+        return np.ones(n_joints, dtype=np.float64)
+    m = np.asarray(masses)
+    if m.shape != (n_joints,) or not (np.issubdtype(m.dtype, np.floating)
+                                      or np.issubdtype(m.dtype, np.integer)):
+        raise _shape_error("masses", m, f"({n_joints},) float64")
+    m = np.ascontiguousarray(m, dtype=np.float64)
+    if not (np.isfinite(m).all() and (m >= 0).all()):
+        raise ValueError("masses: got negative or non-finite values, expected finite masses >= 0")
+    return m
+
+
+def check_gravity(gravity) -> tuple[float, float]:
+    g = np.asarray(gravity, dtype=np.float64)
+    if g.shape != (2,) or not np.isfinite(g).all():
+        raise ValueError(f"gravity: got {gravity!r}, expected two finite numbers (gx, gy)")
+    return float(g[0]), float(g[1])
+
+
+def check_half_window(half_window) -> int:
+    if isinstance(half_window, bool) or not isinstance(half_window, int | np.integer) \
+            or half_window < 1:
+        raise ValueError(f"half_window: got {half_window!r}, expected an integer >= 1")
+    return int(half_window)
+
+
+def check_max_span(max_span) -> float:
+    if max_span is None:
+        return float("inf")
+    v = float(max_span)
+    if not v > 0:
+        raise ValueError(f"max_span: got {max_span!r}, expected None or seconds > 0")
+    return v

@@ -1,0 +1,176 @@
+"""Region motion variance: which body regions move in a window.
+
+Definition (shared with :mod:`finetec_live.kernels.reference`):
+
+1. A joint sample counts when ``joint_valid`` is True and its coordinates are
+   finite.
+2. Body size ``s``: in every frame with at least two counted joints, the RMS
+   distance of those joints to their centroid; ``s`` is the mean over such
+   frames. It uses every joint, so it does not vanish when the torso collapses
+   in the image (front-view push-ups), and it comes from the window itself, so
+   the scores do not depend on the units of ``positions``.
+3. Joint motion: the temporal variance of the joint's position over its counted
+   frames (population variance, summed over coordinates); only joints with at
+   least two counted frames take part.
+4. ``scores[r]``: the mean joint motion over the joints of region ``r`` that take
+   part, divided by ``s**2``; 0 for a region with no such joint, and all 0 when
+   ``s`` is 0.
+5. ``dynamic[r] = scores[r] > floor and scores[r] >= threshold * scores.max()``:
+   a region is dynamic when it moves at least ``threshold`` times as much as
+   the window's most moving region and more than the absolute ``floor`` (a
+   still window, keypoint jitter only, has nothing dynamic).
+
+The default ``floor`` (0.002) is an RMS displacement of about 4.5% of the body
+size ``s`` (roughly 1.5% of body height); ``threshold`` defaults to 0.25.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import check_fraction, check_mask, check_positions, check_regions
+from ._numba import jit, pjit, prange
+
+DEFAULT_THRESHOLD = 0.25
+DEFAULT_FLOOR = 0.002
+_SCORE_MAX = 1e30  # scores are clipped here so a degenerate body size cannot give inf
+
+
+@jit
+def _counted(pos, valid, t, v):
+    if not valid[t, v]:
+        return False
+    for c in range(pos.shape[2]):
+        if not np.isfinite(pos[t, v, c]):
+            return False
+    return True
+
+
+@jit
+def _region_motion_one(pos, valid, regions, threshold, floor, scores, dynamic):
+    """One window: fills ``scores (R,)`` and ``dynamic (R,)`` in place."""
+    n_t, n_v, n_c = pos.shape
+    n_r = scores.shape[0]
+    ok = np.empty((n_t, n_v), dtype=np.bool_)
+    for t in range(n_t):
+        for v in range(n_v):
+            ok[t, v] = _counted(pos, valid, t, v)
+    # body size: mean over frames of the RMS distance to the centroid
+    size_sum = 0.0
+    size_n = 0
+    cen = np.empty(n_c)
+    for t in range(n_t):
+        n = 0
+        for c in range(n_c):
+            cen[c] = 0.0
+        for v in range(n_v):
+            if ok[t, v]:
+                n += 1
+                for c in range(n_c):
+                    cen[c] += pos[t, v, c]
+        if n < 2:
+            continue
+        for c in range(n_c):
+            cen[c] /= n
+        ss = 0.0
+        for v in range(n_v):
+            if ok[t, v]:
+                for c in range(n_c):
+                    d = pos[t, v, c] - cen[c]
+                    ss += d * d
+        size_sum += np.sqrt(ss / n)
+        size_n += 1
+    size = size_sum / size_n if size_n > 0 else 0.0
+    # per-joint variance, averaged per region
+    acc = np.zeros(n_r)
+    cnt = np.zeros(n_r, dtype=np.int64)
+    mean = np.empty(n_c)
+    for v in range(n_v):
+        n = 0
+        for c in range(n_c):
+            mean[c] = 0.0
+        for t in range(n_t):
+            if ok[t, v]:
+                n += 1
+                for c in range(n_c):
+                    mean[c] += pos[t, v, c]
+        if n < 2:
+            continue
+        for c in range(n_c):
+            mean[c] /= n
+        ss = 0.0
+        for t in range(n_t):
+            if ok[t, v]:
+                for c in range(n_c):
+                    d = pos[t, v, c] - mean[c]
+                    ss += d * d
+        acc[regions[v]] += ss / n
+        cnt[regions[v]] += 1
+    best = 0.0
+    for r in range(n_r):
+        s = 0.0
+        if cnt[r] > 0 and size > 0.0:
+            s = min(acc[r] / cnt[r] / (size * size), _SCORE_MAX)
+        acc[r] = s  # reuse acc as the float64 score
+        best = max(best, s)
+    for r in range(n_r):
+        scores[r] = acc[r]
+        dynamic[r] = acc[r] > floor and acc[r] >= threshold * best
+
+
+@pjit
+def _region_motion_many(pos, valid, regions, threshold, floor, scores, dynamic):
+    for i in prange(pos.shape[0]):
+        _region_motion_one(pos[i], valid[i], regions, threshold, floor, scores[i], dynamic[i])
+
+
+def _checked(positions, joint_valid, regions, threshold, floor, lead):
+    pos = check_positions(positions, lead, None)
+    valid = check_mask(joint_valid, pos)
+    reg, n_r = check_regions(regions, pos.shape[-2])
+    threshold = check_fraction("threshold", threshold, 0.0, 1.0)
+    floor = check_fraction("floor", floor, 0.0, np.inf)
+    return pos, valid, reg, n_r, threshold, floor
+
+
+def region_motion(positions, joint_valid, regions, threshold=DEFAULT_THRESHOLD,
+                  floor=DEFAULT_FLOOR):
+    """Per-region motion scores and the dynamic/static split of one window.
+
+    Parameters
+    ----------
+    positions : ``(T, V, C)`` float32 (float64 is converted).
+    joint_valid : ``(T, V)`` bool.
+    regions : ``(V,)`` integer region of each joint (0 torso, 1 left arm,
+        2 right arm, 3 left leg, 4 right leg; more regions are allowed).
+    threshold : fraction of the most moving region's score a region needs to be
+        dynamic.
+    floor : absolute score a region must exceed to be dynamic.
+
+    Returns
+    -------
+    scores : ``(R,)`` float32, R = max(5, regions.max() + 1); see the module
+        docstring for the exact definition.
+    dynamic : ``(R,)`` bool.
+    """
+    pos, valid, reg, n_r, threshold, floor = _checked(positions, joint_valid, regions,
+                                                      threshold, floor, 1)
+    scores = np.zeros(n_r, dtype=np.float32)
+    dynamic = np.zeros(n_r, dtype=np.bool_)
+    _region_motion_one(pos, valid, reg, threshold, floor, scores, dynamic)
+    return scores, dynamic
+
+
+def region_motion_batch(positions, joint_valid, regions, threshold=DEFAULT_THRESHOLD,
+                        floor=DEFAULT_FLOOR):
+    """:func:`region_motion` over ``N`` windows in parallel.
+
+    ``positions (N, T, V, C)``, ``joint_valid (N, T, V)``; returns ``scores (N, R)``
+    float32 and ``dynamic (N, R)`` bool.
+    """
+    pos, valid, reg, n_r, threshold, floor = _checked(positions, joint_valid, regions,
+                                                      threshold, floor, 2)
+    scores = np.zeros((pos.shape[0], n_r), dtype=np.float32)
+    dynamic = np.zeros((pos.shape[0], n_r), dtype=np.bool_)
+    _region_motion_many(pos, valid, reg, threshold, floor, scores, dynamic)
+    return scores, dynamic
