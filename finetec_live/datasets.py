@@ -215,7 +215,20 @@ def _numpy_globals() -> dict[tuple[str, str], object]:
     return allowed
 
 
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it for array bytes (latin-1 only)."""
+    if not isinstance(text, str) or encoding.lower().replace("-", "") != "latin1":
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
 _ALLOWED_GLOBALS = _numpy_globals()
+# Protocol-2 pickles (mmcv's default, so most PYSKL files) store array bytes as
+# _codecs.encode(str, "latin1").
+_ALLOWED_GLOBALS[("_codecs", "encode")] = _latin1_encode
+# ... and an empty byte string as bytes() (spelt __builtin__ by protocol 2).
+_ALLOWED_GLOBALS[("builtins", "bytes")] = bytes
+_ALLOWED_GLOBALS[("__builtin__", "bytes")] = bytes
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -223,9 +236,10 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     ``find_class`` resolves ``numpy.ndarray``, ``numpy.dtype``, the array
     reconstructor, the scalar reconstructor and the protocol-5 buffer
-    reconstructor (under their ``numpy.core`` and ``numpy._core`` names) and
-    raises :class:`pickle.UnpicklingError` for any other global, before anything
-    is called. Lists, dicts, tuples, strings and numbers need no globals.
+    reconstructor (under their ``numpy.core`` and ``numpy._core`` names), plus
+    a latin-1-only ``_codecs.encode`` and ``bytes`` that protocol-2 pickles
+    use for raw bytes, and raises :class:`pickle.UnpicklingError` for any other
+    global, before anything is called. Lists, dicts, tuples, strings and numbers need no globals.
     """
 
     def find_class(self, module: str, name: str):
