@@ -37,10 +37,12 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
 
-# Penn Action and J-HMDB frames come from consumer web video (YouTube for Penn
-# Action, HMDB51 for J-HMDB) decoded at 30 frames per second; neither
-# annotation file stores a rate, and the published datasets and the methods
-# evaluated on them (e.g. FineTec, PoseConv3D) treat the frames as 30 fps.
+# Neither annotation format stores a frame rate. HMDB51 (J-HMDB's source) was
+# converted to 30 fps by its authors; Penn Action frames come from web video
+# and are treated as 30 fps. A check on the data: the median period of the
+# head's vertical motion over the 50 jump_rope clips with a clear rhythm is
+# 14.5 frames, 2.07 jumps per second at 30 fps, the usual 100-140 skips a
+# minute (at 25 fps it would be 1.7, at 60 fps 4.1).
 PENN_FPS = 30.0
 JHMDB_FPS = 30.0
 
