@@ -132,6 +132,15 @@ class Clip:
         """Seconds covered by the clip at its nominal frame rate."""
         return self.num_frames / self.fps
 
+    @property
+    def frame_valid(self) -> np.ndarray:
+        """``(T,)`` bool: frames with at least one valid joint."""
+        return self.joint_valid.any(axis=1)
+
+    def timestamps(self) -> np.ndarray:
+        """``(T,)`` float64 seconds of each frame at the nominal rate, starting at 0."""
+        return np.arange(self.num_frames, dtype=np.float64) / self.fps
+
 
 @dataclass(frozen=True)
 class ClipSet:
@@ -503,6 +512,29 @@ def load_pyskl(path: str | os.PathLike, train_split: str = "xsub_train",
                           label=label, label_name=names[label], split=split_of[name],
                           fps=fps, layout=lay))
     return ClipSet(path.stem, tuple(clips), names, lay)
+
+
+DATASETS = ("penn_action", "jhmdb")
+_DATASET_ALIASES = {"penn": "penn_action", "penn_action": "penn_action", "jhmdb": "jhmdb",
+                    "jhmdb1": "jhmdb", "j-hmdb": "jhmdb"}
+
+
+def load_dataset(name: str | os.PathLike, root: str | os.PathLike | None = None,
+                 **kwargs) -> ClipSet:
+    """Load a data set by name (``"penn_action"``/``"penn"``, ``"jhmdb"``) or a PYSKL file.
+
+    A name that is not a known data set but ends in ``.pkl`` is read with
+    :func:`load_pyskl` (``kwargs`` go to the reader, e.g. ``train_split=``).
+    """
+    key = str(name).lower()
+    if key in _DATASET_ALIASES:
+        if _DATASET_ALIASES[key] == "penn_action":
+            return load_penn_action(root, **kwargs)
+        return load_jhmdb(root, **kwargs)
+    if key.endswith(".pkl"):
+        return load_pyskl(name, **kwargs)
+    raise FinetecError(f"unknown data set {name!r}; use penn_action, jhmdb or the path of a "
+                       "PYSKL .pkl annotation file")
 
 
 def clear_cache() -> None:

@@ -17,6 +17,7 @@ from finetec_live.datasets import (
     Clip,
     ClipSet,
     RestrictedUnpickler,
+    load_dataset,
     load_jhmdb,
     load_penn_action,
     load_pyskl,
@@ -102,12 +103,13 @@ def test_penn_annotated_mask_keeps_occluded_joints(penn, data_root):
 
 def test_penn_is_cached(penn, data_root):
     assert load_penn_action(data_root) is penn
+    assert load_dataset("penn", data_root) is penn and load_dataset("Penn_Action") is penn
     with pytest.raises(FinetecError, match="mask"):
         load_penn_action(data_root, mask="bogus")
 
 
 # --------------------------------------------------------------------------- J-HMDB
-def test_jhmdb_counts_and_shapes(jhmdb):
+def test_jhmdb_counts_and_shapes(jhmdb, data_root):
     assert len(jhmdb.train()) == 433 and len(jhmdb.test()) == 176
     assert jhmdb.class_names == JHMDB_CLASSES and jhmdb.num_classes == 14
     assert jhmdb.layout == "jhmdb15"
@@ -118,6 +120,7 @@ def test_jhmdb_counts_and_shapes(jhmdb):
         assert c.joint_valid.all() and np.isfinite(c.positions).all()
         assert np.abs(c.positions).max() < 5  # normalised coordinates, not pixels
     # puppet order: the face is above the neck, the belly below it (y down)
+    assert load_dataset("jhmdb", data_root) is jhmdb
     first = jhmdb["train_0000"]
     assert first.label_name == "clap"
     assert (first.positions[:, 2, 1] < first.positions[:, 0, 1]).all()
@@ -282,6 +285,9 @@ def test_pyskl_roundtrip(tmp_path, protocol):
 def test_pyskl_layout_and_errors(tmp_path):
     path, _ = _pyskl_file(tmp_path, v=25)
     assert load_pyskl(path).layout == "ntu25"
+    assert len(load_dataset(path, test_split="xsub_train")) == 3  # clips listed twice: train
+    with pytest.raises(FinetecError, match="unknown data set"):
+        load_dataset("kinetics")
     with pytest.raises(FinetecError, match="xsub_nope"):
         load_pyskl(path, test_split="xsub_nope")
     with pytest.raises(FinetecError, match="no annotation"):
@@ -306,6 +312,7 @@ def test_clip_checks_shapes():
     pos = np.zeros((4, 13, 2), np.float64)
     ok = Clip("a", pos, np.ones((4, 13), bool), 0, "x", "train", 30.0, "penn13")
     assert ok.positions.dtype == np.float32 and ok.duration == pytest.approx(4 / 30)
+    assert np.allclose(ok.timestamps(), [0, 1 / 30, 2 / 30, 3 / 30]) and ok.frame_valid.all()
     pos[0, 0, 0] = 5.0
     assert ok.positions[0, 0, 0] == 0.0  # the clip holds its own copy
     with pytest.raises(ValueError, match="joint_valid"):
