@@ -1,0 +1,196 @@
+"""Ring buffer of poses (one slot per frame tick) and time-based sliding windows.
+
+The buffer keeps the newest ``capacity`` ticks: positions, a frame-valid mask, a
+joint-valid mask and timestamps. A missing frame occupies its slot with
+``frame_valid = False`` (positions zero, never faked). Windows are defined in
+seconds: :class:`Windower` says when one is due, :meth:`RingBuffer.window` copies
+it out in time order (across the wrap-around).
+
+Window boundaries: with frame period ``p`` and ``tol = p / 2``, the window that
+ends at ``t_end`` holds the ticks with ``t_end - length - tol <= t < t_end - tol``
+and is due as soon as a tick with ``t >= t_end - tol - p`` has arrived (the last
+tick it can hold). Windows end at ``t0 + length + k * hop``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from finetec_live.pose import Pose
+
+
+@dataclass
+class Window:
+    """A window of ``T`` frame ticks for the recognizer.
+
+    positions (T, V, C) float32 (0 where missing), frame_valid (T,) bool,
+    joint_valid (T, V) bool, timestamps (T,) float64 seconds, strictly increasing.
+    """
+
+    positions: np.ndarray
+    frame_valid: np.ndarray
+    joint_valid: np.ndarray
+    timestamps: np.ndarray
+    t_start: float = 0.0  # window bounds, seconds of source time
+    t_end: float = 0.0
+    seq: int = 0
+    first_index: int = 0  # frame tick of positions[0]
+    wall_last: float = 0.0  # perf_counter() when the newest tick was read
+    wall_ready: float = 0.0  # perf_counter() when the window was cut (its last pose done)
+    pose_ms: float = 0.0  # mean pose-estimation time per tick in the window
+    layout: str = ""
+
+    def __post_init__(self) -> None:
+        self.positions = np.asarray(self.positions, dtype=np.float32)
+        self.frame_valid = np.asarray(self.frame_valid, dtype=bool)
+        self.joint_valid = np.asarray(self.joint_valid, dtype=bool)
+        self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
+        if self.positions.ndim != 3:
+            raise ValueError(f"positions must be (T, V, C), got shape {self.positions.shape}")
+        t, v, _ = self.positions.shape
+        if self.frame_valid.shape != (t,):
+            raise ValueError(f"frame_valid has shape {self.frame_valid.shape}, needs ({t},)")
+        if self.joint_valid.shape != (t, v):
+            raise ValueError(f"joint_valid has shape {self.joint_valid.shape}, needs ({t}, {v})")
+        if self.timestamps.shape != (t,):
+            raise ValueError(f"timestamps has shape {self.timestamps.shape}, needs ({t},)")
+        if t > 1 and not np.all(np.diff(self.timestamps) > 0):
+            raise ValueError("timestamps must be strictly increasing")
+        if np.any(self.joint_valid & ~self.frame_valid[:, None]):
+            raise ValueError("a missing frame (frame_valid False) cannot have valid joints")
+        if np.any(self.frame_valid & ~self.joint_valid.any(1)):
+            raise ValueError("a valid frame needs at least one valid joint")
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def num_valid(self) -> int:
+        return int(self.frame_valid.sum())
+
+    @property
+    def missing_fraction(self) -> float:
+        """Fraction of the window's ticks that are missing frames (1.0 when empty)."""
+        return 1.0 - self.num_valid / self.num_frames if self.num_frames else 1.0
+
+
+class RingBuffer:
+    """Fixed-size ring of frame ticks; ``push`` one :class:`Pose` per tick."""
+
+    def __init__(self, capacity: int, num_joints: int, channels: int = 2,
+                 layout: str = "") -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity, self.num_joints, self.channels = capacity, num_joints, channels
+        self.layout = layout
+        self.positions = np.zeros((capacity, num_joints, channels), np.float32)
+        self.joint_valid = np.zeros((capacity, num_joints), bool)
+        self.frame_valid = np.zeros(capacity, bool)
+        self.timestamps = np.full(capacity, -np.inf)
+        self.indices = np.full(capacity, -1, np.int64)
+        self.wall = np.zeros(capacity)
+        self.pose_ms = np.zeros(capacity)
+        self.count = 0  # ticks pushed in total
+
+    def __len__(self) -> int:
+        return min(self.count, self.capacity)
+
+    @property
+    def latest_timestamp(self) -> float:
+        return float(self.timestamps[(self.count - 1) % self.capacity]) if self.count else -math.inf
+
+    def push(self, pose: Pose, wall: float = 0.0, pose_ms: float = 0.0) -> None:
+        """Append one tick (a valid pose or a missing frame)."""
+        if pose.positions.shape != (self.num_joints, self.channels):
+            raise ValueError(f"pose has shape {pose.positions.shape}, buffer holds "
+                             f"({self.num_joints}, {self.channels})")
+        if self.layout and pose.layout != self.layout:
+            raise ValueError(f"pose layout {pose.layout} != buffer layout {self.layout}")
+        if pose.timestamp <= self.latest_timestamp:
+            raise ValueError(f"timestamps must increase: {pose.timestamp} after "
+                             f"{self.latest_timestamp}")
+        i = self.count % self.capacity
+        valid = pose.valid
+        self.positions[i] = pose.positions if valid else 0.0
+        self.joint_valid[i] = pose.joint_valid if valid else False
+        self.frame_valid[i] = valid
+        self.timestamps[i] = pose.timestamp
+        self.indices[i] = pose.index
+        self.wall[i] = wall
+        self.pose_ms[i] = pose_ms
+        self.count += 1
+
+    def _order(self) -> np.ndarray:
+        """Slot indices from oldest to newest."""
+        n = len(self)
+        start = (self.count - n) % self.capacity
+        return (start + np.arange(n)) % self.capacity
+
+    def window(self, t_lo: float, t_hi: float, **meta) -> Window:
+        """Copy out the ticks with ``t_lo <= t < t_hi``, oldest first."""
+        order = self._order()
+        ts = self.timestamps[order]
+        sel = order[(ts >= t_lo) & (ts < t_hi)]
+        wall = float(self.wall[sel[-1]]) if len(sel) else 0.0
+        pose_ms = float(self.pose_ms[sel].mean()) if len(sel) else 0.0
+        return Window(self.positions[sel].copy(), self.frame_valid[sel].copy(),
+                      self.joint_valid[sel].copy(), self.timestamps[sel].copy(),
+                      first_index=int(self.indices[sel[0]]) if len(sel) else 0,
+                      wall_last=wall, pose_ms=pose_ms, layout=self.layout, **meta)
+
+
+class Windower:
+    """Decides when sliding windows (``length`` and ``hop`` in seconds) are due.
+
+    ``update(t)`` after each pushed tick returns the ``(t_start, t_end)`` of the
+    windows that just became due; ``flush(t_last)`` at the end of a source
+    returns the final window covering the ticks not yet in any window.
+    """
+
+    def __init__(self, length: float, hop: float, frame_period: float) -> None:
+        if not length > 0 or not hop > 0 or not frame_period > 0:
+            raise ValueError(f"length ({length}), hop ({hop}) and frame_period "
+                             f"({frame_period}) must be > 0")
+        self.length, self.hop, self.period = float(length), float(hop), float(frame_period)
+        self.tol = 0.5 * self.period
+        self.t0: float | None = None
+        self.k = 0  # windows emitted
+        self.last_end: float | None = None
+
+    def capacity_for(self, fps_margin: float = 2.0) -> int:
+        """Ring capacity that holds a window and a hop with margin for jitter."""
+        return math.ceil((self.length + self.hop) / self.period * fps_margin) + 16
+
+    def bounds(self, k: int) -> tuple[float, float]:
+        """The tick-selection interval ``[lo, hi)`` of window ``k``."""
+        assert self.t0 is not None
+        end = self.t0 + self.length + k * self.hop
+        return end - self.length - self.tol, end - self.tol
+
+    def update(self, t: float) -> list[tuple[float, float]]:
+        if self.t0 is None:
+            self.t0 = t
+        due = []
+        while True:
+            lo, hi = self.bounds(self.k)
+            if t < hi - self.period:
+                break
+            due.append((lo, hi))
+            self.k += 1
+            self.last_end = hi
+        return due
+
+    def flush(self, t_last: float) -> tuple[float, float] | None:
+        """The last window, ending just after ``t_last``, if ticks remain uncovered."""
+        if self.t0 is None:
+            return None
+        if self.last_end is not None and t_last < self.last_end:
+            return None
+        hi = t_last + self.tol
+        self.k += 1
+        self.last_end = hi + 1e-9
+        return hi - self.length, hi + 1e-9

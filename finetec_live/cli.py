@@ -1,0 +1,475 @@
+"""``finetec-live``: camera or video -> pose -> windows -> recognizer -> ZeroMQ labels.
+
+The command composes the library's steps: a source, the pose estimator, the
+ring buffer and windower, the recognizer and the publisher. Capture and pose
+run on the main thread, kernels and model on a second thread, with a bounded
+hand-off between them that drops stale windows.
+
+``finetec-live keygen DIR`` writes CURVE key pairs for non-loopback publishing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from finetec_live.errors import FinetecError
+
+log = logging.getLogger("finetec_live")
+
+EPILOG = """\
+examples:
+  finetec-live --video clip.mp4 --no-display --jsonl -      labels as JSON lines on stdout
+  finetec-live --camera 0 --show                            webcam, with a preview window
+  finetec-live --video clip.mp4 --fast --drop 0.5 --seed 1  drop half the frames after pose
+  finetec-live --video clip.mp4 --record poses.fkp          keep the poses for replay
+  finetec-live --keypoints poses.fkp --fast                 replay them without video
+  finetec-live keygen keys/                                 CURVE keys for --bind tcp://*:5557
+  finetec-subscribe --connect tcp://127.0.0.1:5557          print the labels
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
+def _positive(name: str):
+    def conv(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} needs a number, got {text!r}") from None
+        if not math.isfinite(v) or v <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {text}")
+        return v
+    return conv
+
+
+def _fraction(name: str, upper_open: bool):
+    def conv(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} needs a number, got {text!r}") from None
+        ok = 0.0 <= v < 1.0 if upper_open else 0.0 <= v <= 1.0
+        if not ok:
+            rng = "[0, 1)" if upper_open else "[0, 1]"
+            raise argparse.ArgumentTypeError(f"{name} must be in {rng}, got {text}")
+        return v
+    return conv
+
+
+def _positive_int(name: str):
+    def conv(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} needs an integer, got {text!r}") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {text}")
+        return v
+    return conv
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="finetec-live", epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Recognise the action of the person in view, window by window, "
+                            "and publish the labels over ZeroMQ (msgpack). Frames without a "
+                            "pose are missing frames; the model completes them. "
+                            "`finetec-live keygen DIR` writes CURVE keys.")
+    src = p.add_argument_group("source (one of)")
+    one = src.add_mutually_exclusive_group(required=True)
+    one.add_argument("--camera", metavar="N", help="camera index (0) or device (/dev/video0)")
+    one.add_argument("--video", metavar="FILE", help="video file, replayed at its frame rate")
+    one.add_argument("--keypoints", metavar="FILE", help="replay a pose recording (--record)")
+    src.add_argument("--fast", action="store_true",
+                     help="replay files as fast as the pipeline goes (default: real time)")
+    src.add_argument("--loop", action="store_true", help="restart files at their end")
+    src.add_argument("--record", metavar="FILE", help="also write the poses to FILE for replay")
+    src.add_argument("--camera-retry", type=_positive("--camera-retry"), default=10.0,
+                     metavar="S", help="keep retrying a camera that stopped for S seconds "
+                                       "(default 10)")
+
+    pose = p.add_argument_group("pose and corruption")
+    pose.add_argument("--min-visibility", type=_fraction("--min-visibility", False), default=0.5,
+                      metavar="V", help="joints below this MediaPipe visibility are missing "
+                                        "(default 0.5)")
+    pose.add_argument("--drop", type=_fraction("--drop", True), default=0.0, metavar="R",
+                      help="drop a fraction R of the frames after pose estimation (default 0)")
+    pose.add_argument("--seed", type=int, default=0, help="seed of --drop (default 0)")
+
+    model = p.add_argument_group("model and windows")
+    model.add_argument("--model", metavar="PATH",
+                       help="checkpoint file, or a shipped name (penn, jhmdb); default penn")
+    model.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where the model runs (default auto: CUDA when present)")
+    model.add_argument("--window", type=_positive("--window"), metavar="S",
+                       help="window length in seconds (default: the checkpoint's)")
+    model.add_argument("--hop", type=_positive("--hop"), metavar="S",
+                       help="seconds between windows (default: the checkpoint's)")
+    model.add_argument("--min-valid", type=_fraction("--min-valid", False), default=0.2,
+                       metavar="F", help="classify a window only when at least this fraction "
+                                         "of its frames have a pose (default 0.2)")
+    model.add_argument("--topk", type=_positive_int("--topk"), default=5, metavar="K",
+                       help="labels in the message's topk list (default 5)")
+
+    pub = p.add_argument_group("publishing")
+    pub.add_argument("--bind", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+                     help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5557)")
+    pub.add_argument("--stream", metavar="ID", help="stream id in the topics (default: from the "
+                                                    "source name)")
+    pub.add_argument("--curve-secret", metavar="FILE",
+                     help="server key pair (server.key_secret from `finetec-live keygen`)")
+    pub.add_argument("--curve-clients", metavar="DIR",
+                     help="accept only the client public keys (*.key) in DIR (with CURVE)")
+    pub.add_argument("--insecure", action="store_true",
+                     help="allow a non-loopback --bind without CURVE encryption")
+
+    out = p.add_argument_group("outputs")
+    out.add_argument("--show", action="store_true", help="show the skeleton, label and fps")
+    out.add_argument("--output", metavar="FILE", help="write the annotated video to FILE")
+    out.add_argument("--no-display", action="store_true", help="no window (overrides --show)")
+    out.add_argument("--jsonl", metavar="FILE", help="also write every label as a JSON line "
+                                                     "('-' for stdout)")
+    out.add_argument("--stats-json", metavar="FILE", help="write run statistics at exit")
+    out.add_argument("--max-seconds", type=_positive("--max-seconds"), metavar="S",
+                     help="stop after S seconds of running")
+    out.add_argument("--log-level", default="INFO", type=str.upper,
+                     choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                     help="logging on stderr (default INFO)")
+    return p
+
+
+def build_keygen_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="finetec-live keygen",
+                description="Write CURVE key pairs: DIR/server.key(_secret) for finetec-live "
+                            "--curve-secret, DIR/client.key(_secret) for subscribers.")
+    p.add_argument("dir", metavar="DIR", help="folder for the key files (created)")
+    p.add_argument("--force", action="store_true", help="overwrite existing key files")
+    return p
+
+
+def keygen_main(argv: list[str]) -> int:
+    from finetec_live.publisher import generate_keys
+
+    args = build_keygen_parser().parse_args(argv)
+    keys = generate_keys(args.dir, overwrite=args.force)
+    d = Path(args.dir)
+    print(f"wrote {', '.join(str(f) for pair in keys.values() for f in pair)}\n"
+          f"publisher:  finetec-live ... --bind tcp://*:5557 --curve-secret "
+          f"{d / 'server.key_secret'} [--curve-clients DIR_WITH_client.key]\n"
+          f"subscriber: finetec-subscribe --connect tcp://HOST:5557 --curve-server-key "
+          f"{d / 'server.key'} --curve-secret {d / 'client.key_secret'}")
+    return 0
+
+
+def load_recognizer(model: str | None, device: str):
+    """The recognizer, or a :class:`FinetecError` naming the checkpoint problem."""
+    import pickle
+
+    try:
+        from finetec_live.recognizer import Recognizer
+    except ImportError as exc:
+        raise FinetecError(f"the recognizer cannot be imported ({exc}); reinstall finetec-live "
+                           "with `pip install -e .`") from None
+    try:
+        rec = Recognizer.from_checkpoint(model, device=device)
+    except FinetecError:
+        raise
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, EOFError,
+            pickle.UnpicklingError) as exc:
+        raise FinetecError(f"cannot load checkpoint {model or 'penn'} ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}); pass --model with a "
+                           "finetec-live checkpoint (.pt) or a shipped name such as penn") from None
+    from finetec_live.layouts import mapping_matrix
+
+    mapping_matrix("mediapipe33", rec.layout)  # FinetecError when the layout cannot be fed
+    return rec
+
+
+def open_source(args: argparse.Namespace, stop: threading.Event):
+    from finetec_live.sources import CameraSource, KeypointSource, VideoSource
+
+    if args.video is not None:
+        return VideoSource(args.video, realtime=not args.fast, loop=args.loop, stop=stop)
+    if args.keypoints is not None:
+        return KeypointSource(args.keypoints, realtime=not args.fast, loop=args.loop, stop=stop)
+    return CameraSource(args.camera, retry_seconds=args.camera_retry, stop=stop)
+
+
+class _JsonlWriter:
+    def __init__(self, target: str) -> None:
+        if target == "-":
+            self.fh, self.own = sys.stdout, False
+        else:
+            try:
+                self.fh, self.own = open(target, "w", encoding="utf-8"), True
+            except OSError as exc:
+                raise FinetecError(f"cannot write --jsonl file {target} ({exc.strerror}); "
+                                   "choose a writable path") from None
+
+    def __call__(self, result) -> None:
+        try:
+            self.fh.write(json.dumps(result.message.to_dict()) + "\n")
+            self.fh.flush()
+        except BrokenPipeError:  # e.g. `| head`: stop writing, keep running
+            self.fh = open(os.devnull, "w")
+            self.own = True
+
+    def close(self) -> None:
+        if self.own:
+            self.fh.close()
+
+
+def _write_stats(path: str, payload: dict) -> None:
+    try:
+        Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise FinetecError(f"cannot write --stats-json file {path} ({exc.strerror}); choose a "
+                           "writable path") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """One live session; returns the exit status."""
+    os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from finetec_live.buffer import RingBuffer, Windower
+    from finetec_live.messages import check_stream_name
+    from finetec_live.pipeline import Handoff, InferenceWorker, Stats, enough_valid
+    from finetec_live.pose import Pose
+    from finetec_live.publisher import Publisher, start_authenticator
+
+    if args.hop is not None and args.window is not None and args.hop > args.window:
+        raise FinetecError(f"--hop {args.hop:g} is longer than --window {args.window:g}: frames "
+                           "between windows would never be classified; use a hop <= window")
+    for name in ("stats_json", "jsonl", "record", "output"):
+        target = getattr(args, name)
+        if target and target != "-" and not Path(target).resolve().parent.is_dir():
+            raise FinetecError(f"--{name.replace('_', '-')} folder {Path(target).parent} does "
+                               "not exist; create it or choose another path")
+    stop = threading.Event()
+    stopped_by = {"why": "end"}
+
+    def on_signal(signum, _frame):
+        stopped_by["why"] = signal.Signals(signum).name
+        stop.set()
+
+    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    source = publisher = auth = estimator = recorder = display = jsonl = worker = None
+    thread = None
+    stats = Stats()
+    try:
+        source = open_source(args, stop)
+        stream = args.stream or source.name
+        try:
+            check_stream_name(stream)
+        except ValueError as exc:
+            raise FinetecError(f"{exc}; pass --stream with such a name") from None
+        publisher = Publisher(args.bind, curve_secret=args.curve_secret, insecure=args.insecure)
+        if args.curve_clients:
+            if not args.curve_secret:
+                raise FinetecError("--curve-clients needs --curve-secret (the server key pair)")
+            auth = start_authenticator(publisher.context, args.curve_clients)
+        rec = load_recognizer(args.model, args.device)
+        _limit_threads()
+        window_s = args.window or float(rec.window_seconds)
+        hop_s = args.hop or float(rec.hop_seconds)
+        if hop_s > window_s:
+            raise FinetecError(f"--hop {hop_s:g} is longer than the window ({window_s:g} s); "
+                               "use a hop <= window")
+        layout = rec.layout
+        from finetec_live.layouts import get_layout
+
+        num_joints = get_layout(layout).num_joints
+        windower = Windower(window_s, hop_s, 1.0 / source.fps)
+        ring = RingBuffer(windower.capacity_for(), num_joints, 2, layout)
+        dropper = None
+        if args.drop > 0:
+            from finetec_live.corruption import FrameDropper
+
+            dropper = FrameDropper(args.drop, args.seed)
+        if args.record:
+            from finetec_live.sources import KeypointRecorder
+
+            recorder = KeypointRecorder(args.record, source.fps, source.width, source.height,
+                                        str(args.video or args.keypoints or args.camera))
+        show = args.show and not args.no_display
+        if show or args.output:
+            from finetec_live.display import Display
+
+            display = Display(show, args.output, source.fps, title=f"finetec-live {stream}")
+        if args.jsonl:
+            jsonl = _JsonlWriter(args.jsonl)
+        if args.keypoints is None:
+            from finetec_live.pose import PoseEstimator
+
+            estimator = PoseEstimator(model_complexity=1)
+        handoff = Handoff(maxsize=1)
+        worker = InferenceWorker(rec, handoff, publisher, stats, stream, stop, topk=args.topk,
+                                 want_completion=display is not None, on_label=jsonl)
+        thread = threading.Thread(target=worker.run, name="finetec-inference", daemon=True)
+        thread.start()
+        log.info("publishing label.%s and status.%s on %s; model %s (%s, %d classes) on %s; "
+                 "window %.2f s, hop %.2f s; source %.1f fps%s", stream, stream, args.bind,
+                 rec.model_id, layout, len(rec.class_names), rec.device, window_s, hop_s,
+                 source.fps, ", as fast as possible" if args.fast else "")
+
+        def cut(lo: float, hi: float, force: bool = False) -> None:
+            window = ring.window(lo, hi, t_start=lo + windower.tol, t_end=hi + windower.tol,
+                                 seq=stats.windows, wall_ready=time.perf_counter())
+            stats.windows += 1
+            if window.num_frames == 0 or not enough_valid(window, args.min_valid):
+                stats.skipped_windows += 1
+                log.debug("window %d skipped: %d of %d frames valid", window.seq,
+                          window.num_valid, window.num_frames)
+                return
+            handoff.put(window, force=force)
+
+        t_run = time.perf_counter()
+        last_t = None
+        fps_clock, fps_frames, fps_now = time.perf_counter(), 0, 0.0
+        for frame in source:
+            if stats.first_frame_wall is None:
+                stats.first_frame_wall = frame.wall
+            pose_ms = 0.0
+            if frame.pose is not None:  # keypoint replay
+                raw, has_picture = frame.pose, not frame.late
+            elif frame.image is None:  # a tick without picture
+                raw, has_picture = Pose.empty("mediapipe33", frame.index, frame.timestamp), False
+            else:
+                t0 = time.perf_counter()
+                raw = estimator.estimate(frame.image, frame.index, frame.timestamp)
+                pose_ms = (time.perf_counter() - t0) * 1e3
+                has_picture = True
+            if recorder is not None:
+                recorder.write(raw, gap=not has_picture)
+            pose = raw.to_layout(layout, args.min_visibility)
+            if not has_picture:
+                stats.no_image += 1
+            elif not pose.valid:
+                stats.pose_missing += 1
+            if dropper is not None and not dropper.keep():
+                pose = pose.missing_like()
+                stats.drop_injected += 1
+            ring.push(pose, wall=frame.wall, pose_ms=pose_ms)
+            stats.frames += 1
+            stats.last_frame_wall = time.perf_counter()
+            last_t = pose.timestamp
+            for lo, hi in windower.update(pose.timestamp):
+                cut(lo, hi)
+            if display is not None:
+                fps_frames += 1
+                if stats.last_frame_wall - fps_clock >= 1.0:
+                    fps_now = fps_frames / (stats.last_frame_wall - fps_clock)
+                    fps_clock, fps_frames = stats.last_frame_wall, 0
+                _draw(display, frame, source, pose, worker.latest, fps_now)
+                if display.closed_by_user:
+                    stopped_by["why"] = "window closed"
+                    break
+            if stop.is_set():
+                break
+            if args.max_seconds and time.perf_counter() - t_run >= args.max_seconds:
+                stopped_by["why"] = "max_seconds"
+                break
+        if worker.error is None and last_t is not None and stopped_by["why"] in (
+                "end", "max_seconds"):
+            final = windower.flush(last_t)
+            if final is not None:
+                cut(*final, force=True)
+        handoff.close()
+        thread.join()
+        thread = None
+        if worker.error is not None:
+            raise worker.error
+        stats.dropped_windows = handoff.dropped
+        s = stats.to_dict()
+        log.info("%s: %d frames in %.1f s (%.1f fps), %d windows: %d published, %d dropped, "
+                 "%d skipped; %d frames without pose", stopped_by["why"], s["frames"],
+                 s["elapsed_s"], s["fps"], s["windows"], s["published"], s["dropped_windows"],
+                 s["skipped_windows"], s["pose_missing"])
+        if args.stats_json:
+            s.update(stopped_by=stopped_by["why"], stream=stream, model=rec.model_id,
+                     layout=layout, device=rec.device, window_s=window_s, hop_s=hop_s,
+                     source_fps=source.fps, drop=args.drop, seed=args.seed)
+            _write_stats(args.stats_json, s)
+        return 0
+    finally:
+        stop.set()
+        if thread is not None:  # an error on the capture side: let the worker finish
+            worker.handoff.close()
+            thread.join(timeout=5)
+        for part in (display, recorder, jsonl, estimator, source):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception:  # closing must not hide the real error
+                    log.debug("closing %s failed", type(part).__name__, exc_info=True)
+        if auth is not None:
+            auth.stop()
+        if publisher is not None:
+            publisher.close()
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+
+
+def _limit_threads() -> None:
+    """Leave a core to pose estimation: torch gets the rest (at least one)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return
+    n = max(1, (os.cpu_count() or 2) - 1)
+    if torch.get_num_threads() > n:
+        torch.set_num_threads(n)
+
+
+def _draw(display, frame, source, pose, latest, fps: float) -> None:
+    completed = None
+    caption = [f"{fps:.1f} fps"]
+    if latest is not None:
+        m = latest.message
+        caption.insert(0, f"{m.label}  {m.score:.2f}  (missing {m.missing:.0%})")
+        if latest.completed_positions is not None and not pose.joint_valid.all():
+            completed = latest.completed_positions[-1]
+    canvas = display.render(frame.image, source.width, source.height, pose, completed, caption)
+    display(canvas)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "keygen":
+            return keygen_main(argv[1:])
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return run(args)
+    except FinetecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except MemoryError:
+        print("error: out of memory; use a smaller --window or close other programs",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:  # no traceback for users; --log-level DEBUG shows it
+        log.debug("unexpected error", exc_info=True)
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"error: {type(exc).__name__}: {msg}; rerun with --log-level DEBUG and report "
+              "the traceback", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Drawing for people: the skeleton, the label, its score and the frame rate.
+
+Imported only when ``--show`` or ``--output`` is used. Observed joints are
+drawn as filled green dots with solid bones; joints filled in by completion as
+hollow orange rings with thin bones, so a viewer sees what the model invented.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from finetec_live.errors import FinetecError
+from finetec_live.layouts import get_layout
+
+log = logging.getLogger(__name__)
+
+OBSERVED = (60, 220, 60)  # BGR
+COMPLETED = (0, 165, 255)
+TEXT = (255, 255, 255)
+
+
+def _pt(p: np.ndarray) -> tuple[int, int]:
+    return round(float(p[0])), round(float(p[1]))
+
+
+def draw_skeleton(image: np.ndarray, positions: np.ndarray, joint_valid: np.ndarray,
+                  layout: str, completed: np.ndarray | None = None) -> np.ndarray:
+    """Draw in place; ``completed`` (V, 2) supplies the joints that are not valid."""
+    lay = get_layout(layout)
+    scale = max(1, round(max(image.shape[:2]) / 400))
+    pts = positions.copy()
+    filled = joint_valid.copy()
+    if completed is not None:
+        use = ~joint_valid & np.isfinite(completed).all(1)
+        pts[use] = completed[use]
+        filled = joint_valid | use
+    for a, b in lay.edges:
+        if filled[a] and filled[b]:
+            observed = joint_valid[a] and joint_valid[b]
+            cv2.line(image, _pt(pts[a]), _pt(pts[b]), OBSERVED if observed else COMPLETED,
+                     2 * scale if observed else scale, cv2.LINE_AA)
+    for k in range(lay.num_joints):
+        if joint_valid[k]:
+            cv2.circle(image, _pt(pts[k]), 3 * scale, OBSERVED, -1, cv2.LINE_AA)
+        elif filled[k]:
+            cv2.circle(image, _pt(pts[k]), 4 * scale, COMPLETED, scale, cv2.LINE_AA)
+    return image
+
+
+def draw_caption(image: np.ndarray, lines: list[str]) -> np.ndarray:
+    scale = max(0.5, max(image.shape[:2]) / 900)
+    th = max(1, round(scale * 2))
+    y = int(28 * scale)
+    for line in lines:
+        cv2.putText(image, line, (10, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), th + 2,
+                    cv2.LINE_AA)
+        cv2.putText(image, line, (10, y), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT, th, cv2.LINE_AA)
+        y += int(30 * scale)
+    return image
+
+
+class Display:
+    """A window (``show``) and/or a video file (``output``) of annotated frames."""
+
+    def __init__(self, show: bool, output: str | os.PathLike | None, fps: float,
+                 title: str = "finetec-live") -> None:
+        self.show, self.title, self.fps = show, title, fps
+        self.output = Path(output) if output else None
+        self.writer: cv2.VideoWriter | None = None
+        self.closed_by_user = False
+        if show and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise FinetecError("--show needs a graphical display (DISPLAY is not set); use "
+                               "--output FILE to write the annotated video, or --no-display")
+        if self.output is not None and not self.output.parent.is_dir():
+            raise FinetecError(f"--output folder {self.output.parent} does not exist; create it "
+                               "or choose another path")
+
+    def render(self, image: np.ndarray | None, width: int, height: int, pose, completed,
+               caption: list[str]) -> np.ndarray:
+        canvas = image.copy() if image is not None else np.zeros((height or 480, width or 640,
+                                                                  3), np.uint8)
+        if pose is not None:
+            draw_skeleton(canvas, pose.positions, pose.joint_valid, pose.layout, completed)
+        return draw_caption(canvas, caption)
+
+    def __call__(self, canvas: np.ndarray) -> None:
+        if self.output is not None:
+            if self.writer is None:
+                h, w = canvas.shape[:2]
+                fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.output.suffix.lower() in
+                                                  (".mp4", ".m4v", ".mov") else "MJPG"))
+                self.writer = cv2.VideoWriter(str(self.output), fourcc, self.fps, (w, h))
+                if not self.writer.isOpened():
+                    raise FinetecError(f"cannot write video {self.output}; use a .mp4 or .avi "
+                                       "file name in a writable folder")
+            self.writer.write(canvas)
+        if self.show:
+            try:
+                cv2.imshow(self.title, canvas)
+                key = cv2.waitKey(1) & 0xFF
+            except cv2.error as exc:
+                raise FinetecError(f"cannot open a window ({exc.msg.strip()}); use --output "
+                                   "FILE or --no-display") from None
+            if key in (27, ord("q")):
+                self.closed_by_user = True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        if self.show:
+            try:
+                cv2.destroyAllWindows()
+            except cv2.error:
+                pass

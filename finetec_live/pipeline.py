@@ -1,0 +1,267 @@
+"""Concurrency glue for the live command: hand-off, inference step, statistics.
+
+These are steps the command-line tool composes; none of them starts a thread
+or opens a socket on its own. The capture thread (source + pose + buffer) puts
+due windows into a :class:`Handoff`; the inference thread takes them,
+:func:`classify_window` runs kernels and model, and the publisher sends the
+result. When inference falls behind, the hand-off drops the stalest window and
+counts it: nothing ever waits for inference or for a subscriber.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from finetec_live.buffer import Window
+from finetec_live.messages import LabelMessage, StatusMessage
+
+
+class Handoff:
+    """Bounded FIFO between threads that drops the *oldest* item when full.
+
+    ``put(item)`` never blocks (unless ``force``, used for the last window of a
+    file, which must not be lost); ``dropped`` counts items evicted as stale.
+    ``close()`` lets ``get`` return None once the queue is drained.
+    """
+
+    def __init__(self, maxsize: int = 1) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+        self.maxsize = maxsize
+        self._q: collections.deque = collections.deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, item: Any, force: bool = False) -> None:
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("put on a closed hand-off")
+            if force:
+                while len(self._q) >= self.maxsize and not self._closed:
+                    self._cv.wait(0.05)
+            while len(self._q) >= self.maxsize:
+                self._q.popleft()
+                self.dropped += 1
+            self._q.append(item)
+            self._cv.notify_all()
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The oldest item; None on timeout or when closed and drained."""
+        with self._cv:
+            end = None if timeout is None else time.monotonic() + timeout
+            while not self._q:
+                if self._closed:
+                    return None
+                remaining = None if end is None else end - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cv.wait(remaining)
+            item = self._q.popleft()
+            self._cv.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+
+@dataclass
+class Stats:
+    """Counters of one run; written as ``--stats-json`` and sent as heartbeats.
+
+    ``windows`` (due) = ``published`` + ``dropped_windows`` (stale, evicted by
+    the hand-off) + ``skipped_windows`` (too few valid frames) + ``pending``.
+    """
+
+    frames: int = 0
+    pose_missing: int = 0  # ticks where pose estimation gave no usable pose
+    no_image: int = 0  # ticks without picture (camera gap, replay behind real time)
+    drop_injected: int = 0  # ticks removed by --drop
+    windows: int = 0
+    published: int = 0
+    dropped_windows: int = 0
+    skipped_windows: int = 0
+    first_frame_wall: float | None = None
+    last_frame_wall: float | None = None
+    latency: dict[str, list[float]] = field(default_factory=lambda: {
+        "pose": [], "kernels": [], "model": [], "total": [], "ready": []})
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    max_latency_samples: int = 100_000
+
+    def add_latency(self, values: dict[str, float]) -> None:
+        with self.lock:
+            for k, v in values.items():
+                lst = self.latency.setdefault(k, [])
+                if len(lst) >= self.max_latency_samples:  # bounded memory on long runs
+                    del lst[: len(lst) // 2]
+                lst.append(float(v))
+
+    @property
+    def elapsed_s(self) -> float:
+        if self.first_frame_wall is None or self.last_frame_wall is None:
+            return 0.0
+        return self.last_frame_wall - self.first_frame_wall
+
+    def percentiles(self) -> dict[str, dict[str, float]]:
+        out = {}
+        with self.lock:
+            for k, v in self.latency.items():
+                if v:
+                    a = np.asarray(v)
+                    out[k] = {"p50": float(np.percentile(a, 50)),
+                              "p95": float(np.percentile(a, 95)),
+                              "p99": float(np.percentile(a, 99)),
+                              "max": float(a.max()), "mean": float(a.mean()), "n": len(v)}
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        el = self.elapsed_s
+        return {
+            "frames": self.frames, "elapsed_s": el,
+            "fps": (self.frames - 1) / el if el > 0 and self.frames > 1 else 0.0,
+            "windows": self.windows, "published": self.published,
+            "dropped_windows": self.dropped_windows, "skipped_windows": self.skipped_windows,
+            "pose_missing": self.pose_missing, "no_image": self.no_image,
+            "drop_injected": self.drop_injected,
+            "latency_ms": self.percentiles(),
+        }
+
+    def status(self, stream: str, fps: float, uptime_s: float,
+               state: str = "running") -> StatusMessage:
+        return StatusMessage(stream=stream, fps=fps, frames=self.frames,
+                             pose_missing=self.pose_missing, windows=self.windows,
+                             published=self.published, dropped_windows=self.dropped_windows,
+                             skipped_windows=self.skipped_windows, uptime_s=uptime_s,
+                             state=state, wall_ns=time.time_ns(),
+                             extra={"no_image": self.no_image,
+                                    "drop_injected": self.drop_injected})
+
+
+def enough_valid(window: Window, min_valid_fraction: float, min_valid_frames: int = 2) -> bool:
+    """Whether a window has enough valid frames to be classified."""
+    return window.num_valid >= max(min_valid_frames,
+                                   int(np.ceil(min_valid_fraction * window.num_frames)))
+
+
+@dataclass
+class Classified:
+    """What the inference step produced for one window."""
+
+    message: LabelMessage
+    probs: np.ndarray
+    completed_positions: np.ndarray | None = None  # (T, V, 2) when asked for
+
+
+def classify_window(recognizer, window: Window, stream: str, topk: int = 5,
+                    want_completion: bool = False) -> Classified:
+    """Kernels (``prepare``) and model (``predict``) on one window, timed.
+
+    ``latency_ms.total`` runs from the reading of the window's newest frame to
+    the end of this step (the caller adds the publishing time).
+    """
+    ts = window.timestamps - window.timestamps[0]
+    pos = window.positions[None]  # (1, T, V, 2)
+    fv = window.frame_valid[None]  # (1, T)
+    jv = window.joint_valid[None]  # (1, T, V)
+    t0 = time.perf_counter()
+    batch = recognizer.prepare(pos, fv, jv, ts[None])
+    t1 = time.perf_counter()
+    probs = np.asarray(recognizer.predict(batch))[0]  # (K,)
+    t2 = time.perf_counter()
+    completed = None
+    if want_completion and window.num_valid < window.num_frames:
+        completed = np.asarray(recognizer.complete(pos, fv, jv, ts[None]))[0]
+    names = recognizer.class_names
+    order = np.argsort(-probs)[: max(1, min(topk, len(names)))]
+    missing = window.missing_fraction
+    msg = LabelMessage(
+        stream=stream, seq=window.seq,
+        t_start=round(window.t_start * 1e9), t_end=round(window.t_end * 1e9),
+        label=names[order[0]], score=float(probs[order[0]]),
+        topk=[[names[i], float(probs[i])] for i in order],
+        missing=missing, completed=bool(recognizer.uses_completion and missing > 0),
+        latency_ms={"pose": window.pose_ms, "kernels": (t1 - t0) * 1e3,
+                    "model": (t2 - t1) * 1e3,
+                    "total": (time.perf_counter() - window.wall_last) * 1e3},
+        model=str(recognizer.model_id), wall_ns=time.time_ns())
+    return Classified(msg, probs, completed)
+
+
+class InferenceWorker:
+    """The body of the inference thread (the caller creates and joins the thread).
+
+    Takes windows from the hand-off, classifies them, publishes each label, a
+    heartbeat every ``heartbeat_s``, and a final ``stopped`` heartbeat. Any
+    exception is kept in ``error`` and ``stop`` is set, so the capture thread
+    ends too and the caller reports it.
+    """
+
+    def __init__(self, recognizer, handoff: Handoff, publisher, stats: Stats, stream: str,
+                 stop: threading.Event, *, topk: int = 5, want_completion: bool = False,
+                 on_label=None, heartbeat_s: float = 1.0) -> None:
+        self.recognizer, self.handoff, self.publisher = recognizer, handoff, publisher
+        self.stats, self.stream, self.stop = stats, stream, stop
+        self.topk, self.want_completion = topk, want_completion
+        self.on_label = on_label  # callable(Classified) or None, e.g. --jsonl writer
+        self.heartbeat_s = heartbeat_s
+        self.error: BaseException | None = None
+        self.latest: Classified | None = None  # read by the display
+        self._t_start = time.monotonic()
+        self._last_beat = self._t_start
+        self._last_frames = 0
+
+    def heartbeat(self, state: str = "running") -> None:
+        now = time.monotonic()
+        frames = self.stats.frames
+        dt = now - self._last_beat
+        fps = (frames - self._last_frames) / dt if dt > 0 else 0.0
+        self._last_beat, self._last_frames = now, frames
+        self.stats.dropped_windows = self.handoff.dropped
+        self.publisher.send(self.stats.status(self.stream, fps, now - self._t_start, state))
+
+    def process(self, window: Window) -> Classified:
+        result = classify_window(self.recognizer, window, self.stream, self.topk,
+                                 self.want_completion)
+        self.publisher.send(result.message)
+        # total latency includes publishing; the message carries the value
+        # measured just before it was sent
+        published = time.perf_counter()
+        lat = dict(result.message.latency_ms)
+        lat["total"] = (published - window.wall_last) * 1e3
+        lat["ready"] = (published - window.wall_ready) * 1e3 if window.wall_ready else 0.0
+        self.stats.add_latency(lat)
+        self.stats.published += 1
+        self.latest = result
+        if self.on_label is not None:
+            self.on_label(result)
+        return result
+
+    def run(self) -> None:
+        try:
+            while True:
+                window = self.handoff.get(timeout=0.05)
+                if window is not None:
+                    self.process(window)
+                elif self.handoff.closed and len(self.handoff) == 0:
+                    break
+                if time.monotonic() - self._last_beat >= self.heartbeat_s:
+                    self.heartbeat()
+            self.heartbeat("stopped")
+        except BaseException as exc:  # reported by the caller, in its thread
+            self.error = exc
+            self.stop.set()

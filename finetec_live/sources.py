@@ -1,0 +1,363 @@
+"""Frame sources: a camera, a video file, or a replayed pose recording.
+
+A source is an iterable of :class:`Frame`, one per frame *tick*. Timestamps come
+from the source: ``index / fps`` for files (continuing across loops), a
+monotonic clock for cameras, the recorded times for a keypoint replay. A tick
+whose image is ``None`` is a frame that exists on the timeline but has no
+picture (a camera gap, or a replay that fell behind real time): it becomes a
+missing frame downstream.
+
+Pose recordings (``--record FILE``) are msgpack streams: a header map, then one
+map per tick with the raw MediaPipe-33 landmarks in pixels and their
+visibilities, so a replay can use another visibility threshold or layout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from finetec_live.errors import FinetecError
+from finetec_live.pose import Pose
+
+log = logging.getLogger(__name__)
+
+RECORD_FORMAT = "finetec-keypoints"
+RECORD_VERSION = 1
+DEFAULT_FPS = 30.0
+
+
+@dataclass
+class Frame:
+    """One frame tick.
+
+    ``image`` is BGR ``(H, W, 3)`` uint8, or None for a tick without picture.
+    ``pose`` is set by a keypoint replay (no image, the pose is known).
+    """
+
+    index: int
+    timestamp: float
+    image: np.ndarray | None = None
+    pose: Pose | None = None
+    late: bool = False  # skipped because real-time replay fell behind
+    wall: float = 0.0  # time.perf_counter() when the frame was read
+
+    def __post_init__(self) -> None:
+        if self.index < 0:
+            raise ValueError(f"frame index must be >= 0, got {self.index}")
+        if self.image is not None and (self.image.ndim != 3 or self.image.shape[2] != 3):
+            raise ValueError(f"image must be (H, W, 3) BGR, got {self.image.shape}")
+        if not self.wall:
+            self.wall = time.perf_counter()
+
+
+def stream_name_from(text: str) -> str:
+    """A topic-safe stream id from a file name or camera spec."""
+    s = re.sub(r"[^A-Za-z0-9_\-.]+", "_", text).strip("_.") or "live"
+    return s[:64]
+
+
+def _sane_fps(fps: float, what: str) -> float:
+    if not np.isfinite(fps) or not 1.0 <= fps <= 1000.0:
+        log.warning("%s reports %.3g fps; assuming %.0f", what, fps, DEFAULT_FPS)
+        return DEFAULT_FPS
+    return float(fps)
+
+
+class _Pacer:
+    """Real-time pacing against a monotonic clock; ``wait_until`` returns lateness."""
+
+    def __init__(self, stop: threading.Event | None) -> None:
+        self.stop = stop or threading.Event()
+        self.t0: float | None = None
+
+    def wait_until(self, t: float) -> float:
+        now = time.monotonic()
+        if self.t0 is None:
+            self.t0 = now - t
+        delay = self.t0 + t - now
+        if delay > 0:
+            self.stop.wait(delay)
+            return 0.0
+        return -delay
+
+
+class VideoSource:
+    """A video file through OpenCV.
+
+    ``realtime`` replays at the file's frame rate: when the consumer falls more
+    than one frame behind, the late frames become ticks without picture (as a
+    camera would lose them). ``realtime=False`` (``--fast``) delivers every frame
+    as fast as it is consumed. ``loop`` restarts at the end.
+    """
+
+    def __init__(self, path: str | os.PathLike, realtime: bool = True, loop: bool = False,
+                 stop: threading.Event | None = None) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FinetecError(f"video file {self.path} not found; check the --video path")
+        self.cap = cv2.VideoCapture(str(self.path))
+        ok, first = self.cap.read() if self.cap.isOpened() else (False, None)
+        if not ok or first is None:
+            self.cap.release()
+            raise FinetecError(f"cannot decode video {self.path}; is it a video file? Re-encode "
+                               "it, e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`")
+        self._first = first
+        self.fps = _sane_fps(self.cap.get(cv2.CAP_PROP_FPS), str(self.path))
+        self.height, self.width = first.shape[:2]
+        self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.realtime, self.loop = realtime, loop
+        self.stop = stop or threading.Event()
+        self.name = stream_name_from(self.path.stem)
+        self.loops = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        cv2 = self._cv2
+        pacer = _Pacer(self.stop)
+        index, period = 0, 1.0 / self.fps
+        pending = self._first
+        while not self.stop.is_set():
+            t = index / self.fps
+            late = pacer.wait_until(t) > period if self.realtime else False
+            if self.stop.is_set():
+                break
+            if pending is not None:
+                image, pending = pending, None
+                ok = True
+            elif late:
+                ok, image = self.cap.grab(), None
+            else:
+                ok, image = self.cap.read()
+            if not ok:
+                if not self.loop:
+                    return
+                self.loops += 1
+                self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, pending = self.cap.read()
+                if not ok:
+                    raise FinetecError(f"cannot rewind {self.path} for --loop; re-encode it")
+                continue
+            yield Frame(index, t, None if late else image, late=late)
+            index += 1
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class CameraSource:
+    """A camera (index or device path) through OpenCV, with retry and back-off.
+
+    Timestamps are a monotonic clock from the first frame. When the camera stops
+    delivering, it is reopened with exponential back-off (0.1 s doubling to 2 s);
+    the time it is away is filled with ticks without picture at the nominal frame
+    period, so the gap reaches the ring buffer as missing frames. After
+    ``retry_seconds`` without a frame a :class:`FinetecError` ends the run.
+    """
+
+    def __init__(self, spec: int | str, retry_seconds: float = 10.0,
+                 stop: threading.Event | None = None) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        self.spec = int(spec) if isinstance(spec, str) and spec.isdigit() else spec
+        self.retry_seconds = float(retry_seconds)
+        self.stop = stop or threading.Event()
+        self.cap = self._open()
+        if self.cap is None:
+            raise FinetecError(f"camera {self.spec} cannot be opened (absent, busy or no "
+                               "permission); check --camera (an index such as 0, or a device "
+                               "such as /dev/video0) and that no other program uses it")
+        self.fps = _sane_fps(self.cap.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS, f"camera {self.spec}")
+        self.width = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.name = stream_name_from(f"camera{self.spec}" if isinstance(self.spec, int)
+                                     else Path(str(self.spec)).name)
+        self.reconnects = 0
+        self.gap_ticks = 0
+
+    def _open(self):
+        cap = self._cv2.VideoCapture(self.spec)
+        if not cap.isOpened():
+            cap.release()
+            return None
+        return cap
+
+    def __iter__(self) -> Iterator[Frame]:
+        period = 1.0 / self.fps
+        t0: float | None = None
+        last_t = -period  # timestamp of the last tick yielded
+        index = 0
+        while not self.stop.is_set():
+            ok, image = self.cap.read() if self.cap is not None else (False, None)
+            now = time.monotonic()
+            if t0 is None:
+                t0 = now
+            if ok and image is not None:
+                last_t = max(now - t0, last_t + 1e-6)
+                yield Frame(index, last_t, image)
+                index += 1
+                continue
+            # The camera stopped delivering: back off, reopen, fill the gap with
+            # ticks without picture at the nominal period.
+            gap_start, delay = now, 0.1
+            log.warning("camera %s stopped delivering frames; retrying", self.spec)
+            while not self.stop.is_set():
+                if time.monotonic() - gap_start > self.retry_seconds:
+                    raise FinetecError(f"camera {self.spec} delivered no frame for "
+                                       f"{self.retry_seconds:g} s; check that it is plugged in "
+                                       "and not used by another program")
+                self.stop.wait(delay)
+                delay = min(delay * 2.0, 2.0)
+                now = time.monotonic()
+                while last_t + period < now - t0 - 0.5 * period:
+                    last_t += period
+                    yield Frame(index, last_t, None)
+                    index += 1
+                    self.gap_ticks += 1
+                if self.cap is not None:
+                    self.cap.release()
+                self.cap = self._open()
+                if self.cap is not None:
+                    self.reconnects += 1
+                    log.info("camera %s reopened", self.spec)
+                    break
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+
+
+class KeypointRecorder:
+    """Writes a pose recording (``--record``): header, then one record per tick."""
+
+    def __init__(self, path: str | os.PathLike, fps: float, width: int, height: int,
+                 source: str) -> None:
+        import msgpack
+
+        self._packer = msgpack.Packer(use_bin_type=True)
+        self.path = Path(path)
+        try:
+            self._fh = open(self.path, "wb")
+        except OSError as exc:
+            raise FinetecError(f"cannot write --record file {self.path} ({exc.strerror}); "
+                               "choose a writable path") from None
+        self._fh.write(self._packer.pack({
+            "format": RECORD_FORMAT, "v": RECORD_VERSION, "layout": "mediapipe33",
+            "fps": float(fps), "width": int(width), "height": int(height), "source": source}))
+        self.count = 0
+
+    def write(self, pose: Pose, gap: bool = False) -> None:
+        """Record a mediapipe33 pose (raw: visibilities kept, no threshold)."""
+        if pose.layout != "mediapipe33":
+            raise ValueError(f"record the raw mediapipe33 pose, got layout {pose.layout}")
+        rec = {"i": int(pose.index), "t": float(pose.timestamp), "gap": bool(gap)}
+        if pose.valid:
+            vis = pose.visibility if pose.visibility is not None else np.ones(33, np.float32)
+            rec["xy"] = pose.positions.astype("<f4").tobytes()
+            rec["ok"] = pose.joint_valid.astype(np.uint8).tobytes()
+            rec["vis"] = vis.astype("<f4").tobytes()
+        self._fh.write(self._packer.pack(rec))
+        self.count += 1
+        if self.count % 30 == 0:
+            self._fh.flush()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
+def read_recording(path: str | os.PathLike) -> tuple[dict, Iterator[tuple[Pose, bool]]]:
+    """``(header, iterator of (pose, gap))`` of a pose recording."""
+    import msgpack
+
+    path = Path(path)
+    if not path.is_file():
+        raise FinetecError(f"keypoint file {path} not found; check the --keypoints path")
+    fh = open(path, "rb")
+    unpacker = msgpack.Unpacker(fh, raw=False)
+    try:
+        header = next(unpacker)
+    except (StopIteration, ValueError, msgpack.UnpackException):
+        fh.close()
+        header = None
+    if not isinstance(header, dict) or header.get("format") != RECORD_FORMAT:
+        fh.close()
+        raise FinetecError(f"{path} is not a finetec-live pose recording; make one with "
+                           "`finetec-live --video CLIP --record FILE`")
+    if header.get("v") != RECORD_VERSION:
+        fh.close()
+        raise FinetecError(f"{path} is a version {header.get('v')} recording; this finetec-live "
+                           f"reads version {RECORD_VERSION}: record it again")
+
+    def records() -> Iterator[tuple[Pose, bool]]:
+        try:
+            for rec in unpacker:
+                i, t = int(rec["i"]), float(rec["t"])
+                if "xy" in rec:
+                    pose = Pose(i, t, np.frombuffer(rec["xy"], "<f4").reshape(33, 2),
+                                np.frombuffer(rec["ok"], np.uint8).astype(bool), "mediapipe33",
+                                visibility=np.frombuffer(rec["vis"], "<f4"))
+                else:
+                    pose = Pose.empty("mediapipe33", i, t)
+                yield pose, bool(rec.get("gap", False))
+        except (KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
+            raise FinetecError(f"{path} is truncated or corrupt ({exc}); record it again") \
+                from None
+        finally:
+            fh.close()
+
+    return header, records()
+
+
+class KeypointSource:
+    """Replays a pose recording: frames carry their pose and no image."""
+
+    def __init__(self, path: str | os.PathLike, realtime: bool = True, loop: bool = False,
+                 stop: threading.Event | None = None) -> None:
+        self.path = Path(path)
+        header, it = read_recording(self.path)
+        it.close()
+        self.header = header
+        self.fps = _sane_fps(float(header.get("fps", DEFAULT_FPS)), str(self.path))
+        self.width, self.height = int(header.get("width", 0)), int(header.get("height", 0))
+        self.realtime, self.loop = realtime, loop
+        self.stop = stop or threading.Event()
+        self.name = stream_name_from(self.path.stem)
+        self.loops = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        pacer = _Pacer(self.stop)
+        index, offset, span = 0, 0.0, 0.0
+        while not self.stop.is_set():
+            _, it = read_recording(self.path)
+            n = 0
+            for pose, gap in it:
+                t = offset + pose.timestamp
+                span = max(span, pose.timestamp)
+                if self.realtime:
+                    pacer.wait_until(t)
+                if self.stop.is_set():
+                    it.close()
+                    return
+                pose.index, pose.timestamp = index, t
+                yield Frame(index, t, None, pose=pose, late=gap)
+                index += 1
+                n += 1
+            if not self.loop or n == 0:
+                return
+            self.loops += 1
+            offset += span + 1.0 / self.fps
+
+    def close(self) -> None:
+        pass
