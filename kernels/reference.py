@@ -64,7 +64,8 @@ def _coordinates(pos, ok, parents, k):
     p = parents[k]
     if p < 0:
         return ok[:, k], pos[:, k, :]
-    d = pos[:, k, :] - pos[:, p, :]
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf at missing joints
+        d = pos[:, k, :] - pos[:, p, :]
     return ok[:, k] & ok[:, p], np.stack([np.hypot(d[:, 0], d[:, 1]),
                                           np.arctan2(d[:, 1], d[:, 0])], axis=1)
 
