@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 RECORD_FORMAT = "finetec-keypoints"
 RECORD_VERSION = 1
 DEFAULT_FPS = 30.0
+#: The shipped demo clip (BSD-3-Clause, see demo/LICENSE.txt): 5 s, 30 fps, 320x180,
+#: a person jumping off a box, another walking behind a tree.
+DEMO_VIDEO = Path(__file__).resolve().parent / "demo" / "sports2d_demo.mp4"
 
 
 @dataclass
