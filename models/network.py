@@ -1,0 +1,406 @@
+"""FineTec networks: context-aware completion, decomposition, physics, fusion, ST-GCN.
+
+One module, :class:`FinetecNet`, built from a :class:`ModelConfig`. Every part
+can be switched off for ablation, and the two baselines (a standard ST-GCN fed
+zero-filled or linearly interpolated windows) are the same code with every
+part off. ``forward`` maps tensors to tensors; the losses are in
+:func:`compute_losses`; nothing here reads files.
+
+Inputs (from :func:`finetec_live.recognizer.prepare_windows`, all float32):
+
+- ``x (N, T, V, 2)``: normalised positions; missing entries are 0 (or the
+  linear interpolation for the ``stgcn-interp`` baseline).
+- ``mask (N, T, V)``: 1 where the joint was observed.
+- ``interp (N, T, V, 2)``: linear interpolation of the gaps (edges held).
+- ``dynamic (N, V)``: 1 for joints in a region the motion kernel called dynamic.
+- ``kin (N, T, V, 4)``: the windowed Lagrangian kernel's acceleration (2, in
+  body units per frame^2), generalised force tau (1) and validity (1); zeros
+  where the kernel could not fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from finetec_live.layouts import get_layout
+
+METHODS = ("finetec", "stgcn-zero", "stgcn-interp")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and switches; stored in the checkpoint as a plain dict."""
+
+    num_classes: int
+    layout: str = "penn13"
+    method: str = "finetec"
+    completion: bool = True
+    decomposition: bool = True
+    physics: bool = True
+    T: int = 64
+    channels: tuple[int, ...] = (64, 64, 96, 128)
+    strides: tuple[int, ...] = (2, 1, 2, 1)
+    temporal_kernel: int = 9
+    completion_hidden: int = 128
+    completion_blocks: int = 2
+    physics_hidden: int = 32
+    dropout: float = 0.2
+    strong_sigma: float = 0.08  # perturbation of dynamic regions (training only), body units
+    weak_sigma: float = 0.02  # perturbation of static regions (training only)
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        self.channels = tuple(int(c) for c in self.channels)
+        self.strides = tuple(int(s) for s in self.strides)
+        if len(self.channels) != len(self.strides) or not self.channels:
+            raise ValueError(f"channels {self.channels} and strides {self.strides} must have the "
+                             "same non-zero length")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        if self.method != "finetec":  # the baselines are plain ST-GCNs
+            self.completion = self.decomposition = self.physics = False
+        get_layout(self.layout)
+
+    @property
+    def fill(self) -> str:
+        """How missing frames are given to the network: ``"zeros"`` or ``"interp"``."""
+        return "interp" if self.method == "stgcn-interp" else "zeros"
+
+    @property
+    def needs_kernels(self) -> bool:
+        return self.method == "finetec" and (self.physics or self.decomposition)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        d["strides"] = list(self.strides)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# --------------------------------------------------------------------------- graph
+def spatial_partitions(layout_name: str) -> np.ndarray:
+    """ST-GCN's three spatial partitions ``(3, V, V)``: self, towards the root, away from it.
+
+    Each partition is normalised by the degree of the full graph (with self
+    loops), ``D^-1/2 A D^-1/2``.
+    """
+    layout = get_layout(layout_name)
+    V = layout.num_joints
+    depth = np.zeros(V, dtype=np.int64)
+    for k in range(V):
+        j = k
+        while layout.parents[j] != -1:
+            j = layout.parents[j]
+            depth[k] += 1
+    adj = layout.adjacency() + np.eye(V, dtype=np.float32)
+    deg = adj.sum(1)
+    dn = 1.0 / np.sqrt(deg)
+    parts = np.zeros((3, V, V), dtype=np.float32)
+    for i in range(V):
+        for j in range(V):
+            if adj[i, j] == 0:
+                continue
+            if i == j:
+                k = 0
+            elif depth[j] < depth[i] or (depth[j] == depth[i] and j < i):
+                k = 1
+            else:
+                k = 2
+            parts[k, i, j] = dn[i] * adj[i, j] * dn[j]
+    return parts
+
+
+class GraphConv(nn.Module):
+    """Spatial graph convolution over the layout's partitions, with a learned residual graph."""
+
+    def __init__(self, c_in: int, c_out: int, parts: np.ndarray) -> None:
+        super().__init__()
+        K, V, _ = parts.shape
+        self.K = K
+        self.register_buffer("A", torch.from_numpy(parts))  # (K, V, V)
+        self.B = nn.Parameter(torch.zeros(K, V, V))  # learned correction of the graph
+        self.conv = nn.Conv2d(c_in, c_out * K, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, C, T, V)
+        N, _, T, V = x.shape
+        y = self.conv(x).view(N, self.K, -1, T, V)  # (N, K, C', T, V)
+        A = self.A + self.B  # (K, V, V)
+        return torch.einsum("nkctv,kwv->nctw", y, A)  # (N, C', T, V)
+
+
+class STGCNBlock(nn.Module):
+    """Graph conv -> BN -> ReLU -> temporal conv (stride) -> BN, with a residual."""
+
+    def __init__(self, c_in: int, c_out: int, parts: np.ndarray, stride: int = 1,
+                 kernel: int = 9, dropout: float = 0.0, residual: bool = True) -> None:
+        super().__init__()
+        self.gcn = GraphConv(c_in, c_out, parts)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        pad = (kernel - 1) // 2
+        self.tcn = nn.Conv2d(c_out, c_out, (kernel, 1), (stride, 1), (pad, 0))
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.drop = nn.Dropout(dropout)
+        if not residual:
+            self.res = None
+        elif c_in == c_out and stride == 1:
+            self.res = nn.Identity()
+        else:
+            self.res = nn.Sequential(nn.Conv2d(c_in, c_out, 1, (stride, 1)), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, C, T, V) -> (N, C', T/stride, V)
+        y = F.relu(self.bn1(self.gcn(x)))
+        y = self.bn2(self.tcn(self.drop(y)))
+        if self.res is not None:
+            y = y + self.res(x)
+        return F.relu(y)
+
+
+class STGCN(nn.Module):
+    """A compact ST-GCN classifier over ``(N, C, T, V)`` features."""
+
+    def __init__(self, c_in: int, num_classes: int, layout: str, channels, strides,
+                 kernel: int = 9, dropout: float = 0.2) -> None:
+        super().__init__()
+        V = get_layout(layout).num_joints
+        parts = spatial_partitions(layout)
+        self.data_bn = nn.BatchNorm1d(c_in * V)
+        blocks, c = [], c_in
+        for i, (co, s) in enumerate(zip(channels, strides, strict=True)):
+            blocks.append(STGCNBlock(c, co, parts, s, kernel, dropout if i > 0 else 0.0,
+                                     residual=i > 0))
+            c = co
+        self.blocks = nn.ModuleList(blocks)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, C, T, V) -> logits (N, K)
+        N, C, T, V = x.shape
+        x = self.data_bn(x.permute(0, 3, 1, 2).reshape(N, V * C, T))  # (N, V*C, T)
+        x = x.view(N, V, C, T).permute(0, 2, 3, 1)  # (N, C, T, V)
+        for blk in self.blocks:
+            x = blk(x)
+        x = x.mean(dim=(2, 3))  # (N, C')
+        return self.fc(self.drop(x))
+
+
+# --------------------------------------------------------------------------- completion
+class MixerBlock(nn.Module):
+    """Temporal mixing (over frames) then spatial mixing (over joint features)."""
+
+    def __init__(self, T: int, hidden: int) -> None:
+        super().__init__()
+        self.norm_t = nn.LayerNorm(hidden)
+        self.mix_t = nn.Sequential(nn.Linear(T, T), nn.GELU(), nn.Linear(T, T))
+        self.norm_s = nn.LayerNorm(hidden)
+        self.mix_s = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(),
+                                   nn.Linear(2 * hidden, hidden))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        # h: (N, T, H)
+        h = h + self.mix_t(self.norm_t(h).transpose(1, 2)).transpose(1, 2)
+        return h + self.mix_s(self.norm_s(h))
+
+
+class Completion(nn.Module):
+    """Context-aware completion: predicts a correction to the linear interpolation.
+
+    Input per frame: the observed positions (zeros where missing), the mask,
+    the interpolation and the prior (the mean training sequence). Output
+    ``S_base = mask * x + (1 - mask) * (interp + correction)``: observed
+    entries pass through unchanged; the correction starts at exactly 0 (zero
+    initialised), so completion begins at the interpolation baseline.
+    """
+
+    def __init__(self, T: int, V: int, hidden: int, blocks: int) -> None:
+        super().__init__()
+        self.register_buffer("prior", torch.zeros(T, V, 2))  # (T, V, 2), set from training data
+        self.inp = nn.Linear(V * 7, hidden)
+        self.blocks = nn.ModuleList([MixerBlock(T, hidden) for _ in range(blocks)])
+        self.norm = nn.LayerNorm(hidden)
+        self.out = nn.Linear(hidden, V * 2)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, interp: torch.Tensor) -> torch.Tensor:
+        # x, interp: (N, T, V, 2); mask: (N, T, V) -> S_base (N, T, V, 2)
+        N, T, V, _ = x.shape
+        m = mask.unsqueeze(-1)  # (N, T, V, 1)
+        prior = self.prior.unsqueeze(0).expand(N, -1, -1, -1)  # (N, T, V, 2)
+        feats = torch.cat([x * m, m, interp, prior], dim=-1)  # (N, T, V, 7)
+        h = self.inp(feats.reshape(N, T, V * 7))  # (N, T, H)
+        for blk in self.blocks:
+            h = blk(h)
+        corr = self.out(self.norm(h)).view(N, T, V, 2)  # (N, T, V, 2)
+        pred = interp + corr
+        return m * x + (1 - m) * pred
+
+
+# --------------------------------------------------------------------------- physics
+def finite_differences(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Velocity and acceleration ``(N, T, V, C)`` per frame (central, edges replicated)."""
+    p = torch.cat([s[:, :1], s, s[:, -1:]], dim=1)  # (N, T+2, V, C)
+    vel = 0.5 * (p[:, 2:] - p[:, :-2])
+    acc = p[:, 2:] - 2 * p[:, 1:-1] + p[:, :-2]
+    return vel, acc
+
+
+class EulerLagrange(nn.Module):
+    """Learned Euler–Lagrange acceleration ``S_dd = M_hat * tau_hat - C_hat * S_d - g_hat``.
+
+    M_hat (positive, diagonal), tau_hat, C_hat (diagonal) and g_hat are
+    predicted per joint and frame from local (the joint's position and
+    velocity) and global (the body's mean position and velocity) features.
+    """
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(8, hidden, 1), nn.GELU(), nn.Conv2d(hidden, hidden, 1),
+                                 nn.GELU(), nn.Conv2d(hidden, 8, 1))
+
+    def forward(self, s: torch.Tensor, vel: torch.Tensor) -> torch.Tensor:
+        # s, vel: (N, T, V, 2) -> learned acceleration (N, T, V, 2)
+        V = s.shape[2]
+        glob = torch.cat([s.mean(2, keepdim=True), vel.mean(2, keepdim=True)], -1)  # (N,T,1,4)
+        feats = torch.cat([s, vel, glob.expand(-1, -1, V, -1)], dim=-1)  # (N, T, V, 8)
+        out = self.net(feats.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (N, T, V, 8)
+        m_hat = F.softplus(out[..., 0:2])
+        tau_hat, c_hat, g_hat = out[..., 2:4], out[..., 4:6], out[..., 6:8]
+        return m_hat * tau_hat - c_hat * vel - g_hat
+
+
+# --------------------------------------------------------------------------- the model
+class FinetecNet(nn.Module):
+    """Completion -> decomposition -> physics -> early fusion -> ST-GCN head."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        layout = get_layout(cfg.layout)
+        V = layout.num_joints
+        self.V = V
+        self.register_buffer("parents", torch.as_tensor(
+            [p if p >= 0 else k for k, p in enumerate(layout.parents)], dtype=torch.long))
+        self.completion = (Completion(cfg.T, V, cfg.completion_hidden, cfg.completion_blocks)
+                           if cfg.completion else None)
+        self.physics = EulerLagrange(cfg.physics_hidden) if cfg.physics else None
+        self.backbone = STGCN(self.in_channels, cfg.num_classes, cfg.layout, cfg.channels,
+                              cfg.strides, cfg.temporal_kernel, cfg.dropout)
+
+    @property
+    def in_channels(self) -> int:
+        cfg = self.cfg
+        if cfg.method != "finetec":
+            return 2  # standard ST-GCN: positions only
+        c = 2 + 2 + 2 + 1  # S_base, velocity, bone vectors, mask
+        if cfg.physics:
+            c += 2 + 2 + 4  # finite-difference and learned acceleration; kernel acc, tau, valid
+        if cfg.decomposition:
+            c += 2 + 2 + 1  # S_dyna, S_stat, dynamic indicator
+            if cfg.physics:
+                c += 2 * (2 + 2)  # accelerations of S_dyna and S_stat
+        return c
+
+    def set_prior(self, prior: torch.Tensor) -> None:
+        """Store the mean training sequence ``(T, V, 2)`` used by completion."""
+        if self.completion is not None:
+            self.completion.prior.copy_(prior.to(self.completion.prior))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, interp: torch.Tensor,
+                dynamic: torch.Tensor, kin: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return ``logits (N, K)``, ``completed (N, T, V, 2)`` and, with physics,
+        ``acc_learned``/``acc_target``/``acc_weight`` (one row per stream) for the loss."""
+        cfg = self.cfg
+        out: dict[str, torch.Tensor] = {}
+        if cfg.method != "finetec":
+            out["completed"] = x
+            feats = x.permute(0, 3, 1, 2)  # (N, 2, T, V)
+            out["logits"] = self.backbone(feats)
+            return out
+
+        # 1. completion: S_base (N, T, V, 2)
+        s_base = self.completion(x, mask, interp) if self.completion is not None else x * \
+            mask.unsqueeze(-1)
+        out["completed"] = s_base
+        streams = [s_base]
+        m = mask.unsqueeze(-1)  # (N, T, V, 1)
+        feats = [s_base]
+        vel_b, _ = finite_differences(s_base)
+        bones = s_base - s_base[:, :, self.parents]  # (N, T, V, 2)
+        feats += [vel_b, bones, m]
+
+        # 2. decomposition: region-gated streams, perturbed while training
+        if cfg.decomposition:
+            d = dynamic[:, None, :, None]  # (N, 1, V, 1)
+            s_dyna, s_stat = d * s_base, (1 - d) * s_base
+            if self.training:
+                s_dyna = s_dyna + d * cfg.strong_sigma * torch.randn_like(s_dyna)
+                s_stat = s_stat + (1 - d) * cfg.weak_sigma * torch.randn_like(s_stat)
+            streams += [s_dyna, s_stat]
+            feats += [s_dyna, s_stat, d.expand(-1, s_base.shape[1], -1, -1)]
+
+        # 3. physics: finite differences fused with the learned Euler–Lagrange estimate
+        if self.physics is not None:
+            learned, targets, weights = [], [], []
+            for i, s in enumerate(streams):
+                vel, acc_fd = finite_differences(s)
+                acc_el = self.physics(s, vel)  # (N, T, V, 2)
+                feats += [acc_fd, acc_el]
+                learned.append(acc_el)
+                if i == 0:  # the base stream is tied to the kernel's windowed Lagrangian fit
+                    kv = kin[..., 3:4]
+                    targets.append(kv * kin[..., 0:2] + (1 - kv) * acc_fd.detach())
+                else:
+                    targets.append(acc_fd.detach())
+                weights.append(torch.ones_like(acc_el[..., :1]))
+            feats.append(kin)  # (N, T, V, 4)
+            out["acc_learned"] = torch.stack(learned, 0)  # (S, N, T, V, 2)
+            out["acc_target"] = torch.stack(targets, 0)
+            out["acc_weight"] = torch.stack(weights, 0)
+
+        # 4. early fusion + ST-GCN head
+        fused = torch.cat(feats, dim=-1)  # (N, T, V, C_in)
+        out["logits"] = self.backbone(fused.permute(0, 3, 1, 2).contiguous())
+        return out
+
+
+def compute_losses(out: dict[str, torch.Tensor], labels: torch.Tensor, mask: torch.Tensor,
+                   target: torch.Tensor | None = None, target_valid: torch.Tensor | None = None,
+                   w_completion: float = 1.0, w_physics: float = 0.1,
+                   label_smoothing: float = 0.1) -> dict[str, torch.Tensor]:
+    """Cross-entropy + completion (on missing entries with ground truth) + acceleration tie.
+
+    ``labels (N,)``; ``mask (N, T, V)`` observed; ``target (N, T, V, 2)`` clean
+    normalised positions and ``target_valid (N, T, V)`` where they exist.
+    """
+    losses = {"ce": F.cross_entropy(out["logits"], labels, label_smoothing=label_smoothing)}
+    total = losses["ce"]
+    if target is not None and target_valid is not None:
+        w = (1 - mask) * target_valid  # (N, T, V)
+        err = F.smooth_l1_loss(out["completed"], target, reduction="none", beta=0.1).sum(-1)
+        losses["completion"] = (err * w).sum() / w.sum().clamp_min(1.0)
+        total = total + w_completion * losses["completion"]
+    if "acc_learned" in out:
+        diff = F.smooth_l1_loss(out["acc_learned"], out["acc_target"], reduction="none", beta=0.1)
+        losses["physics"] = (diff * out["acc_weight"]).mean()
+        total = total + w_physics * losses["physics"]
+    losses["total"] = total
+    return losses
+
+
+def build_model(cfg: ModelConfig) -> FinetecNet:
+    return FinetecNet(cfg)

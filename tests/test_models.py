@@ -1,0 +1,151 @@
+"""Contract tests for every network configuration: shapes, gradients, NaN, determinism."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from finetec_live.layouts import PENN13
+from finetec_live.models import (
+    FinetecNet,
+    ModelConfig,
+    compute_losses,
+    finite_differences,
+    spatial_partitions,
+)
+
+T, V, K, N = 16, 13, 5, 3
+SMALL = {"channels": (16, 24), "strides": (2, 1), "completion_hidden": 32, "physics_hidden": 8,
+         "T": T}
+CONFIGS = [dict(method="finetec", completion=c, decomposition=d, physics=p)
+           for c, d, p in itertools.product((True, False), repeat=3)]
+CONFIGS += [dict(method="stgcn-zero"), dict(method="stgcn-interp")]
+
+
+def _ids(cfg):
+    if cfg["method"] != "finetec":
+        return cfg["method"]
+    return "finetec-" + "".join(k[0] if cfg[k] else "_" for k in
+                                ("completion", "decomposition", "physics"))
+
+
+def _inputs(seed=0, all_missing=False):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, T, V, 2, generator=g)
+    mask = (torch.rand(N, T, V, generator=g) > 0.4).float()
+    if all_missing:
+        mask = torch.zeros(N, T, V)
+    x = x * mask.unsqueeze(-1)
+    interp = torch.randn(N, T, V, 2, generator=g) * (0 if all_missing else 1)
+    dynamic = (torch.rand(N, V, generator=g) > 0.5).float()
+    kin = torch.randn(N, T, V, 4, generator=g)
+    kin[..., 3] = (kin[..., 3] > 0).float()
+    return x, mask, interp, dynamic, kin
+
+
+def _model(cfg, seed=0):
+    torch.manual_seed(seed)
+    return FinetecNet(ModelConfig(num_classes=K, **SMALL, **cfg))
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=_ids)
+def test_shapes_and_no_nan(cfg):
+    model = _model(cfg)
+    for all_missing in (False, True):
+        out = model(*_inputs(all_missing=all_missing))
+        assert out["logits"].shape == (N, K)
+        assert out["completed"].shape == (N, T, V, 2)
+        for name, t in out.items():
+            assert torch.isfinite(t).all(), name
+        if model.cfg.physics:
+            assert out["acc_learned"].shape == out["acc_target"].shape
+            assert out["acc_learned"].shape[1:] == (N, T, V, 2)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=_ids)
+def test_every_parameter_gets_a_gradient(cfg):
+    model = _model(cfg)
+    model.train()
+    x, mask, interp, dynamic, kin = _inputs()
+    target = torch.randn(N, T, V, 2)
+    labels = torch.tensor([0, 1, 2])
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    # two steps: zero-initialised output layers pass no gradient upstream at step one
+    for _ in range(2):
+        opt.zero_grad()
+        out = model(x, mask, interp, dynamic, kin)
+        losses = compute_losses(out, labels, mask, target, torch.ones(N, T, V))
+        losses["total"].backward()
+        opt.step()
+    opt.zero_grad()
+    out = model(x, mask, interp, dynamic, kin)
+    compute_losses(out, labels, mask, target, torch.ones(N, T, V))["total"].backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=_ids)
+def test_eval_is_deterministic(cfg):
+    model = _model(cfg).eval()
+    inputs = _inputs(seed=3)
+    with torch.no_grad():
+        a = model(*inputs)
+        b = model(*inputs)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_completion_keeps_observed_and_starts_at_interpolation():
+    model = _model(dict(method="finetec")).eval()
+    x, mask, interp, dynamic, kin = _inputs(seed=4)
+    with torch.no_grad():
+        comp = model(x, mask, interp, dynamic, kin)["completed"]
+    m = mask.unsqueeze(-1)
+    assert torch.equal(comp * m, x * m)  # observed entries pass through unchanged
+    # zero-initialised correction: an untrained completion is the interpolation
+    assert torch.allclose(comp, m * x + (1 - m) * interp, atol=1e-6)
+
+
+def test_decomposition_perturbs_only_in_training():
+    model = _model(dict(method="finetec"))
+    inputs = _inputs(seed=5)
+    model.train()
+    torch.manual_seed(0)
+    a = model(*inputs)["logits"]
+    torch.manual_seed(1)
+    b = model(*inputs)["logits"]
+    assert not torch.allclose(a, b)  # dropout and perturbation are random in training
+
+
+def test_config_round_trip_and_baselines():
+    cfg = ModelConfig(num_classes=K, **SMALL)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    base = ModelConfig(num_classes=K, method="stgcn-interp")
+    assert not (base.completion or base.decomposition or base.physics)
+    assert base.fill == "interp" and ModelConfig(num_classes=K).fill == "zeros"
+    with pytest.raises(ValueError, match="method"):
+        ModelConfig(num_classes=K, method="transformer")
+    with pytest.raises(ValueError, match="channels"):
+        ModelConfig(num_classes=K, channels=(8, 8), strides=(1,))
+
+
+def test_spatial_partitions_cover_the_graph():
+    parts = spatial_partitions("penn13")
+    assert parts.shape == (3, V, V)
+    total = (parts > 0).sum(0)
+    adj = PENN13.adjacency() + np.eye(V)
+    assert np.array_equal(total > 0, adj > 0)
+    assert np.allclose(np.diag(parts[0]) > 0, True)
+
+
+def test_finite_differences_of_a_parabola():
+    t = torch.arange(10, dtype=torch.float32)
+    s = (0.5 * 3.0 * t**2).view(1, 10, 1, 1).expand(1, 10, 2, 2)
+    vel, acc = finite_differences(s)
+    assert torch.allclose(acc[:, 1:-1], torch.full_like(acc[:, 1:-1], 3.0))
+    assert torch.allclose(vel[:, 1:-1, 0, 0], 3.0 * t[1:-1])
