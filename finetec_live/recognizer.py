@@ -1,0 +1,328 @@
+"""The inference API: load a checkpoint, prepare windows, classify and complete them.
+
+```
+rec = Recognizer.from_checkpoint()          # shipped Penn Action weights
+probs = rec.classify(positions, frame_valid)  # (N, K) numpy
+```
+
+:func:`prepare_windows` is the one preprocessing path (NumPy + Numba, no
+torch) used by live inference, evaluation and training alike: resample each
+window to the model's ``T`` by time, normalise it (units cancel), fill the gaps
+the way the method expects, and run the kernels (region motion, windowed
+Lagrangian acceleration).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from finetec_live.errors import FinetecError
+from finetec_live.layouts import get_layout
+from finetec_live.preprocess import (
+    denormalize,
+    interpolate_missing,
+    normalize,
+    resample_batch,
+)
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "finetec-live/1"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "models" / "weights"
+NAMED_WEIGHTS = {"penn": "penn.pt", "jhmdb": "jhmdb.pt"}
+MIN_FRAMES = 8
+# Gravity in body units per frame^2 for the kernel (body unit ~ an upper arm,
+# ~0.3 m; frames at a nominal 30 fps): 9.81 / 0.3 / 30^2.
+KERNEL_GRAVITY = (0.0, 9.81 / 0.3 / 900.0)
+KIN_CLIP = 2.0
+
+
+def _weights_dir() -> Path:
+    # installed package: finetec_live/models/weights; editable: <repo>/models/weights
+    try:
+        import finetec_live.models as m
+
+        return Path(m.__file__).resolve().parent / "weights"
+    except ImportError:  # pragma: no cover
+        return WEIGHTS_DIR
+
+
+@dataclass
+class PreparedBatch:
+    """Windows ready for the network (NumPy), plus what is needed to map results back.
+
+    Shapes: ``x``/``interp (N, T, V, 2)``, ``mask (N, T, V)``, ``dynamic (N, V)``,
+    ``kin (N, T, V, 4)``, ``frame_valid (N, T)``, ``timestamps (N, T)`` (the
+    model's time grid, seconds), ``centre (N, 2)``, ``scale (N,)``.
+    """
+
+    x: np.ndarray
+    mask: np.ndarray
+    interp: np.ndarray
+    dynamic: np.ndarray
+    kin: np.ndarray
+    frame_valid: np.ndarray
+    timestamps: np.ndarray
+    centre: np.ndarray
+    scale: np.ndarray
+
+    def __post_init__(self) -> None:
+        N, T, V, C = self.x.shape
+        want = {"mask": (N, T, V), "interp": (N, T, V, C), "dynamic": (N, V),
+                "kin": (N, T, V, 4), "frame_valid": (N, T), "timestamps": (N, T),
+                "centre": (N, C), "scale": (N,)}
+        for name, shape in want.items():
+            got = getattr(self, name).shape
+            if got != shape:
+                raise ValueError(f"PreparedBatch.{name} has shape {got}, expected {shape}")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def network_inputs(self) -> tuple[np.ndarray, ...]:
+        """``(x, mask, interp, dynamic, kin)`` in the order of ``FinetecNet.forward``."""
+        return self.x, self.mask, self.interp, self.dynamic, self.kin
+
+
+def _as_batch(positions, frame_valid, joint_valid, timestamps, V: int, layout: str):
+    positions = np.asarray(positions, dtype=np.float32)
+    if positions.ndim == 3:  # one window
+        positions = positions[None]
+        frame_valid = np.asarray(frame_valid)[None]
+        joint_valid = None if joint_valid is None else np.asarray(joint_valid)[None]
+        timestamps = None if timestamps is None else np.asarray(timestamps)[None]
+    if positions.ndim != 4 or positions.shape[-1] != 2:
+        raise FinetecError(f"positions must be (N, T, V, 2), got shape {positions.shape}")
+    N, T = positions.shape[:2]
+    if positions.shape[2] != V:
+        raise FinetecError(f"positions have {positions.shape[2]} joints but the model uses layout "
+                           f"{layout} ({V} joints); map them with layouts.map_layout first")
+    if T < MIN_FRAMES:
+        raise FinetecError(f"a window needs at least {MIN_FRAMES} frames, got {T}")
+    frame_valid = np.asarray(frame_valid, dtype=bool)
+    if frame_valid.shape != (N, T):
+        raise FinetecError(f"frame_valid must be {(N, T)}, got {frame_valid.shape}")
+    if joint_valid is None:
+        joint_valid = np.ones((N, T, V), dtype=bool)
+    joint_valid = np.asarray(joint_valid, dtype=bool)
+    if joint_valid.shape != (N, T, V):
+        raise FinetecError(f"joint_valid must be {(N, T, V)}, got {joint_valid.shape}")
+    if timestamps is None:
+        timestamps = np.broadcast_to(np.arange(T, dtype=np.float64) / 30.0, (N, T))
+    timestamps = np.asarray(timestamps, dtype=np.float64)
+    if timestamps.shape != (N, T):
+        raise FinetecError(f"timestamps must be {(N, T)} seconds, got {timestamps.shape}")
+    if T > 1 and np.any(np.diff(timestamps, axis=1) <= 0):
+        raise FinetecError("timestamps must increase strictly along each window")
+    return positions, frame_valid, joint_valid, timestamps
+
+
+def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, layout: str,
+                    fill: str = "zeros", kernels: bool = True) -> PreparedBatch:
+    """Resample, normalise, fill and run the kernels: ``(N, T_in, V, 2)`` -> :class:`PreparedBatch`.
+
+    ``fill`` is ``"zeros"`` (missing entries are 0 and the mask says so) or
+    ``"interp"`` (the linear interpolation, for the ``stgcn-interp`` baseline).
+    With ``kernels=False`` the dynamic regions and kinematics are zeros.
+    """
+    lay = get_layout(layout)
+    V = lay.num_joints
+    positions, frame_valid, joint_valid, timestamps = _as_batch(
+        positions, frame_valid, joint_valid, timestamps, V, lay.name)
+    N = positions.shape[0]
+    pos, fv, jv, ts = resample_batch(positions, frame_valid, joint_valid, timestamps, T)
+    xn, centre, scale = normalize(pos, fv, jv, lay)  # (N, T, V, 2), zeros where missing
+    jv = jv & fv[..., None]
+    interp = interpolate_missing(xn, fv, jv)
+    x = interp if fill == "interp" else xn
+    dynamic = np.zeros((N, V), dtype=np.float32)
+    kin = np.zeros((N, T, V, 4), dtype=np.float32)
+    if kernels:
+        from finetec_live.kernels import lagrangian_acceleration_batch, region_motion_batch
+
+        regions = lay.regions_array()
+        _, dyn_regions = region_motion_batch(xn, jv, regions)  # (N, R) bool
+        dynamic = dyn_regions[:, regions].astype(np.float32)  # (N, V)
+        frames = np.broadcast_to(np.arange(T, dtype=np.float64), (N, T))  # per-frame units
+        res = lagrangian_acceleration_batch(xn, jv, frames, lay.parents_array(),
+                                            lay.masses_array(), gravity=KERNEL_GRAVITY)
+        ok = res.acc_valid
+        kin[..., 0:2] = np.clip(np.where(ok[..., None], res.acc, 0.0), -KIN_CLIP, KIN_CLIP)
+        kin[..., 2] = np.clip(np.where(res.tau_valid, res.tau, 0.0), -KIN_CLIP, KIN_CLIP)
+        kin[..., 3] = ok
+    return PreparedBatch(x=x.astype(np.float32), mask=jv.astype(np.float32),
+                         interp=interp.astype(np.float32), dynamic=dynamic, kin=kin,
+                         frame_valid=fv, timestamps=ts, centre=centre, scale=scale)
+
+
+def _hash_state(state: dict) -> str:
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
+    """``None``/``"penn"`` -> shipped Penn weights, ``"jhmdb"`` -> J-HMDB, else a file path."""
+    if path is None:
+        path = "penn"
+    if isinstance(path, str) and path in NAMED_WEIGHTS:
+        return _weights_dir() / NAMED_WEIGHTS[path]
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike | None) -> dict:
+    """Read a checkpoint with ``weights_only=True``; one-line :class:`FinetecError` on failure."""
+    import torch
+
+    p = resolve_checkpoint(path)
+    if not p.is_file():
+        raise FinetecError(f"model checkpoint {p} not found; pass a .pt file written by "
+                           "tools/train.py or one of: " + ", ".join(NAMED_WEIGHTS))
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt, truncated, or not a torch file
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FinetecError(f"cannot read model checkpoint {p} ({msg[:120]}); re-download it or "
+                           "retrain with tools/train.py") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise FinetecError(f"{p} is not a finetec-live checkpoint (format "
+                           f"{CHECKPOINT_FORMAT!r} expected); retrain with tools/train.py")
+    for key in ("state_dict", "config", "layout", "class_names"):
+        if key not in ckpt:
+            raise FinetecError(f"checkpoint {p} lacks {key!r}; retrain with tools/train.py")
+    return ckpt
+
+
+class Recognizer:
+    """A trained model: ``prepare``, ``predict``, ``classify``, ``complete``."""
+
+    def __init__(self, model, config, layout: str, class_names: list[str], *,
+                 device: str = "cpu", window_seconds: float = 2.5, hop_seconds: float = 0.5,
+                 model_id: str = "finetec", checkpoint: dict | None = None) -> None:
+        self.model = model
+        self.config = config
+        self.layout = layout
+        self.class_names = list(class_names)
+        self.device = device
+        self.window_seconds = float(window_seconds)
+        self.hop_seconds = float(hop_seconds)
+        self.model_id = model_id
+        self.checkpoint_meta = {k: v for k, v in (checkpoint or {}).items()
+                                if k not in ("state_dict", "optimizer", "prior")}
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "auto",
+                        layout: str | None = None) -> Recognizer:
+        """Load ``path`` (``None``/"penn", "jhmdb" or a file). ``layout``, if given, must match."""
+        import torch
+
+        from finetec_live.models import FinetecNet, ModelConfig
+
+        ckpt = load_checkpoint(path)
+        p = resolve_checkpoint(path)
+        ck_layout = str(ckpt["layout"])
+        if layout is not None and get_layout(layout).name != ck_layout:
+            raise FinetecError(f"checkpoint {p} is for layout {ck_layout}, not {layout}; use a "
+                               f"model trained on {layout} or map the poses to {ck_layout}")
+        try:
+            cfg = ModelConfig.from_dict(dict(ckpt["config"]))
+            model = FinetecNet(cfg)
+            model.load_state_dict(ckpt["state_dict"], strict=True)
+        except (TypeError, ValueError, RuntimeError, KeyError, FinetecError) as e:
+            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise FinetecError(f"checkpoint {p} does not fit this version of the model "
+                               f"({first}); retrain with tools/train.py") from None
+        if cfg.layout != ck_layout or len(ckpt["class_names"]) != cfg.num_classes:
+            raise FinetecError(f"checkpoint {p} is inconsistent (layout {ck_layout} vs "
+                               f"{cfg.layout}, {len(ckpt['class_names'])} class names vs "
+                               f"{cfg.num_classes} outputs); retrain with tools/train.py")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device == "cuda" and not torch.cuda.is_available():
+            raise FinetecError("device 'cuda' asked for but no CUDA device is available; "
+                               "use device='auto' or 'cpu'")
+        elif device not in ("cpu", "cuda"):
+            raise FinetecError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        model.to(device).eval()
+        dataset = str(ckpt.get("dataset", p.stem))
+        model_id = f"{dataset}-{cfg.method}-{_hash_state(ckpt['state_dict'])[:8]}"
+        return cls(model, cfg, ck_layout, [str(c) for c in ckpt["class_names"]], device=device,
+                   window_seconds=float(ckpt.get("window_seconds", 2.5)),
+                   hop_seconds=float(ckpt.get("hop_seconds", 0.5)), model_id=model_id,
+                   checkpoint=ckpt)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def T(self) -> int:
+        return int(self.config.T)
+
+    @property
+    def uses_completion(self) -> bool:
+        return bool(self.config.method == "finetec" and self.config.completion)
+
+    @property
+    def method(self) -> str:
+        return str(self.config.method)
+
+    # ------------------------------------------------------------------ inference
+    def prepare(self, positions, frame_valid, joint_valid=None, timestamps=None) -> PreparedBatch:
+        """NumPy-only preprocessing of ``(N, T, V, 2)`` windows (see :func:`prepare_windows`)."""
+        return prepare_windows(positions, frame_valid, joint_valid, timestamps, T=self.T,
+                               layout=self.layout, fill=self.config.fill,
+                               kernels=self.config.needs_kernels)
+
+    def _forward(self, batch: PreparedBatch):
+        import torch
+
+        with torch.inference_mode():
+            inputs = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+                      for a in batch.network_inputs()]
+            return self.model(*inputs)
+
+    def predict(self, batch: PreparedBatch) -> np.ndarray:
+        """Class probabilities ``(N, K)`` float32."""
+        import torch
+
+        out = self._forward(batch)
+        return torch.softmax(out["logits"].float(), dim=-1).cpu().numpy().astype(np.float32)
+
+    def classify(self, positions, frame_valid, joint_valid=None, timestamps=None) -> np.ndarray:
+        """``predict(prepare(...))``: class probabilities ``(N, K)``."""
+        return self.predict(self.prepare(positions, frame_valid, joint_valid, timestamps))
+
+    def complete(self, positions, frame_valid, joint_valid=None, timestamps=None) -> np.ndarray:
+        """Completed positions ``(N, T, V, 2)`` at the caller's frames and in the caller's units.
+
+        Observed joints are returned unchanged; missing ones come from the
+        model's completion (or, for the baselines, their filled input),
+        interpolated in time from the model's grid to the caller's timestamps.
+        """
+        single = np.asarray(positions).ndim == 3
+        pos, fv, jv, ts = _as_batch(positions, frame_valid, joint_valid, timestamps,
+                                    get_layout(self.layout).num_joints, self.layout)
+        batch = self.prepare(pos, fv, jv, ts)
+        out = self._forward(batch)["completed"].float().cpu().numpy()  # (N, T_m, V, 2)
+        comp = denormalize(out, batch.centre, batch.scale)
+        N, T_in = pos.shape[:2]
+        result = np.empty_like(pos)
+        for n in range(N):
+            grid = batch.timestamps[n]
+            src = comp[n].reshape(comp.shape[1], -1)  # (T_m, V*2)
+            if grid[-1] > grid[0]:
+                cols = [np.interp(ts[n], grid, src[:, k]) for k in range(src.shape[1])]
+                res = np.stack(cols, axis=-1)
+            else:
+                res = np.repeat(src[:1], T_in, axis=0)
+            result[n] = res.reshape(T_in, *comp.shape[2:])
+        observed = (fv[..., None] & jv & np.isfinite(pos).all(-1))[..., None]
+        result = np.where(observed, pos, result).astype(np.float32)
+        return result[0] if single else result

@@ -1,0 +1,442 @@
+#!/usr/bin/env python
+"""Train a FineTec model (or an ablation, or an ST-GCN baseline) on skeleton clips.
+
+    python tools/train.py --dataset penn --method finetec --out models/weights/penn.pt
+
+Every training sample is a whole clip or a random crop of the durations live
+windows use, augmented in space (rotation, shear, anisotropic scale,
+left-right flip, jitter, dropped joints) and in time (frames dropped at the
+native rate, then diverse temporal masking of the model's window), and goes
+through the same :func:`finetec_live.recognizer.prepare_windows` as live
+inference and evaluation. A checkpoint is written atomically after every
+epoch and can be resumed with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from finetec_live.corruption import diverse_mask
+from finetec_live.errors import FinetecError
+from finetec_live.layouts import get_layout
+from finetec_live.models import FinetecNet, ModelConfig, compute_losses
+from finetec_live.preprocess import interpolate_missing, normalize, resample_batch
+from finetec_live.recognizer import CHECKPOINT_FORMAT, KERNEL_GRAVITY, prepare_windows
+
+log = logging.getLogger("train")
+
+
+# --------------------------------------------------------------------------- data
+def load_dataset(spec: str, data_root: str | None):
+    from finetec_live import datasets
+
+    if spec == "penn":
+        return datasets.load_penn_action(data_root), "penn"
+    if spec == "jhmdb":
+        return datasets.load_jhmdb(data_root), "jhmdb"
+    if spec.startswith("pyskl:"):
+        path = spec.split(":", 1)[1]
+        return datasets.load_pyskl(path), Path(path).stem
+    raise FinetecError(f"unknown dataset {spec!r}; use penn, jhmdb or pyskl:PATH")
+
+
+def split_train_val(clips, fraction: float, seed: int):
+    """Carve a stratified validation subset out of the training clips."""
+    if fraction <= 0:
+        return list(clips), []
+    rng = np.random.default_rng(seed + 7)
+    labels = np.array([c.label for c in clips])
+    val_idx = []
+    for k in np.unique(labels):
+        idx = np.flatnonzero(labels == k)
+        n = max(1, round(fraction * len(idx)))
+        val_idx += list(rng.choice(idx, size=n, replace=False))
+    val = set(int(i) for i in val_idx)
+    return [c for i, c in enumerate(clips) if i not in val], [clips[i] for i in sorted(val)]
+
+
+def clip_scale(clip, layout) -> float:
+    _, _, s = normalize(clip.positions, np.ones(clip.num_frames, bool), clip.joint_valid, layout)
+    return float(s)
+
+
+def whole_windows(clips, T: int):
+    """Every clip resampled whole to ``T`` frames, all frames valid: ``(N, T, V, 2)`` etc."""
+    out = [resample_batch(c.positions[None], np.ones((1, c.num_frames), bool),
+                          c.joint_valid[None], np.arange(c.num_frames)[None] / c.fps, T)
+           for c in clips]
+    pos = np.concatenate([o[0] for o in out])
+    fv = np.concatenate([o[1] for o in out])
+    jv = np.concatenate([o[2] for o in out])
+    ts = np.concatenate([o[3] for o in out])
+    return pos, fv, jv, ts
+
+
+def mean_sequence(clips, T: int, layout) -> np.ndarray:
+    """The prior for completion: the mean normalised, gap-filled training sequence ``(T, V, 2)``."""
+    pos, fv, jv, _ = whole_windows(clips, T)
+    xn, _, _ = normalize(pos, fv, jv, layout)
+    return interpolate_missing(xn, fv, jv).mean(axis=0).astype(np.float32)
+
+
+class Sampler:
+    """Draws augmented, corrupted training windows (NumPy; seeded)."""
+
+    def __init__(self, clips, layout, T: int, rng: np.random.Generator, *,
+                 crop_prob: float, crop_seconds: tuple[float, float], mask_prob: float,
+                 native_prob: float, augment: bool = True) -> None:
+        self.clips = clips
+        self.layout = get_layout(layout)
+        self.T = T
+        self.rng = rng
+        self.crop_prob = crop_prob
+        self.crop_seconds = crop_seconds
+        self.mask_prob = mask_prob
+        self.native_prob = native_prob
+        self.augment = augment
+        self.flip = self.layout.flip_permutation()
+        self.scales = np.array([clip_scale(c, self.layout) for c in clips], dtype=np.float32)
+
+    def _one(self, i: int):
+        rng, c = self.rng, self.clips[i]
+        pos = c.positions.copy()  # (Tc, V, 2)
+        jv = c.joint_valid.copy()
+        Tc = c.num_frames
+        ts = np.arange(Tc) / c.fps
+        # temporal crop to a live-window duration
+        if self.augment and Tc / c.fps > self.crop_seconds[0] and rng.random() < self.crop_prob:
+            dur = rng.uniform(*self.crop_seconds)
+            n = int(np.clip(round(dur * c.fps), 8, Tc))
+            s = int(rng.integers(0, Tc - n + 1))
+            pos, jv, ts = pos[s:s + n], jv[s:s + n], ts[s:s + n]
+        Tn = len(pos)
+        fv = np.ones(Tn, dtype=bool)
+        if self.augment:
+            # spatial augmentation about the clip's centre
+            valid = jv
+            ctr = pos[valid].mean(0) if valid.any() else np.zeros(2, np.float32)
+            ang = rng.uniform(-0.3, 0.3)
+            sh = rng.uniform(-0.2, 0.2)
+            sx, sy = rng.uniform(0.8, 1.2, size=2)
+            R = np.array([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]])
+            M = R @ np.array([[1.0, sh], [0.0, 1.0]]) @ np.diag([sx, sy])
+            if rng.random() < 0.5:
+                M = M @ np.diag([-1.0, 1.0])
+                pos, jv = pos[:, self.flip], jv[:, self.flip]
+            pos = ((pos - ctr) @ M.T.astype(np.float32) + ctr).astype(np.float32)
+            # keypoint jitter (pose-estimator noise), in units of the body size
+            sig = rng.uniform(0.0, 0.04) * self.scales[i]
+            pos = pos + rng.normal(0, 1, size=pos.shape).astype(np.float32) * sig
+            # missing joints (whole tracks and single samples)
+            if rng.random() < 0.3:
+                jv = jv & (rng.random(jv.shape) > rng.uniform(0.0, 0.15))
+            if rng.random() < 0.1:
+                jv = jv.copy()
+                jv[:, rng.integers(jv.shape[1])] = False
+            # frames dropped at the native rate, before resampling
+            if rng.random() < self.native_prob and Tn > 4:
+                keep = rng.random(Tn) > rng.uniform(0.0, 0.6)
+                keep[rng.integers(Tn)] = True
+                fv = keep
+        p, f, j, t = resample_batch(pos[None], fv[None], jv[None], ts[None], self.T)
+        return p[0], f[0], j[0], t[0], c.label
+
+    def batch(self, idx):
+        items = [self._one(int(i)) for i in idx]
+        pos = np.stack([it[0] for it in items])  # (B, T, V, 2) clean (resampled)
+        fv = np.stack([it[1] for it in items])
+        jv = np.stack([it[2] for it in items])
+        ts = np.stack([it[3] for it in items])
+        labels = np.array([it[4] for it in items], dtype=np.int64)
+        # diverse temporal masking of the model's window
+        ofv, ojv = fv.copy(), jv.copy()
+        if self.augment:
+            V = jv.shape[2]
+            for b in range(len(idx)):
+                if self.rng.random() < self.mask_prob:
+                    f_m, j_m = diverse_mask(self.T, V, self.rng, max_rate=0.85,
+                                            max_joint_rate=0.15)
+                    ofv[b] &= f_m
+                    ojv[b] &= j_m
+        # at least one observed frame per window
+        none = ~ofv.any(1)
+        ofv[none, 0] = fv[none, 0]
+        ojv[none, 0] = jv[none, 0]
+        return pos, fv, jv, ts, ofv, ojv, labels
+
+
+def to_tensors(arrays, device):
+    return [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
+
+
+def make_batch(model_cfg: ModelConfig, layout, pos, fv, jv, ts, ofv, ojv):
+    """Prepare the observed windows; the completion target is the clean window in their frame."""
+    obs = np.where((ofv[..., None] & ojv)[..., None], pos, 0.0).astype(np.float32)
+    batch = prepare_windows(obs, ofv, ojv, ts, T=model_cfg.T, layout=layout,
+                            fill=model_cfg.fill, kernels=model_cfg.needs_kernels)
+    target = ((pos - batch.centre[:, None, None, :]) / batch.scale[:, None, None, None])
+    tvalid = (fv[..., None] & jv)
+    target = np.where(tvalid[..., None], target, 0.0).astype(np.float32)
+    return batch, target, tvalid.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate(model, cfg, layout, clips, device, spec: str = "clean", seed: int = 0,
+             batch_size: int = 256) -> float:
+    """Top-1 accuracy (%) of whole clips resampled to T, with an optional corruption spec."""
+    from finetec_live.corruption import Corruption, protocol_rng
+
+    if not clips:
+        return float("nan")
+    model.eval()
+    pos, fv, jv, ts = whole_windows(clips, cfg.T)
+    corr = Corruption.parse(spec)
+    if not corr.is_clean:
+        for i in range(len(clips)):
+            f_m = corr.frame_mask(cfg.T, protocol_rng(seed, i, spec))
+            fv[i] &= f_m
+    jv = jv & fv[..., None]
+    labels = np.array([c.label for c in clips])
+    correct = 0
+    for s in range(0, len(clips), batch_size):
+        sl = slice(s, s + batch_size)
+        b = prepare_windows(np.where(jv[sl][..., None], pos[sl], 0.0), fv[sl], jv[sl], ts[sl],
+                            T=cfg.T, layout=layout, fill=cfg.fill, kernels=cfg.needs_kernels)
+        logits = model(*to_tensors(b.network_inputs(), device))["logits"]
+        correct += int((logits.argmax(-1).cpu().numpy() == labels[sl]).sum())
+    return 100.0 * correct / len(clips)
+
+
+# --------------------------------------------------------------------------- checkpoint
+def atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", default="penn", help="penn, jhmdb or pyskl:PATH")
+    ap.add_argument("--method", default="finetec", choices=("finetec", "stgcn-zero",
+                                                             "stgcn-interp"))
+    ap.add_argument("--no-completion", action="store_true")
+    ap.add_argument("--no-decomposition", action="store_true")
+    ap.add_argument("--no-physics", action="store_true")
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--weight-decay", type=float, default=5e-4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--subset", type=int, default=None,
+                    help="use only the first N training clips (and N test clips) for a quick run")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--resume", type=Path, default=None)
+    ap.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--val-fraction", type=float, default=0.0,
+                    help="stratified share of the training clips held out for validation")
+    ap.add_argument("--window-seconds", type=float, default=2.5)
+    ap.add_argument("--hop-seconds", type=float, default=0.5)
+    ap.add_argument("--crop-prob", type=float, default=0.5)
+    ap.add_argument("--crop-seconds", type=float, nargs=2, default=(1.2, 3.5))
+    ap.add_argument("--mask-prob", type=float, default=0.85)
+    ap.add_argument("--native-prob", type=float, default=0.15)
+    ap.add_argument("--channels", type=int, nargs="+", default=None)
+    ap.add_argument("--strides", type=int, nargs="+", default=None)
+    ap.add_argument("--no-test", action="store_true", help="skip the final clean test check")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    command = " ".join([Path(sys.argv[0]).name if argv is None else "tools/train.py",
+                        *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return _train(args, command)
+    except FinetecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _train(args, command: str) -> int:
+    torch.set_num_threads(max(1, args.threads))
+    if args.device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif args.device == "cuda" and not torch.cuda.is_available():
+        raise FinetecError("--device cuda asked for but no CUDA device is available")
+    else:
+        device = args.device
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+
+    clipset, dataset_name = load_dataset(args.dataset, args.data_root)
+    layout = clipset.layout
+    class_names = list(clipset.class_names)
+    train_clips = list(clipset.train())
+    test_clips = list(clipset.test())
+    if args.subset:
+        # a class-balanced quick subset
+        order = np.argsort([c.label for c in train_clips], kind="stable")
+        by_class = {}
+        for i in order:
+            by_class.setdefault(train_clips[i].label, []).append(train_clips[i])
+        train_clips = [c for group in zip(*by_class.values(), strict=False) for c in group]
+        train_clips = train_clips[: args.subset]
+        by_class = {}
+        for c in test_clips:
+            by_class.setdefault(c.label, []).append(c)
+        test_clips = [c for group in zip(*by_class.values(), strict=False) for c in group]
+        test_clips = test_clips[: args.subset]
+    train_clips, val_clips = split_train_val(train_clips, args.val_fraction, args.seed)
+    log.info("%s: %d train, %d val, %d test clips, %d classes, layout %s", dataset_name,
+             len(train_clips), len(val_clips), len(test_clips), len(class_names), layout)
+
+    kw = {}
+    if args.channels:
+        kw["channels"] = tuple(args.channels)
+    if args.strides:
+        kw["strides"] = tuple(args.strides)
+    cfg = ModelConfig(num_classes=len(class_names), layout=layout, method=args.method,
+                      completion=not args.no_completion,
+                      decomposition=not args.no_decomposition, physics=not args.no_physics,
+                      **kw)
+    model = FinetecNet(cfg)
+    prior = torch.from_numpy(mean_sequence(train_clips, cfg.T, layout))
+    model.set_prior(prior)
+    model.to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model %s (completion=%s decomposition=%s physics=%s): %d parameters",
+             cfg.method, cfg.completion, cfg.decomposition, cfg.physics, n_params)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(train_clips) / args.batch_size))
+    total_steps = steps_per_epoch * args.epochs
+    warmup = min(steps_per_epoch * 2, total_steps // 10 + 1)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return args.lr * (step + 1) / warmup
+        prog = (step - warmup) / max(1, total_steps - warmup)
+        return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, prog))))
+
+    start_epoch, train_seconds, history = 0, 0.0, []
+    if args.resume is not None:
+        from finetec_live.recognizer import load_checkpoint
+
+        ck = load_checkpoint(args.resume)
+        if ModelConfig.from_dict(ck["config"]).to_dict() != cfg.to_dict():
+            raise FinetecError(f"{args.resume} was trained with another model configuration; "
+                               "resume with the same --method and switches")
+        model.load_state_dict(ck["state_dict"])
+        if "optimizer" in ck:
+            opt.load_state_dict(ck["optimizer"])
+        start_epoch = int(ck["epoch"])
+        train_seconds = float(ck.get("train_seconds", 0.0))
+        history = list(ck.get("history", []))
+        log.info("resumed from %s at epoch %d", args.resume, start_epoch)
+
+    sampler = Sampler(train_clips, layout, cfg.T, rng, crop_prob=args.crop_prob,
+                      crop_seconds=tuple(args.crop_seconds), mask_prob=args.mask_prob,
+                      native_prob=args.native_prob)
+
+    def checkpoint(epoch: int, extra: dict | None = None) -> dict:
+        ck = {
+            "format": CHECKPOINT_FORMAT,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "config": cfg.to_dict(),
+            "layout": layout,
+            "class_names": class_names,
+            "dataset": dataset_name,
+            "normalization": {"centre": "mean of valid torso joints over the window",
+                              "scale": "median over bones of (80th percentile length / "
+                                       "typical relative length)",
+                              "fill": cfg.fill, "T": cfg.T,
+                              "kernel_gravity": list(KERNEL_GRAVITY)},
+            "prior": prior.clone(),
+            "window_seconds": float(args.window_seconds),
+            "hop_seconds": float(args.hop_seconds),
+            "command": command,
+            "train_seconds": float(train_seconds),
+            "epoch": int(epoch),
+            "seed": int(args.seed),
+            "optimizer": opt.state_dict(),
+            "history": history,
+        }
+        if extra:
+            ck.update(extra)
+        return ck
+
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, args.epochs):
+        model.train()
+        # a fresh, reproducible stream per epoch (so resume gives the same run)
+        sampler.rng = np.random.default_rng([args.seed, epoch])
+        torch.manual_seed(args.seed * 1000 + epoch)
+        perm = sampler.rng.permutation(len(train_clips))
+        t0 = time.time()
+        sums: dict[str, float] = {}
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}",
+                   disable=args.quiet, leave=False, file=sys.stderr)
+        for it in bar:
+            idx = perm[it * args.batch_size:(it + 1) * args.batch_size]
+            if len(idx) < 2:
+                continue
+            pos, fv, jv, ts, ofv, ojv, labels = sampler.batch(idx)
+            batch, target, tvalid = make_batch(cfg, layout, pos, fv, jv, ts, ofv, ojv)
+            inputs = to_tensors(batch.network_inputs(), device)
+            tgt, tv, lab = to_tensors((target, tvalid, labels), device)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            out = model(*inputs)
+            losses = compute_losses(out, lab, inputs[1], tgt if cfg.completion else None, tv)
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            acc = float((out["logits"].argmax(-1) == lab).float().mean())
+            sums["acc"] = sums.get("acc", 0.0) + acc
+            bar.set_postfix(loss=f"{float(losses['total']):.3f}", acc=f"{acc:.2f}")
+        train_seconds += time.time() - t0
+        rec = {k: v / steps_per_epoch for k, v in sums.items()}
+        rec["epoch"] = epoch + 1
+        rec["seconds"] = train_seconds
+        if val_clips and ((epoch + 1) % 5 == 0 or epoch + 1 == args.epochs):
+            rec["val_clean"] = evaluate(model, cfg, layout, val_clips, device)
+            rec["val_burst60"] = evaluate(model, cfg, layout, val_clips, device, "burst:0.6:3")
+        history.append(rec)
+        log.info("epoch %d: %s", epoch + 1, " ".join(
+            f"{k}={v:.4g}" for k, v in rec.items() if k != "epoch"))
+        atomic_save(checkpoint(epoch + 1), args.out)
+
+    result = {}
+    if not args.no_test and test_clips:
+        t0 = time.time()
+        acc = evaluate(model, cfg, layout, test_clips, device)
+        result["test_clean_accuracy"] = acc
+        log.info("quick check: clean top-1 on %d test clips = %.2f%% (%.1f s)", len(test_clips),
+                 acc, time.time() - t0)
+    atomic_save(checkpoint(args.epochs, result), args.out)
+    log.info("saved %s (%.1f min of training)", args.out, train_seconds / 60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
