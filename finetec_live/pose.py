@@ -51,8 +51,8 @@ class Pose:
     def __post_init__(self) -> None:
         lay = get_layout(self.layout)
         v = lay.num_joints
-        self.positions = np.asarray(self.positions, dtype=np.float32)
-        self.joint_valid = np.asarray(self.joint_valid, dtype=bool)
+        self.positions = np.array(self.positions, dtype=np.float32)  # a copy: zeroed below
+        self.joint_valid = np.array(self.joint_valid, dtype=bool)
         if self.positions.shape != (v, 2):
             raise ValueError(f"positions has shape {self.positions.shape}, layout {lay.name} "
                              f"needs ({v}, 2)")

@@ -1,0 +1,191 @@
+"""Sources and the MediaPipe front end on real clips; pose recording round trip."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from finetec_live.errors import FinetecError
+from finetec_live.paths import data_root
+from finetec_live.pose import Pose, PoseEstimator
+from finetec_live.sources import (
+    DEMO_VIDEO,
+    CameraSource,
+    KeypointRecorder,
+    KeypointSource,
+    VideoSource,
+)
+
+VIDEOS = data_root() / "videos"
+
+
+@pytest.fixture(scope="module")
+def demo_poses() -> tuple[VideoSource, list[Pose]]:
+    """MediaPipe over the whole shipped demo clip (150 frames, 320x180)."""
+    src = VideoSource(DEMO_VIDEO, realtime=False)
+    with PoseEstimator() as est:
+        poses = [est.estimate(f.image, f.index, f.timestamp) for f in src]
+    src.close()
+    return src, poses
+
+
+def test_demo_clip_has_natural_missing_frames_never_faked(demo_poses):
+    src, poses = demo_poses
+    assert src.fps == pytest.approx(30.0) and (src.width, src.height) == (320, 180)
+    assert len(poses) == 150
+    np.testing.assert_allclose([p.timestamp for p in poses], np.arange(150) / 30.0)
+    valid = np.array([p.valid for p in poses])
+    # the person is found on most frames, and lost on some (occlusion, leaving)
+    assert valid.mean() > 0.8 and (~valid).sum() >= 1
+    for p in poses:
+        if not p.valid:  # a missing frame: no valid joint, zeros, no visibility
+            assert p.visibility is None and not p.positions.any()
+    # never the previous pose repeated
+    prev = None
+    for p in poses:
+        if p.valid and prev is not None:
+            assert not np.array_equal(p.positions, prev.positions)
+        prev = p if p.valid else prev
+    # penn13 mapping: missing frames stay missing
+    penn = [p.to_layout("penn13", 0.5) for p in poses]
+    assert all(q.valid <= p.valid for p, q in zip(poses, penn, strict=True))
+
+
+def test_positions_are_pixels_with_the_image_aspect():
+    """Portrait 1080x1920 lab clip: pixel coordinates, a person taller than wide."""
+    src = VideoSource(VIDEOS / "pose2sim_single_cam01.mp4", realtime=False)
+    assert (src.width, src.height, src.fps) == (1080, 1920, 60.0)
+    with PoseEstimator() as est:
+        poses = [est.estimate(f.image, f.index, f.timestamp)
+                 for f in itertools.islice(src, 12)]
+    src.close()
+    penn = [p.to_layout("penn13", 0.5) for p in poses]
+    assert all(q.valid for q in penn)
+    xy = np.concatenate([q.positions[q.joint_valid] for q in penn])
+    assert xy[:, 0].min() >= 0 and xy[:, 0].max() <= 1080
+    assert xy[:, 1].min() >= 0 and xy[:, 1].max() <= 1920
+    q = penn[-1]
+    head, ankles = q.positions[0], q.positions[[11, 12]]
+    height = ankles[:, 1].mean() - head[1]  # image y grows downwards
+    width = np.ptp(q.positions[q.joint_valid][:, 0])
+    assert height > 300 and height > width
+
+
+def test_record_and_replay_round_trip(demo_poses, tmp_path):
+    src, poses = demo_poses
+    path = tmp_path / "demo.fkp"
+    rec = KeypointRecorder(path, src.fps, src.width, src.height, str(DEMO_VIDEO))
+    for p in poses:
+        rec.write(p, gap=False)
+    rec.close()
+    replay = KeypointSource(path, realtime=False)
+    assert replay.fps == 30.0 and (replay.width, replay.height) == (320, 180)
+    frames = list(replay)
+    assert len(frames) == len(poses)
+    for f, p in zip(frames, poses, strict=True):
+        assert f.image is None and f.index == p.index and f.timestamp == p.timestamp
+        assert f.pose.valid == p.valid
+        np.testing.assert_array_equal(f.pose.positions, p.positions)
+        np.testing.assert_array_equal(f.pose.joint_valid, p.joint_valid)
+        if p.valid:
+            np.testing.assert_array_equal(f.pose.visibility, p.visibility)
+            # thresholds applied at replay give the same model-layout pose
+            np.testing.assert_array_equal(f.pose.to_layout("penn13", 0.7).positions,
+                                          p.to_layout("penn13", 0.7).positions)
+    # --loop continues the timeline
+    looped = list(itertools.islice(KeypointSource(path, realtime=False, loop=True), 400))
+    ts = np.array([f.timestamp for f in looped])
+    assert [f.index for f in looped] == list(range(400)) and np.all(np.diff(ts) > 0)
+    np.testing.assert_allclose(np.diff(ts), 1 / 30, atol=1e-6)
+
+
+def test_bad_recordings(tmp_path):
+    with pytest.raises(FinetecError, match="not found"):
+        KeypointSource(tmp_path / "nope.fkp")
+    bad = tmp_path / "bad.fkp"
+    bad.write_bytes(b"\x93not a recording")
+    with pytest.raises(FinetecError, match="not a finetec-live pose recording"):
+        KeypointSource(bad)
+
+
+def test_video_loop_and_fast_replay():
+    src = VideoSource(DEMO_VIDEO, realtime=False, loop=True)
+    frames = list(itertools.islice(src, 320))
+    src.close()
+    assert [f.index for f in frames] == list(range(320))
+    np.testing.assert_allclose([f.timestamp for f in frames], np.arange(320) / 30.0)
+    assert all(f.image is not None for f in frames)
+    np.testing.assert_array_equal(frames[0].image, frames[150].image)  # restarted
+    assert src.loops == 2
+
+
+def test_realtime_replay_keeps_the_clock_and_marks_late_frames():
+    src = VideoSource(VIDEOS / "clean_and_jerk.mp4", realtime=True)
+    t0 = time.monotonic()
+    frames = []
+    for f in src:
+        frames.append(f)
+        if f.index == 14:
+            time.sleep(0.3)  # the consumer stalls for about 9 frame periods
+        if f.index == 44:
+            break
+    elapsed = time.monotonic() - t0
+    src.close()
+    assert elapsed == pytest.approx(44 / src.fps, abs=0.15)  # paced at the file's rate
+    assert [f.index for f in frames] == list(range(45))  # every tick is there
+    late = [f.index for f in frames if f.image is None]
+    assert 5 <= len(late) <= 10 and min(late) == 15 and all(f.late for f in frames
+                                                            if f.image is None)
+
+
+def test_bad_video_files(tmp_path):
+    with pytest.raises(FinetecError, match="not found"):
+        VideoSource(tmp_path / "missing.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).bytes(10_000))
+    with pytest.raises(FinetecError, match="cannot decode"):
+        VideoSource(junk)
+
+
+def test_absent_camera():
+    with pytest.raises(FinetecError, match=r"camera .* cannot be opened"):
+        CameraSource("/dev/video99")
+
+
+def test_camera_gap_is_retried_then_missing_ticks_then_an_error(tmp_path):
+    """A 'camera' whose device disappears: retries with back-off, fills the gap
+    with ticks without picture, then ends with a clear error."""
+    clip = tmp_path / "cam.mp4"
+    shutil.copy(DEMO_VIDEO, clip)
+    cam = CameraSource(str(clip), retry_seconds=1.0)
+    frames, t_gap = [], None
+    with pytest.raises(FinetecError, match="delivered no frame for 1 s"):
+        for f in cam:
+            frames.append(f)
+            if f.index == 0:
+                clip.unlink()  # the device goes away; buffered frames still come
+            if f.image is None and t_gap is None:
+                t_gap = time.monotonic()
+    cam.close()
+    pictures = [f for f in frames if f.image is not None]
+    gap = [f for f in frames if f.image is None]
+    assert len(pictures) == 150
+    assert len(gap) >= 15  # about a second of missing ticks at 30 fps
+    ts = np.array([f.timestamp for f in frames])
+    assert np.all(np.diff(ts) > 0) and [f.index for f in frames] == list(range(len(frames)))
+
+
+def test_camera_reopens_after_a_gap(tmp_path):
+    clip = tmp_path / "cam.mp4"
+    shutil.copy(DEMO_VIDEO, clip)
+    cam = CameraSource(str(clip), retry_seconds=5.0)
+    frames = list(itertools.islice(cam, 200))  # 150 frames, a gap, then frames again
+    cam.close()
+    assert cam.reconnects == 1 and cam.gap_ticks >= 1
+    gap = [f.index for f in frames if f.image is None]
+    assert gap and min(gap) == 150 and frames[-1].image is not None
+    np.testing.assert_array_equal(frames[max(gap) + 1].image, frames[0].image)
