@@ -1,0 +1,190 @@
+"""Recognizer: checkpoint round trip, clear errors, invariance to units and gap contents."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from finetec_live import Recognizer
+from finetec_live.datasets import load_penn_action
+from finetec_live.errors import FinetecError
+from finetec_live.models import FinetecNet, ModelConfig
+from finetec_live.recognizer import CHECKPOINT_FORMAT, prepare_windows, resolve_checkpoint
+
+SMALL = {"channels": (16, 24), "strides": (2, 1), "completion_hidden": 32, "physics_hidden": 8}
+
+
+def _checkpoint(tmp_path, method="finetec", layout="penn13", name="model.pt", seed=0):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(num_classes=15, layout=layout, method=method, **SMALL)
+    model = FinetecNet(cfg)
+    model.set_prior(torch.randn(cfg.T, model.V, 2) * 0.1)
+    # give the batch norms non-trivial statistics so that eval differs from init
+    model.train()
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(8, cfg.T, model.V, 2, generator=g)
+        model(x, torch.ones(8, cfg.T, model.V), x, torch.ones(8, model.V),
+              torch.zeros(8, cfg.T, model.V, 4))
+    ck = {"format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(),
+          "config": cfg.to_dict(), "layout": layout,
+          "class_names": [f"c{i}" for i in range(15)], "dataset": "penn",
+          "normalization": {"fill": cfg.fill}, "prior": model.completion.prior.clone()
+          if model.completion is not None else torch.zeros(cfg.T, model.V, 2),
+          "window_seconds": 2.5, "hop_seconds": 0.5, "command": "test", "train_seconds": 0.0,
+          "epoch": 1}
+    path = tmp_path / name
+    torch.save(ck, path)
+    return path, model.eval()
+
+
+@pytest.fixture(scope="module")
+def penn_clips():
+    cs = load_penn_action()
+    test = cs.test()
+    return [test[i] for i in range(0, len(test), 107)][:8]
+
+
+def _clip_window(clip, T=None):
+    T = T or clip.num_frames
+    pos = clip.positions[:T][None].copy()
+    jv = clip.joint_valid[:T][None].copy()
+    return pos, np.ones((1, T), bool), jv
+
+
+def test_round_trip_matches_the_network(tmp_path, penn_clips):
+    path, model = _checkpoint(tmp_path)
+    rec = Recognizer.from_checkpoint(path, device="cpu")
+    assert rec.layout == "penn13" and rec.T == 64 and rec.device == "cpu"
+    assert rec.class_names == [f"c{i}" for i in range(15)]
+    assert rec.uses_completion and rec.window_seconds == 2.5 and rec.hop_seconds == 0.5
+    assert rec.model_id.startswith("penn-finetec-") and len(rec.model_id.split("-")[-1]) == 8
+    pos, fv, jv = _clip_window(penn_clips[0])
+    batch = rec.prepare(pos, fv, jv)
+    probs = rec.predict(batch)
+    assert probs.shape == (1, 15) and probs.dtype == np.float32
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    with torch.no_grad():
+        logits = model(*[torch.from_numpy(a) for a in batch.network_inputs()])["logits"]
+    assert np.allclose(probs, torch.softmax(logits, -1).numpy(), atol=1e-6)
+    assert np.allclose(rec.classify(pos, fv, jv), probs)
+
+
+@pytest.mark.parametrize("method", ["finetec", "stgcn-zero", "stgcn-interp"])
+def test_invariant_to_units_and_missing_contents(tmp_path, penn_clips, method):
+    path, _ = _checkpoint(tmp_path, method=method)
+    rec = Recognizer.from_checkpoint(path, device="cpu")
+    clip = penn_clips[1]
+    pos, fv, jv = _clip_window(clip)
+    T = pos.shape[1]
+    rng = np.random.default_rng(0)
+    fv[0, rng.choice(T, size=T // 2, replace=False)] = False
+    ts = (np.arange(T) / 30.0)[None]
+    ref = rec.classify(pos, fv, jv, ts)
+    # units: normalised image coordinates instead of pixels, and a shifted origin
+    assert np.allclose(rec.classify(pos / 480.0, fv, jv, ts), ref, atol=1e-4)
+    assert np.allclose(rec.classify(pos * 3.0 + 100.0, fv, jv, ts), ref, atol=1e-4)
+    # whatever the missing frames hold
+    for fill in (np.nan, 0.0, 1e6):
+        bad = pos.copy()
+        bad[~fv] = fill
+        assert np.allclose(rec.classify(bad, fv, jv, ts), ref, atol=1e-5), fill
+    garbage = pos.copy()
+    garbage[~fv] = rng.normal(size=garbage[~fv].shape) * 1e4
+    assert np.allclose(rec.classify(garbage, fv, jv, ts), ref, atol=1e-5)
+
+
+def test_complete_returns_callers_frames_and_units(tmp_path, penn_clips):
+    path, _ = _checkpoint(tmp_path)
+    rec = Recognizer.from_checkpoint(path, device="cpu")
+    pos, fv, jv = _clip_window(penn_clips[2])
+    T = pos.shape[1]
+    fv[0, T // 4: T // 2] = False
+    bad = pos.copy()
+    bad[~fv] = np.nan
+    out = rec.complete(bad, fv, jv)
+    assert out.shape == pos.shape and np.isfinite(out).all()
+    obs = fv[..., None] & jv
+    assert np.array_equal(out[obs], pos[obs])  # observed joints come back unchanged
+    # the completed gap lies in the body's range, in pixels
+    lo, hi = pos[obs].min(0) - 50, pos[obs].max(0) + 50
+    gap = out[0, T // 4: T // 2]
+    assert (gap >= lo).all() and (gap <= hi).all()
+    # units follow the caller
+    out2 = rec.complete(bad / 480.0, fv, jv)
+    assert np.allclose(out2 * 480.0, out, atol=1e-2)
+    # one window without the leading N
+    assert rec.complete(bad[0], fv[0], jv[0]).shape == pos.shape[1:]
+
+
+def test_all_missing_window_gives_finite_output(tmp_path):
+    path, _ = _checkpoint(tmp_path)
+    rec = Recognizer.from_checkpoint(path, device="cpu")
+    pos = np.full((2, 20, 13, 2), np.nan, np.float32)
+    fv = np.zeros((2, 20), bool)
+    probs = rec.classify(pos, fv)
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert np.isfinite(rec.complete(pos, fv)).all()
+
+
+def test_clear_errors(tmp_path):
+    path, _ = _checkpoint(tmp_path)
+    with pytest.raises(FinetecError, match="not found"):
+        Recognizer.from_checkpoint(tmp_path / "missing.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(FinetecError, match="cannot read"):
+        Recognizer.from_checkpoint(corrupt)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(FinetecError, match="not a finetec-live checkpoint"):
+        Recognizer.from_checkpoint(other)
+    with pytest.raises(FinetecError, match="layout penn13, not jhmdb15"):
+        Recognizer.from_checkpoint(path, layout="jhmdb15")
+    jpath, _ = _checkpoint(tmp_path, layout="jhmdb15", name="j.pt")
+    rec = Recognizer.from_checkpoint(jpath, device="cpu")
+    assert rec.layout == "jhmdb15"
+    with pytest.raises(FinetecError, match="layout jhmdb15"):
+        rec.classify(np.zeros((1, 30, 13, 2)), np.ones((1, 30), bool))
+    with pytest.raises(FinetecError, match="at least 8 frames"):
+        rec.classify(np.zeros((1, 5, 15, 2)), np.ones((1, 5), bool))
+    # a state dict that does not fit the configuration
+    ck = torch.load(path, weights_only=True)
+    ck["config"]["channels"] = [8, 8]
+    bad = tmp_path / "bad.pt"
+    torch.save(ck, bad)
+    with pytest.raises(FinetecError, match="does not fit"):
+        Recognizer.from_checkpoint(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(FinetecError, match="CUDA"):
+            Recognizer.from_checkpoint(path, device="cuda")
+
+
+def test_named_weights_resolve():
+    assert resolve_checkpoint(None).name == "penn.pt"
+    assert resolve_checkpoint("jhmdb").name == "jhmdb.pt"
+    assert resolve_checkpoint("x/y.pt").as_posix() == "x/y.pt"
+
+
+def test_prepare_windows_fill_modes(penn_clips):
+    pos, fv, jv = _clip_window(penn_clips[3])
+    fv[0, 5:15] = False
+    z = prepare_windows(pos, fv, jv, None, T=64, layout="penn13", fill="zeros")
+    i = prepare_windows(pos, fv, jv, None, T=64, layout="penn13", fill="interp")
+    missing = z.mask == 0
+    assert np.all(z.x[missing] == 0)
+    assert np.allclose(i.x, i.interp) and np.abs(i.x[missing]).sum() > 0
+    assert z.dynamic.shape == (1, 13) and set(np.unique(z.dynamic)) <= {0.0, 1.0}
+    assert np.isfinite(z.kin).all() and z.kin[..., 3].mean() > 0.5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cpu_cuda_agree(tmp_path, penn_clips):
+    path, _ = _checkpoint(tmp_path)
+    cpu = Recognizer.from_checkpoint(path, device="cpu")
+    gpu = Recognizer.from_checkpoint(path, device="cuda")
+    assert gpu.device == "cuda"
+    pos, fv, jv = _clip_window(penn_clips[4])
+    assert np.allclose(cpu.classify(pos, fv, jv), gpu.classify(pos, fv, jv), atol=1e-4)
