@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from finetec_live.buffer import RingBuffer, Windower
     from finetec_live.messages import check_stream_name
-    from finetec_live.pipeline import Handoff, InferenceWorker, Stats, enough_valid
+    from finetec_live.pipeline import Handoff, InferenceWorker, Stats, enough_valid, warm_up
     from finetec_live.pose import Pose
     from finetec_live.publisher import Publisher, start_authenticator
 
@@ -281,6 +281,9 @@ def run(args: argparse.Namespace) -> int:
                 raise FinetecError("--curve-clients needs --curve-secret (the server key pair)")
             auth = start_authenticator(publisher.context, args.curve_clients)
         rec = load_recognizer(args.model, args.device)
+        from finetec_live import recognizer as _recognizer_module
+
+        min_frames = int(getattr(_recognizer_module, "MIN_FRAMES", 8))
         _limit_threads()
         window_s = args.window or float(rec.window_seconds)
         hop_s = args.hop or float(rec.hop_seconds)
@@ -317,6 +320,8 @@ def run(args: argparse.Namespace) -> int:
         handoff = Handoff(maxsize=1)
         worker = InferenceWorker(rec, handoff, publisher, stats, stream, stop, topk=args.topk,
                                  want_completion=display is not None, on_label=jsonl)
+        spent = warm_up(rec, window_s, source.fps, want_completion=display is not None)
+        log.debug("warm-up: %.2f s", spent)
         thread = threading.Thread(target=worker.run, name="finetec-inference", daemon=True)
         thread.start()
         log.info("publishing label.%s and status.%s on %s; model %s (%s, %d classes) on %s; "
@@ -328,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
             window = ring.window(lo, hi, t_start=lo + windower.tol, t_end=hi + windower.tol,
                                  seq=stats.windows, wall_ready=time.perf_counter())
             stats.windows += 1
-            if window.num_frames == 0 or not enough_valid(window, args.min_valid):
+            if not enough_valid(window, args.min_valid, min_frames=min_frames):
                 stats.skipped_windows += 1
                 log.debug("window %d skipped: %d of %d frames valid", window.seq,
                           window.num_valid, window.num_frames)

@@ -152,8 +152,12 @@ class Stats:
                                     "drop_injected": self.drop_injected})
 
 
-def enough_valid(window: Window, min_valid_fraction: float, min_valid_frames: int = 2) -> bool:
-    """Whether a window has enough valid frames to be classified."""
+def enough_valid(window: Window, min_valid_fraction: float, min_valid_frames: int = 2,
+                 min_frames: int = 8) -> bool:
+    """Whether a window can be classified: at least ``min_frames`` ticks (the
+    recognizer's minimum) and enough valid frames."""
+    if window.num_frames < min_frames:
+        return False
     return window.num_valid >= max(min_valid_frames,
                                    int(np.ceil(min_valid_fraction * window.num_frames)))
 
@@ -265,3 +269,36 @@ class InferenceWorker:
         except BaseException as exc:  # reported by the caller, in its thread
             self.error = exc
             self.stop.set()
+
+
+def warm_up(recognizer, window_s: float, fps: float, want_completion: bool = False,
+            rounds: int = 2) -> float:
+    """Run kernels and model on synthetic windows so the first real window does
+    not pay for Numba's compilation (or cache loading) and torch's first call.
+
+    The synthetic skeleton is the layout's tree laid out at unit bone length,
+    swaying, with a quarter of its frames missing. Returns the seconds spent.
+    """
+    from finetec_live.layouts import get_layout
+
+    t0 = time.perf_counter()
+    lay = get_layout(recognizer.layout)
+    T = max(8, round(window_s * fps))
+    base = np.zeros((lay.num_joints, 2))
+    for k in lay.topological_order():
+        p = lay.parents[k]
+        if p >= 0:
+            base[k] = base[p] + np.array([0.3 * ((k % 3) - 1), 1.0])
+    ts = np.arange(T) / fps
+    sway = np.sin(2 * np.pi * ts)[:, None, None] * np.array([0.2, 0.0])
+    pos = (base[None] + sway).astype(np.float32) * 50 + 200  # (T, V, 2) "pixels"
+    fv = np.ones(T, bool)
+    fv[T // 3: T // 3 + T // 4] = False
+    pos[~fv] = 0.0
+    jv = fv[:, None] & np.ones((T, lay.num_joints), bool)
+    for _ in range(rounds):
+        batch = recognizer.prepare(pos[None], fv[None], jv[None], ts[None])
+        recognizer.predict(batch)
+        if want_completion:
+            recognizer.complete(pos[None], fv[None], jv[None], ts[None])
+    return time.perf_counter() - t0

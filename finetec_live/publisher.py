@@ -164,7 +164,7 @@ class Publisher:
                                "address such as tcp://127.0.0.1:5557") from None
         self.sent = 0
         self.dropped = 0
-        log.info("publishing on %s%s", endpoint, " (CURVE)" if self.curve else "")
+        log.debug("bound %s%s", endpoint, " (CURVE)" if self.curve else "")
 
     @property
     def last_endpoint(self) -> str:

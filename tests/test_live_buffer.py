@@ -178,6 +178,7 @@ def test_enough_valid_and_stats_percentiles():
     fv[:2] = True
     w = Window(np.zeros((10, 13, 2)), fv, fv[:, None] & np.ones((10, 13), bool), t)
     assert enough_valid(w, 0.2) and not enough_valid(w, 0.3)
+    assert not enough_valid(w, 0.2, min_frames=11)  # too short for the recognizer
     s = Stats()
     for v in range(1, 101):
         s.add_latency({"total": float(v)})
