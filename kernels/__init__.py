@@ -11,11 +11,16 @@ Plain NumPy twins with the same names and signatures live in
 """
 
 from ._common import LagrangianResult
-from .lagrangian import lagrangian_acceleration, lagrangian_acceleration_batch
+from .lagrangian import (
+    DEFAULT_MAX_SPAN,
+    lagrangian_acceleration,
+    lagrangian_acceleration_batch,
+)
 from .motion import DEFAULT_FLOOR, DEFAULT_THRESHOLD, region_motion, region_motion_batch
 
 __all__ = [
     "DEFAULT_FLOOR",
+    "DEFAULT_MAX_SPAN",
     "DEFAULT_THRESHOLD",
     "LagrangianResult",
     "lagrangian_acceleration",

@@ -10,12 +10,14 @@ valid there (valid: ``joint_valid`` True and finite coordinates); the root when
 it is valid. For every frame ``t`` -- missing frames included -- each
 coordinate is fitted by least squares with ``q(s) = a + b u + c u**2 / 2``,
 ``u = timestamps[s] - timestamps[t]``, over the ``2 * half_window + 1``
-samples nearest in time to ``t`` (ties go to the earlier frame; with
-``max_span`` set, samples more than ``max_span`` seconds from ``t`` are not
-used; by default no limit). This gives ``q, q', q''`` at ``t`` and is exact for
-quadratic motion, whatever the spacing. A fit needs at least 3 samples; without
-them the coordinate is unsupported at ``t`` and the joint and all its
-descendants get ``acc_valid = False``.
+samples nearest in time to ``t`` (ties go to the earlier frame) among those at
+most ``max_span`` seconds from ``t`` (default 0.5 s; ``None``: no limit). This
+gives ``q, q', q''`` at ``t`` and is exact for quadratic motion, whatever the
+spacing. A fit needs at least 3 samples; without them the coordinate is
+unsupported at ``t`` and the joint and all its descendants get
+``acc_valid = False``. The time limit is what keeps a frame deep inside a long
+gap from being extrapolated from a few distant samples (a quadratic through 3
+samples a second away gives bone lengths below zero): such frames are flagged.
 
 Recomposition, in topological order (``e_r = (cos th, sin th)``,
 ``e_th = (-sin th, cos th)``)::
@@ -59,134 +61,326 @@ from ._common import (
 )
 from ._numba import jit, pjit, prange
 
+DEFAULT_MAX_SPAN = 0.5  # seconds
 _LIMIT = 3.0e38  # below float32's largest value: |x| < _LIMIT also rules out NaN and inf
 _TWO_PI = 2.0 * np.pi
+_SMALL = 0.2  # |argument| below which the series below are exact to ~1e-16
 
 
 @jit
-def _ok(pos, valid, t, v):
-    return valid[t, v] and np.isfinite(pos[t, v, 0]) and np.isfinite(pos[t, v, 1])
+def _atan_small(z):
+    """atan(z) for |z| <= 0.2 by its Taylor series (next term < 1e-16)."""
+    z2 = z * z
+    p = -1.0 / 19.0
+    p = p * z2 + 1.0 / 17.0
+    p = p * z2 - 1.0 / 15.0
+    p = p * z2 + 1.0 / 13.0
+    p = p * z2 - 1.0 / 11.0
+    p = p * z2 + 1.0 / 9.0
+    p = p * z2 - 1.0 / 7.0
+    p = p * z2 + 1.0 / 5.0
+    p = p * z2 - 1.0 / 3.0
+    p = p * z2 + 1.0
+    return z * p
 
 
 @jit
-def _fit_joint(pos, valid, ts, k, p, half_window, max_span, st, sq0, sq1, fit, fit_ok):
-    """Local quadratic fits of joint ``k``'s two coordinates at every frame.
+def _cos_sin_small(d):
+    """(cos d, sin d) for |d| <= 0.2 by their Taylor series (next terms < 1e-17)."""
+    d2 = d * d
+    c = 1.0 - d2 / 2.0 * (1.0 - d2 / 12.0 * (1.0 - d2 / 30.0 * (1.0 - d2 / 56.0 * (
+        1.0 - d2 / 90.0))))
+    s = d * (1.0 - d2 / 6.0 * (1.0 - d2 / 20.0 * (1.0 - d2 / 42.0 * (1.0 - d2 / 72.0 * (
+        1.0 - d2 / 110.0)))))
+    return c, s
 
-    Writes ``fit[t, k] = (a0, b0, c0, a1, b1, c1)`` (value, first and second
-    derivative of coordinate 0 then 1) and ``fit_ok[t, k]``.
+
+@jit
+def _samples(pos, ok, ts, k, p, sf, st, q0, q1, ux, uy):
+    """Samples of joint k's coordinates; returns their count.
+
+    Root: ``q0, q1 = x, y``. Bone: ``q0 = l``, ``q1 = theta`` unwrapped along the
+    samples (each step is the angle between consecutive bone vectors, in
+    [-pi, pi]), ``(ux, uy)`` the unit bone vector (0, 0 for a zero-length bone).
     """
-    n_t = ts.shape[0]
     n = 0
-    off = 0.0
-    prev = 0.0
-    for s in range(n_t):
-        if not _ok(pos, valid, s, k):
+    th = 0.0
+    lp = 0.0
+    dxp = dyp = 0.0
+    for s in range(ts.shape[0]):
+        if not ok[k, s]:
             continue
-        if p >= 0:
-            if not _ok(pos, valid, s, p):
+        if p < 0:
+            q0[n] = pos[s, k, 0]
+            q1[n] = pos[s, k, 1]
+        else:
+            if not ok[p, s]:
                 continue
             dx = np.float64(pos[s, k, 0]) - np.float64(pos[s, p, 0])
             dy = np.float64(pos[s, k, 1]) - np.float64(pos[s, p, 1])
-            th = np.arctan2(dy, dx)
-            if n > 0:
-                d = th - prev
-                if d > np.pi:
-                    off -= _TWO_PI
-                elif d < -np.pi:
-                    off += _TWO_PI
-            prev = th
-            sq0[n] = np.sqrt(dx * dx + dy * dy)
-            sq1[n] = th + off
-        else:
-            sq0[n] = pos[s, k, 0]
-            sq1[n] = pos[s, k, 1]
+            ln = np.sqrt(dx * dx + dy * dy)
+            if n == 0 or ln == 0.0 or lp == 0.0:
+                raw = np.arctan2(dy, dx)
+                th = raw if n == 0 else raw + _TWO_PI * np.floor((th - raw) / _TWO_PI + 0.5)
+            else:
+                cr = dxp * dy - dyp * dx
+                dt = dxp * dx + dyp * dy
+                if dt > 0.0 and abs(cr) <= _SMALL * dt:
+                    th += _atan_small(cr / dt)
+                else:
+                    th += np.arctan2(cr, dt)
+            q0[n] = ln
+            q1[n] = th
+            if ln > 0.0:
+                ux[n] = dx / ln
+                uy[n] = dy / ln
+            else:
+                ux[n] = uy[n] = 0.0
+            lp = ln
+            dxp = dx
+            dyp = dy
+        sf[n] = s
         st[n] = ts[s]
         n += 1
+    return n
 
-    n_fit = 2 * half_window + 1
+
+@jit
+def _weights(st, lo, hi, tt, w):
+    """Least-squares weights of value, first and second derivative at time ``tt``.
+
+    Fits ``a + b v + d v**2`` with ``v`` the sample times centred on the run's
+    midpoint and scaled by its half range (well conditioned), then moves to
+    ``tt``. Fills ``w[i] = (wa, wb, wc)`` so that ``q(tt) = sum wa q_i`` etc.;
+    returns False when the moment matrix is singular.
+    """
+    c = 0.5 * (st[lo] + st[hi - 1])
+    h = 0.5 * (st[hi - 1] - st[lo])
+    if not h > 0.0:
+        return False
+    inv = 1.0 / h
+    s0 = float(hi - lo)
+    s1 = s2 = s3 = s4 = 0.0
+    for i in range(lo, hi):
+        v = (st[i] - c) * inv
+        v2 = v * v
+        s1 += v
+        s2 += v2
+        s3 += v2 * v
+        s4 += v2 * v2
+    c00 = s2 * s4 - s3 * s3
+    c01 = s2 * s3 - s1 * s4
+    c02 = s1 * s3 - s2 * s2
+    c11 = s0 * s4 - s2 * s2
+    c12 = s1 * s2 - s0 * s3
+    c22 = s0 * s2 - s1 * s1
+    det = s0 * c00 + s1 * c01 + s2 * c02
+    if not det > 0.0:
+        return False
+    r = 1.0 / det
+    vt = (tt - c) * inv
+    for i in range(lo, hi):
+        v = (st[i] - c) * inv
+        g0 = (c00 + (c01 + c02 * v) * v) * r
+        g1 = (c01 + (c11 + c12 * v) * v) * r
+        g2 = (c02 + (c12 + c22 * v) * v) * r
+        w[i - lo, 0] = g0 + (g1 + g2 * vt) * vt
+        w[i - lo, 1] = (g1 + 2.0 * g2 * vt) * inv
+        w[i - lo, 2] = 2.0 * g2 * inv * inv
+    return True
+
+
+@jit
+def _runs(st, n, ts, n_fit, max_span, lo, hi, near):
+    """For every frame t, the run ``[lo[t], hi[t])`` of the ``n_fit`` samples nearest
+    in time (ties to the earlier one, none farther than ``max_span``) and the
+    nearest of them, ``near[t]``. The samples are sorted by time, so the chosen
+    ones are contiguous."""
     j = 0  # first sample at or after the current frame's time
-    for t in range(n_t):
+    for t in range(ts.shape[0]):
         tt = ts[t]
-        fit_ok[t, k] = False
-        for i in range(6):
-            fit[t, k, i] = 0.0
         while j < n and st[j] < tt:
             j += 1
-        lo = j
-        hi = j
-        while hi - lo < n_fit:
-            has_l = lo > 0
-            has_r = hi < n
+        a = j
+        b = j
+        m = -1
+        while b - a < n_fit:
+            has_l = a > 0
+            has_r = b < n
             if not (has_l or has_r):
                 break
-            dl = tt - st[lo - 1] if has_l else np.inf
-            dr = st[hi] - tt if has_r else np.inf
+            dl = tt - st[a - 1] if has_l else np.inf
+            dr = st[b] - tt if has_r else np.inf
             if dl <= dr:
                 if dl > max_span:
                     break
-                lo -= 1
+                a -= 1
+                if m < 0:
+                    m = a
             else:
                 if dr > max_span:
                     break
-                hi += 1
-        cnt = hi - lo
-        if cnt < 3:
+                if m < 0:
+                    m = b
+                b += 1
+        lo[t] = a
+        hi[t] = b
+        near[t] = m
+
+
+@jit
+def _fit_direct(st, q0, q1, lo, hi, tt):
+    """Least-squares ``a + b u + d u**2`` of both coordinates, ``u`` the sample time
+    minus ``tt`` scaled by its largest magnitude; returns
+    ``(ok, q0, q0', q0'', q1, q1', q1'')`` at ``tt``."""
+    h = max(tt - st[lo], st[hi - 1] - tt)
+    if not h > 0.0:
+        return False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    inv = 1.0 / h
+    s1 = s2 = s3 = s4 = 0.0
+    r00 = r01 = r02 = r10 = r11 = r12 = 0.0
+    for i in range(lo, hi):
+        u = (st[i] - tt) * inv
+        u2 = u * u
+        s1 += u
+        s2 += u2
+        s3 += u2 * u
+        s4 += u2 * u2
+        v0 = q0[i]
+        v1 = q1[i]
+        r00 += v0
+        r01 += v0 * u
+        r02 += v0 * u2
+        r10 += v1
+        r11 += v1 * u
+        r12 += v1 * u2
+    s0 = float(hi - lo)
+    c00 = s2 * s4 - s3 * s3
+    c01 = s2 * s3 - s1 * s4
+    c02 = s1 * s3 - s2 * s2
+    c11 = s0 * s4 - s2 * s2
+    c12 = s1 * s2 - s0 * s3
+    c22 = s0 * s2 - s1 * s1
+    det = s0 * c00 + s1 * c01 + s2 * c02
+    if not det > 0.0:
+        return False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    r = 1.0 / det
+    rb = r * inv
+    rc = 2.0 * r * inv * inv
+    return (True,
+            (c00 * r00 + c01 * r01 + c02 * r02) * r,
+            (c01 * r00 + c11 * r01 + c12 * r02) * rb,
+            (c02 * r00 + c12 * r01 + c22 * r02) * rc,
+            (c00 * r10 + c01 * r11 + c02 * r12) * r,
+            (c01 * r10 + c11 * r11 + c12 * r12) * rb,
+            (c02 * r10 + c12 * r11 + c22 * r12) * rc)
+
+
+@jit
+def _store(fit, k, t, is_bone, q1, ux, uy, near, a0, b0, c0, a1, b1, c1):
+    """Write one fit; for a bone also cos and sin of the fitted angle, obtained by
+    rotating the nearest sample's unit vector (no trigonometric call when the
+    angle moved less than 0.2 rad)."""
+    fit[0, k, t] = a0
+    fit[1, k, t] = b0
+    fit[2, k, t] = c0
+    fit[3, k, t] = a1
+    fit[4, k, t] = b1
+    fit[5, k, t] = c1
+    if is_bone:
+        d = a1 - q1[near]
+        if abs(d) <= _SMALL and (ux[near] != 0.0 or uy[near] != 0.0):
+            cd, sd = _cos_sin_small(d)
+            fit[6, k, t] = ux[near] * cd - uy[near] * sd
+            fit[7, k, t] = uy[near] * cd + ux[near] * sd
+        else:
+            fit[6, k, t] = np.cos(a1)
+            fit[7, k, t] = np.sin(a1)
+
+
+@jit
+def _fit_all(pos, ok, ts, parents, half_window, max_span, fit, fit_ok):
+    """Local quadratic fits of every joint's two coordinates at every frame.
+
+    ``fit[:, k, t] = (q0, q0', q0'', q1, q1', q1'', cos q1, sin q1)``,
+    ``fit_ok[k, t]``. Joints whose samples fall on the same frames share the
+    sample selection and the least-squares weights (the common case: whole
+    frames missing); the others are solved directly.
+    """
+    n_v, n_t = ok.shape
+    n_fit = 2 * half_window + 1
+    sf = np.empty(n_t, dtype=np.int64)
+    st = np.empty(n_t)
+    q0 = np.empty(n_t)
+    q1 = np.empty(n_t)
+    ux = np.empty(n_t)
+    uy = np.empty(n_t)
+    lo = np.empty(n_t, dtype=np.int64)
+    hi = np.empty(n_t, dtype=np.int64)
+    near = np.empty(n_t, dtype=np.int64)
+    w = np.empty((n_t, n_fit, 3))
+    w_ok = np.empty(n_t, dtype=np.bool_)
+    # group joints by identical sample masks
+    smask = np.empty((n_v, n_t), dtype=np.bool_)
+    for k in range(n_v):
+        p = parents[k]
+        for t in range(n_t):
+            smask[k, t] = ok[k, t] and (p < 0 or ok[p, t])
+    leader = np.empty(n_v, dtype=np.int64)
+    size = np.zeros(n_v, dtype=np.int64)
+    for k in range(n_v):
+        leader[k] = k
+        for j in range(k):
+            if leader[j] != j:
+                continue
+            same = True
+            for t in range(n_t):
+                if smask[j, t] != smask[k, t]:
+                    same = False
+                    break
+            if same:
+                leader[k] = j
+                break
+        size[leader[k]] += 1
+
+    for k in range(n_v):
+        if leader[k] != k:
             continue
-        m = 0.0
-        for i in range(lo, hi):
-            m += st[i]
-        m /= cnt
-        sc = 0.0
-        for i in range(lo, hi):
-            sc = max(sc, abs(st[i] - m))
-        if not sc > 0.0:
+        n = _samples(pos, ok, ts, k, parents[k], sf, st, q0, q1, ux, uy)
+        _runs(st, n, ts, n_fit, max_span, lo, hi, near)
+        if size[k] == 1:
+            for t in range(n_t):
+                good = hi[t] - lo[t] >= 3
+                if good:
+                    good, a0, b0, c0, a1, b1, c1 = _fit_direct(st, q0, q1, lo[t], hi[t], ts[t])
+                    if good:
+                        _store(fit, k, t, parents[k] >= 0, q1, ux, uy, near[t],
+                               a0, b0, c0, a1, b1, c1)
+                fit_ok[k, t] = good
             continue
-        inv = 1.0 / sc
-        s1 = s2 = s3 = s4 = 0.0
-        b00 = b01 = b02 = b10 = b11 = b12 = 0.0
-        for i in range(lo, hi):
-            v = (st[i] - m) * inv
-            v2 = v * v
-            s1 += v
-            s2 += v2
-            s3 += v2 * v
-            s4 += v2 * v2
-            q0 = sq0[i]
-            q1 = sq1[i]
-            b00 += q0
-            b01 += q0 * v
-            b02 += q0 * v2
-            b10 += q1
-            b11 += q1 * v
-            b12 += q1 * v2
-        s0 = float(cnt)
-        # cofactors of the symmetric moment matrix [[s0 s1 s2] [s1 s2 s3] [s2 s3 s4]]
-        c00 = s2 * s4 - s3 * s3
-        c01 = s2 * s3 - s1 * s4
-        c02 = s1 * s3 - s2 * s2
-        c11 = s0 * s4 - s2 * s2
-        c12 = s1 * s2 - s0 * s3
-        c22 = s0 * s2 - s1 * s1
-        det = s0 * c00 + s1 * c01 + s2 * c02
-        if not det > 0.0:
-            continue
-        rdet = 1.0 / det
-        vt = (tt - m) * inv
-        # coordinate 0
-        aa = (c00 * b00 + c01 * b01 + c02 * b02) * rdet
-        bb = (c01 * b00 + c11 * b01 + c12 * b02) * rdet
-        dd = (c02 * b00 + c12 * b01 + c22 * b02) * rdet
-        fit[t, k, 0] = aa + (bb + dd * vt) * vt
-        fit[t, k, 1] = (bb + 2.0 * dd * vt) * inv
-        fit[t, k, 2] = 2.0 * dd * inv * inv
-        # coordinate 1
-        aa = (c00 * b10 + c01 * b11 + c02 * b12) * rdet
-        bb = (c01 * b10 + c11 * b11 + c12 * b12) * rdet
-        dd = (c02 * b10 + c12 * b11 + c22 * b12) * rdet
-        fit[t, k, 3] = aa + (bb + dd * vt) * vt
-        fit[t, k, 4] = (bb + 2.0 * dd * vt) * inv
-        fit[t, k, 5] = 2.0 * dd * inv * inv
-        fit_ok[t, k] = True
+        for t in range(n_t):
+            w_ok[t] = hi[t] - lo[t] >= 3 and _weights(st, lo[t], hi[t], ts[t], w[t])
+        for m in range(k, n_v):
+            if leader[m] != k:
+                continue
+            if m != k:
+                _samples(pos, ok, ts, m, parents[m], sf, st, q0, q1, ux, uy)
+            for t in range(n_t):
+                fit_ok[m, t] = w_ok[t]
+                if not w_ok[t]:
+                    continue
+                a0 = b0 = c0 = a1 = b1 = c1 = 0.0
+                base = lo[t]
+                for i in range(hi[t] - base):
+                    v0 = q0[base + i]
+                    v1 = q1[base + i]
+                    a0 += w[t, i, 0] * v0
+                    b0 += w[t, i, 1] * v0
+                    c0 += w[t, i, 2] * v0
+                    a1 += w[t, i, 0] * v1
+                    b1 += w[t, i, 1] * v1
+                    c1 += w[t, i, 2] * v1
+                _store(fit, m, t, parents[m] >= 0, q1, ux, uy, near[t], a0, b0, c0, a1, b1, c1)
 
 
 @jit
@@ -194,92 +388,97 @@ def _lagrangian_one(pos, valid, ts, parents, order, masses, gx, gy, half_window,
                     acc, acc_valid, tau, tau_valid):
     """One window; fills ``acc, acc_valid, tau, tau_valid`` in place."""
     n_t, n_v = valid.shape
-    st = np.empty(n_t)
-    sq0 = np.empty(n_t)
-    sq1 = np.empty(n_t)
-    fit = np.empty((n_t, n_v, 6))
-    fit_ok = np.empty((n_t, n_v), dtype=np.bool_)
-    for k in range(n_v):
-        _fit_joint(pos, valid, ts, k, parents[k], half_window, max_span, st, sq0, sq1,
-                   fit, fit_ok)
-
-    xs = np.zeros((n_v, 2))  # fitted positions relative to the tree's root
-    ac = np.zeros((n_v, 2))
-    okj = np.zeros(n_v, dtype=np.bool_)
-    s_i = np.zeros(n_v)
-    s_f = np.zeros((n_v, 2))
-    sub_ok = np.zeros(n_v, dtype=np.bool_)
+    ok = np.empty((n_v, n_t), dtype=np.bool_)  # counted samples, joint-major
     for t in range(n_t):
-        for kk in range(n_v):
-            k = order[kk]
-            p = parents[k]
+        for k in range(n_v):
+            ok[k, t] = valid[t, k] and np.isfinite(pos[t, k, 0]) and np.isfinite(pos[t, k, 1])
+    fit = np.empty((8, n_v, n_t))
+    fit_ok = np.empty((n_v, n_t), dtype=np.bool_)
+    _fit_all(pos, ok, ts, parents, half_window, max_span, fit, fit_ok)
+
+    # recompose down the tree; positions are relative to the tree's root
+    xs = np.empty((n_v, n_t))
+    ys = np.empty((n_v, n_t))
+    axs = np.empty((n_v, n_t))
+    ays = np.empty((n_v, n_t))
+    good = ok  # reused: ok is no longer needed
+    for kk in range(n_v):
+        k = order[kk]
+        p = parents[k]
+        for t in range(n_t):
             x = y = ax = ay = 0.0
             if p < 0:
-                ok = fit_ok[t, k]
-                ax = fit[t, k, 2]
-                ay = fit[t, k, 5]
+                g = fit_ok[k, t]
+                ax = fit[2, k, t]
+                ay = fit[5, k, t]
             else:
-                ok = fit_ok[t, k] and okj[p]
-                if ok:
-                    ln = fit[t, k, 0]
-                    ld = fit[t, k, 1]
-                    th = fit[t, k, 3]
-                    thd = fit[t, k, 4]
-                    cs = np.cos(th)
-                    sn = np.sin(th)
-                    x = xs[p, 0] + ln * cs
-                    y = xs[p, 1] + ln * sn
-                    ar = fit[t, k, 2] - ln * thd * thd
-                    at = ln * fit[t, k, 5] + 2.0 * ld * thd
-                    ax = ac[p, 0] + ar * cs - at * sn
-                    ay = ac[p, 1] + ar * sn + at * cs
-            ok = ok and abs(ax) < _LIMIT and abs(ay) < _LIMIT and abs(x) < _LIMIT \
+                g = fit_ok[k, t] and good[p, t]
+                if g:
+                    ln = fit[0, k, t]
+                    thd = fit[4, k, t]
+                    cs = fit[6, k, t]
+                    sn = fit[7, k, t]
+                    x = xs[p, t] + ln * cs
+                    y = ys[p, t] + ln * sn
+                    ar = fit[2, k, t] - ln * thd * thd
+                    at = ln * fit[5, k, t] + 2.0 * fit[1, k, t] * thd
+                    ax = axs[p, t] + ar * cs - at * sn
+                    ay = ays[p, t] + ar * sn + at * cs
+            g = g and abs(ax) < _LIMIT and abs(ay) < _LIMIT and abs(x) < _LIMIT \
                 and abs(y) < _LIMIT
-            if not ok:
+            if not g:
                 x = y = ax = ay = 0.0
-            okj[k] = ok
-            xs[k, 0] = x
-            xs[k, 1] = y
-            ac[k, 0] = ax
-            ac[k, 1] = ay
+            good[k, t] = g
+            xs[k, t] = x
+            ys[k, t] = y
+            axs[k, t] = ax
+            ays[k, t] = ay
             acc[t, k, 0] = ax
             acc[t, k, 1] = ay
-            acc_valid[t, k] = ok
+            acc_valid[t, k] = g
 
-        for k in range(n_v):
-            s_i[k] = 0.0
-            s_f[k, 0] = 0.0
-            s_f[k, 1] = 0.0
-            sub_ok[k] = okj[k]
-        for kk in range(n_v - 1, -1, -1):
-            k = order[kk]
-            p = parents[k]
-            if p < 0:
+    # inverse dynamics, leaves first: s_i, s_fx, s_fy accumulate each subtree's
+    # sum of I th'' + r x F and of F = m (a - g); tau_k = s_i - x_p x s_f
+    s_i = np.zeros((n_v, n_t))
+    s_fx = np.zeros((n_v, n_t))
+    s_fy = np.zeros((n_v, n_t))
+    sub = fit_ok  # reused: True while the whole subtree is supported
+    for k in range(n_v):
+        for t in range(n_t):
+            sub[k, t] = good[k, t]
+    for kk in range(n_v - 1, -1, -1):
+        k = order[kk]
+        p = parents[k]
+        if p < 0:
+            for t in range(n_t):
                 tau[t, k] = 0.0
                 tau_valid[t, k] = False
-                continue
+            continue
+        m = masses[k]
+        for t in range(n_t):
             tk = 0.0
-            ok = sub_ok[k]
-            if ok:
-                m = masses[k]
-                ln = fit[t, k, 0]
-                rx = 0.5 * (xs[p, 0] + xs[k, 0])
-                ry = 0.5 * (xs[p, 1] + xs[k, 1])
-                fx = m * (0.5 * (ac[p, 0] + ac[k, 0]) - gx)
-                fy = m * (0.5 * (ac[p, 1] + ac[k, 1]) - gy)
-                s_i[k] += m * ln * ln / 12.0 * fit[t, k, 5] + rx * fy - ry * fx
-                s_f[k, 0] += fx
-                s_f[k, 1] += fy
-                tk = s_i[k] - (xs[p, 0] * s_f[k, 1] - xs[p, 1] * s_f[k, 0])
-                ok = abs(tk) < _LIMIT
-                if not ok:
+            g = sub[k, t]
+            if g:
+                ln = fit[0, k, t]
+                fx = m * (0.5 * (axs[p, t] + axs[k, t]) - gx)
+                fy = m * (0.5 * (ays[p, t] + ays[k, t]) - gy)
+                si = s_i[k, t] + m * ln * ln / 12.0 * fit[5, k, t] \
+                    + 0.5 * ((xs[p, t] + xs[k, t]) * fy - (ys[p, t] + ys[k, t]) * fx)
+                sfx = s_fx[k, t] + fx
+                sfy = s_fy[k, t] + fy
+                s_i[k, t] = si
+                s_fx[k, t] = sfx
+                s_fy[k, t] = sfy
+                tk = si - (xs[p, t] * sfy - ys[p, t] * sfx)
+                g = abs(tk) < _LIMIT
+                if not g:
                     tk = 0.0
             tau[t, k] = tk
-            tau_valid[t, k] = ok
-            s_i[p] += s_i[k]
-            s_f[p, 0] += s_f[k, 0]
-            s_f[p, 1] += s_f[k, 1]
-            sub_ok[p] = sub_ok[p] and sub_ok[k]
+            tau_valid[t, k] = g
+            s_i[p, t] += s_i[k, t]
+            s_fx[p, t] += s_fx[k, t]
+            s_fy[p, t] += s_fy[k, t]
+            sub[p, t] = sub[p, t] and sub[k, t]
 
 
 @pjit
@@ -306,7 +505,8 @@ def _outputs(shape):
 
 
 def lagrangian_acceleration(positions, joint_valid, timestamps, parents, masses=None,
-                            gravity=(0.0, 9.81), half_window=3, max_span=None):
+                            gravity=(0.0, 9.81), half_window=3,
+                            max_span=DEFAULT_MAX_SPAN):
     """Joint accelerations and joint torques of one window (see the module docstring).
 
     Parameters
@@ -319,8 +519,8 @@ def lagrangian_acceleration(positions, joint_valid, timestamps, parents, masses=
         ``None`` gives 1.0 per bone.
     gravity : ``(gx, gy)`` in position units per s², image y pointing down.
     half_window : each fit uses at most ``2 * half_window + 1`` samples.
-    max_span : optional limit in seconds on the distance from a frame to the
-        samples its fits use (``None``: no limit).
+    max_span : limit in seconds on the distance from a frame to the samples its
+        fits use (default 0.5 s; ``None``: no limit).
 
     Returns
     -------
@@ -335,7 +535,8 @@ def lagrangian_acceleration(positions, joint_valid, timestamps, parents, masses=
 
 
 def lagrangian_acceleration_batch(positions, joint_valid, timestamps, parents, masses=None,
-                                  gravity=(0.0, 9.81), half_window=3, max_span=None):
+                                  gravity=(0.0, 9.81), half_window=3,
+                            max_span=DEFAULT_MAX_SPAN):
     """:func:`lagrangian_acceleration` over ``N`` windows in parallel.
 
     ``positions (N, T, V, 2)``, ``joint_valid (N, T, V)``, ``timestamps (N, T)``;

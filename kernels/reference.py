@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._common import LagrangianResult
+from .lagrangian import DEFAULT_MAX_SPAN
 from .lagrangian import _checked as _checked_lagrangian
 from .motion import DEFAULT_FLOOR, DEFAULT_THRESHOLD
 from .motion import _checked as _checked_motion
@@ -149,7 +150,8 @@ def _lagrangian(pos, valid, ts, parents, order, masses, gx, gy, half_window, max
 
 
 def lagrangian_acceleration(positions, joint_valid, timestamps, parents, masses=None,
-                            gravity=(0.0, 9.81), half_window=3, max_span=None):
+                            gravity=(0.0, 9.81), half_window=3,
+                            max_span=DEFAULT_MAX_SPAN):
     """Reference of :func:`finetec_live.kernels.lagrangian_acceleration`."""
     args = _checked_lagrangian(positions, joint_valid, timestamps, parents, masses, gravity,
                                half_window, max_span, 1)
@@ -157,7 +159,8 @@ def lagrangian_acceleration(positions, joint_valid, timestamps, parents, masses=
 
 
 def lagrangian_acceleration_batch(positions, joint_valid, timestamps, parents, masses=None,
-                                  gravity=(0.0, 9.81), half_window=3, max_span=None):
+                                  gravity=(0.0, 9.81), half_window=3,
+                            max_span=DEFAULT_MAX_SPAN):
     """Reference of :func:`finetec_live.kernels.lagrangian_acceleration_batch`."""
     pos, valid, ts, *rest = _checked_lagrangian(positions, joint_valid, timestamps, parents,
                                                 masses, gravity, half_window, max_span, 2)
