@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--video", metavar="FILE", help="video file, replayed at its frame rate")
     one.add_argument("--keypoints", metavar="FILE", help="replay a pose recording (--record)")
     src.add_argument("--fast", action="store_true",
-                     help="replay files as fast as the pipeline goes (default: real time)")
+                     help="replay files as fast as the pipeline goes, every window classified "
+                          "(default: at the file's frame rate, dropping windows when behind)")
     src.add_argument("--loop", action="store_true", help="restart files at their end")
     src.add_argument("--record", metavar="FILE", help="also write the poses to FILE for replay")
     src.add_argument("--camera-retry", type=_positive("--camera-retry"), default=10.0,
@@ -275,6 +276,11 @@ def run(args: argparse.Namespace) -> int:
             check_stream_name(stream)
         except ValueError as exc:
             raise FinetecError(f"{exc}; pass --stream with such a name") from None
+        show = args.show and not args.no_display
+        if show or args.output:
+            from finetec_live.display import Display
+
+            display = Display(show, args.output, source.fps, title=f"finetec-live {stream}")
         publisher = Publisher(args.bind, curve_secret=args.curve_secret, insecure=args.insecure)
         if args.curve_clients:
             if not args.curve_secret:
@@ -306,11 +312,6 @@ def run(args: argparse.Namespace) -> int:
 
             recorder = KeypointRecorder(args.record, source.fps, source.width, source.height,
                                         str(args.video or args.keypoints or args.camera))
-        show = args.show and not args.no_display
-        if show or args.output:
-            from finetec_live.display import Display
-
-            display = Display(show, args.output, source.fps, title=f"finetec-live {stream}")
         if args.jsonl:
             jsonl = _JsonlWriter(args.jsonl)
         if args.keypoints is None:
@@ -338,8 +339,11 @@ def run(args: argparse.Namespace) -> int:
                 log.debug("window %d skipped: %d of %d frames valid", window.seq,
                           window.num_valid, window.num_frames)
                 return
-            handoff.put(window, force=force)
+            handoff.put(window, force=force or wait_for_inference)
 
+        # a file replayed with --fast has no clock to keep: capture waits for
+        # inference instead of dropping windows. Live sources never wait.
+        wait_for_inference = args.fast and args.camera is None
         t_run = time.perf_counter()
         last_t = None
         fps_clock, fps_frames, fps_now = time.perf_counter(), 0, 0.0

@@ -119,9 +119,11 @@ class Pose:
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr(enabled: bool) -> Iterator[None]:
-    """Silence C++ warnings MediaPipe prints to file descriptor 2 while it starts.
+def quiet_native_stderr(enabled: bool = True) -> Iterator[None]:
+    """Silence what native code (MediaPipe, FFmpeg, V4L2) prints to descriptor 2.
 
+    Used around MediaPipe's start-up and OpenCV's opening of files and cameras,
+    whose failures are reported by us as one clear line instead.
     Python-level errors are raised as exceptions, not printed, so nothing a user
     needs is lost; with logging at DEBUG the native messages are kept.
     """
@@ -157,7 +159,7 @@ class PoseEstimator:
                  min_tracking_confidence: float = 0.5, smooth_landmarks: bool = True) -> None:
         self._quiet = not log.isEnabledFor(logging.DEBUG)
         os.environ.setdefault("GLOG_minloglevel", "2")
-        with _quiet_native_stderr(self._quiet):
+        with quiet_native_stderr(self._quiet):
             import mediapipe as mp  # heavy: imported on use
 
             self._cv2 = __import__("cv2")
@@ -175,7 +177,7 @@ class PoseEstimator:
         if self._warm:
             result = self._pose.process(rgb)
         else:  # the first frames start MediaPipe's graph, which warns on stderr
-            with _quiet_native_stderr(self._quiet):
+            with quiet_native_stderr(self._quiet):
                 result = self._pose.process(rgb)
             self._warm = index >= 2
         return Pose.from_mediapipe(result.pose_landmarks, w, h, index, timestamp)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from finetec_live.errors import FinetecError
-from finetec_live.pose import Pose
+from finetec_live.pose import Pose, quiet_native_stderr
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,9 @@ class VideoSource:
         self.path = Path(path)
         if not self.path.is_file():
             raise FinetecError(f"video file {self.path} not found; check the --video path")
-        self.cap = cv2.VideoCapture(str(self.path))
-        ok, first = self.cap.read() if self.cap.isOpened() else (False, None)
+        with quiet_native_stderr(not log.isEnabledFor(logging.DEBUG)):
+            self.cap = cv2.VideoCapture(str(self.path))
+            ok, first = self.cap.read() if self.cap.isOpened() else (False, None)
         if not ok or first is None:
             self.cap.release()
             raise FinetecError(f"cannot decode video {self.path}; is it a video file? Re-encode "
@@ -190,7 +191,8 @@ class CameraSource:
         self.gap_ticks = 0
 
     def _open(self):
-        cap = self._cv2.VideoCapture(self.spec)
+        with quiet_native_stderr(not log.isEnabledFor(logging.DEBUG)):
+            cap = self._cv2.VideoCapture(self.spec)
         if not cap.isOpened():
             cap.release()
             return None
