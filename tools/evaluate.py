@@ -350,17 +350,19 @@ def run_evaluation(checkpoints: Sequence[tuple[str, str]], dataset: str = "penn"
                    protocols: Sequence[str] = EVAL_PROTOCOLS, seed: int = DEFAULT_SEED,
                    limit: int | None = None, batch_size: int = DEFAULT_BATCH,
                    data_root: str | None = None, device: str = "cpu",
-                   progress: bool = True, recognizers: dict | None = None) -> dict:
+                   progress: bool = True, recognizers: dict | None = None,
+                   clips: Sequence | None = None) -> dict:
     """Evaluate every checkpoint under every protocol; returns the results dict (JSON-ready).
 
-    ``recognizers`` maps names to already built recognizers (used instead of
-    loading ``checkpoints``).
+    ``recognizers`` maps names to already built recognizers (evaluated with
+    the ``checkpoints``); ``clips`` replaces the test split (e.g. a subset).
     """
     from tqdm import tqdm
 
     from finetec_live.recognizer import Recognizer
 
-    clips, class_names, layout = load_test_clips(dataset, data_root, limit)
+    test, class_names, layout = load_test_clips(dataset, data_root, limit)
+    clips = list(test if clips is None else clips)
     recs = dict(recognizers or {})
     for name, path in checkpoints:
         recs[name] = Recognizer.from_checkpoint(path, device=device)
