@@ -193,38 +193,38 @@ def _weights(st, lo, hi, tt, w):
 @jit
 def _runs(st, n, ts, n_fit, max_span, lo, hi, near):
     """For every frame t, the run ``[lo[t], hi[t])`` of the ``n_fit`` samples nearest
-    in time (ties to the earlier one, none farther than ``max_span``) and the
-    nearest of them, ``near[t]``. The samples are sorted by time, so the chosen
-    ones are contiguous."""
+    in time (ties to the earlier one), less those farther than ``max_span``, and
+    the nearest of them, ``near[t]`` (-1 when the run is empty).
+
+    The samples are sorted by time, so the chosen ones are contiguous and, as t
+    advances, the run only slides right: slide while the next sample on the
+    right is strictly nearer than the leftmost one. Trimming the run to
+    ``max_span`` afterwards gives the nearest samples within reach.
+    """
+    a = 0
+    b = min(n_fit, n)
     j = 0  # first sample at or after the current frame's time
     for t in range(ts.shape[0]):
         tt = ts[t]
+        while b < n and st[b] - tt < tt - st[a]:
+            a += 1
+            b += 1
         while j < n and st[j] < tt:
             j += 1
-        a = j
-        b = j
+        lo_t = a
+        hi_t = b
+        while lo_t < hi_t and tt - st[lo_t] > max_span:
+            lo_t += 1
+        while hi_t > lo_t and st[hi_t - 1] - tt > max_span:
+            hi_t -= 1
         m = -1
-        while b - a < n_fit:
-            has_l = a > 0
-            has_r = b < n
-            if not (has_l or has_r):
-                break
-            dl = tt - st[a - 1] if has_l else np.inf
-            dr = st[b] - tt if has_r else np.inf
-            if dl <= dr:
-                if dl > max_span:
-                    break
-                a -= 1
-                if m < 0:
-                    m = a
+        if lo_t < hi_t:
+            if j - 1 >= lo_t and (j >= hi_t or tt - st[j - 1] <= st[j] - tt):
+                m = j - 1
             else:
-                if dr > max_span:
-                    break
-                if m < 0:
-                    m = b
-                b += 1
-        lo[t] = a
-        hi[t] = b
+                m = j
+        lo[t] = lo_t
+        hi[t] = hi_t
         near[t] = m
 
 
