@@ -189,3 +189,23 @@ def test_shipped_model_on_a_penn_subset(data_root):
     for s in specs[1:]:  # one clip of slack: 60 clips, a corrupted run may get one lucky
         assert r["clean"]["top1"] >= r[s]["top1"] - 1 / 60 - 1e-9
         assert r[s]["completion_error"] is not None and r[s]["completion_error"] > 0
+
+
+def test_merge_separate_runs(clips, recs):
+    from finetec_live.errors import FinetecError
+
+    kw = {"progress": False, "clips": clips[:8]}
+    a = ev.run_evaluation([], "penn", ["clean", "burst:0.6:3"], recognizers={"a": recs["zero"]},
+                          **kw)
+    b = ev.run_evaluation([], "penn", ["burst:0.6:3"], recognizers={"b": recs["interp"]}, **kw)
+    merged = ev.merge_results([a, b])
+    assert list(merged["methods"]) == ["a", "b"] and merged["primary"] == "a"
+    assert merged["protocols"] == ["clean", "burst:0.6:3"]
+    assert "| b |" in ev.markdown_table(merged)
+    other = ev.run_evaluation([], "penn", ["burst:0.6:3"], recognizers={"c": recs["interp"]},
+                              seed=1, **kw)
+    with pytest.raises(FinetecError, match="seed"):
+        ev.merge_results([a, other])
+    other["seed"] = a["seed"]  # same label, other masks: still refused
+    with pytest.raises(FinetecError, match="masks"):
+        ev.merge_results([a, other])

@@ -56,6 +56,15 @@ DEFAULT_BATCH = 256
 DATASET_MODEL = {"penn": "penn", "jhmdb": "jhmdb"}
 DATASET_LAYOUT = {"penn": "penn13", "jhmdb": "jhmdb15"}
 INTERP = "linear interpolation"
+# Acceptance targets for the shipped model (top-1 with missing frames as zeros plus the mask;
+# completion error as a ratio to linear interpolation).
+TARGETS = {
+    "penn": {"top1": {"clean": 0.970, "random:0.25": 0.965, "random:0.5": 0.965,
+                      "random:0.75": 0.960, "burst:0.3:3": 0.965, "burst:0.6:3": 0.960,
+                      "tail:0.5": 0.935},
+             "completion_ratio": {"burst:0.6:3": 0.8}},
+    "jhmdb": {"top1": {"clean": 0.800, "burst:0.6:3": 0.780}, "completion_ratio": {}},
+}
 
 
 # --------------------------------------------------------------------------- data
@@ -392,6 +401,7 @@ def run_evaluation(checkpoints: Sequence[tuple[str, str]], dataset: str = "penn"
                            "command": r.checkpoint_meta.get("command"),
                            "results": {}} for name, r in recs.items()},
         "interpolation": {}, "mask_digests": {}, "missing_fraction": {}, "seconds": {},
+        "primary": next(iter(recs)),
     }
     bar = tqdm(total=len(protocols) * len(recs), disable=not progress, desc=dataset,
                unit="run", file=sys.stderr)
@@ -461,6 +471,59 @@ def markdown_table(results: dict) -> str:
     return "".join(lines)
 
 
+def targets_table(results: dict) -> str:
+    """The acceptance targets of the primary (shipped) method: target, measured, met or missed."""
+    tg = TARGETS.get(results["dataset"])
+    name = results.get("primary")
+    if not tg or name not in results["methods"]:
+        return ""
+    res = results["methods"][name]["results"]
+    lines = [f"\n**Targets** ({name})\n\n| protocol | metric | target | measured | |\n"
+             "|---|---|---:|---:|---|\n"]
+    for spec, t in tg["top1"].items():
+        v = res.get(spec, {}).get("top1")
+        ok = "–" if v is None else ("met" if v >= t - 1e-9 else "**missed**")
+        lines.append(f"| {spec} | top-1 (%) | ≥ {100 * t:.1f} | {_pct(v)} | {ok} |\n")
+    for spec, t in tg["completion_ratio"].items():
+        v = res.get(spec, {}).get("completion_ratio")
+        ok = "–" if v is None else ("met" if v <= t + 1e-9 else "**missed**")
+        lines.append(f"| {spec} | completion error / interpolation | ≤ {t:.2f} | "
+                     f"{_num(v, '{:.2f}')} | {ok} |\n")
+    return "".join(lines)
+
+
+def merge_results(parts: Sequence[dict]) -> dict:
+    """Combine evaluations run separately (e.g. as each training finished) into one table.
+
+    Refuses to merge runs whose test set, seed, window or masks differ: every
+    method in the merged table saw exactly the same corrupted windows.
+    """
+    if not parts:
+        raise FinetecError("nothing to merge; pass --merge A.json B.json ...")
+    base = parts[0]
+    out = json.loads(json.dumps(base))
+    for p in parts[1:]:
+        for key in ("dataset", "num_test_clips", "seed", "T"):
+            if p[key] != base[key]:
+                raise FinetecError(f"cannot merge evaluations with different {key} "
+                                   f"({p[key]} vs {base[key]}); rerun with the same options")
+        for spec, dig in p["mask_digests"].items():
+            if spec in base["mask_digests"] and base["mask_digests"][spec] != dig:
+                raise FinetecError(f"cannot merge: the masks of {spec} differ between runs")
+        for spec in p["protocols"]:
+            if spec not in out["protocols"]:
+                out["protocols"].append(spec)
+        for k in ("mask_digests", "interpolation", "missing_fraction"):
+            out[k].update({s: v for s, v in p[k].items() if s not in out[k]})
+        for name, m in p["methods"].items():
+            out["methods"].setdefault(name, m)
+    out["protocols"] = [s for s in EVAL_PROTOCOLS if s in out["protocols"]] + [
+        s for s in out["protocols"] if s not in EVAL_PROTOCOLS]
+    out.pop("seconds", None)
+    out.pop("total_seconds", None)
+    return out
+
+
 def plot(results: dict, path: Path) -> None:
     """Top-1 against the missing fraction, one line per method, one panel per protocol family."""
     import matplotlib
@@ -500,7 +563,7 @@ def write_reports(results: dict, prefix: Path) -> list[Path]:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = [prefix.with_suffix(".json"), prefix.with_suffix(".md"), prefix.with_suffix(".png")]
     paths[0].write_text(json.dumps(results, indent=1, default=float) + "\n")
-    paths[1].write_text(markdown_table(results))
+    paths[1].write_text(markdown_table(results) + targets_table(results))
     plot(results, paths[2])
     return paths
 
@@ -533,6 +596,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", type=Path, default=None,
                     help="output prefix (default models/results/<dataset>_evaluation)")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="combine earlier evaluations (same seed and masks) into one report "
+                    "instead of evaluating")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -541,6 +607,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     try:
+        if args.merge:
+            results = merge_results([json.loads(p.read_text()) for p in args.merge])
+            prefix = args.out or ROOT / "models" / "results" / f"{results['dataset']}_evaluation"
+            paths = write_reports(results, Path(prefix))
+            print(markdown_table(results) + targets_table(results))
+            print("wrote " + ", ".join(os.fspath(p) for p in paths), file=sys.stderr)
+            return 0
         cks = args.checkpoint or default_checkpoints(args.dataset, args.runs)
         for s in args.protocols:
             Corruption.parse(s)
@@ -555,7 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FinetecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(markdown_table(results))
+    print(markdown_table(results) + targets_table(results))
     print("wrote " + ", ".join(os.fspath(p) for p in paths), file=sys.stderr)
     return 0
 
