@@ -43,12 +43,12 @@ class ModelConfig:
     decomposition: bool = True
     physics: bool = True
     T: int = 64
-    channels: tuple[int, ...] = (64, 64, 96, 128)
-    strides: tuple[int, ...] = (2, 1, 2, 1)
-    temporal_kernel: int = 9
-    completion_hidden: int = 128
+    channels: tuple[int, ...] = (32, 64, 64, 64)
+    strides: tuple[int, ...] = (2, 2, 1, 1)
+    temporal_kernel: int = 7
+    completion_hidden: int = 96
     completion_blocks: int = 2
-    physics_hidden: int = 32
+    physics_hidden: int = 16
     dropout: float = 0.2
     strong_sigma: float = 0.08  # perturbation of dynamic regions (training only), body units
     weak_sigma: float = 0.02  # perturbation of static regions (training only)

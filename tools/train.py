@@ -245,7 +245,7 @@ def parse_args(argv=None):
     ap.add_argument("--resume", type=Path, default=None)
     ap.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--data-root", default=None)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--val-fraction", type=float, default=0.0,
                     help="stratified share of the training clips held out for validation")
     ap.add_argument("--window-seconds", type=float, default=2.5)
@@ -413,7 +413,7 @@ def _train(args, command: str) -> int:
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             acc = float((out["logits"].argmax(-1) == lab).float().mean())
             sums["acc"] = sums.get("acc", 0.0) + acc
-            bar.set_postfix(loss=f"{float(losses['total']):.3f}", acc=f"{acc:.2f}")
+            bar.set_postfix(loss=f"{float(losses['total'].detach()):.3f}", acc=f"{acc:.2f}")
         train_seconds += time.time() - t0
         rec = {k: v / steps_per_epoch for k, v in sums.items()}
         rec["epoch"] = epoch + 1

@@ -1,0 +1,87 @@
+"""A short real training run on Penn Action, resume, and every method/switch of the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from finetec_live import Recognizer
+from finetec_live.datasets import load_penn_action
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _train_module():
+    spec = importlib.util.spec_from_file_location("ft_train", ROOT / "tools" / "train.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["ft_train"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+train = _train_module()
+TINY = ["--channels", "24", "32", "--strides", "2", "2", "--threads", "1", "--quiet"]
+
+
+def test_short_training_learns_penn_subset(tmp_path):
+    out = tmp_path / "small.pt"
+    rc = train.main(["--subset", "150", "--epochs", "8", "--batch-size", "32", "--lr", "3e-3",
+                     "--mask-prob", "0.5", "--seed", "1", "--out", str(out), *TINY])
+    assert rc == 0
+    ck = torch.load(out, weights_only=True)
+    for key in ("format", "state_dict", "config", "layout", "class_names", "normalization",
+                "prior", "window_seconds", "hop_seconds", "command", "train_seconds", "epoch",
+                "optimizer"):
+        assert key in ck, key
+    assert ck["epoch"] == 8 and ck["layout"] == "penn13" and len(ck["class_names"]) == 15
+    assert ck["prior"].shape == (64, 13, 2)
+    assert "--subset 150" in ck["command"]
+    # 15 classes: chance is 6.7 %; the quick check is on 150 held-out test clips
+    assert ck["test_clean_accuracy"] > 35.0, ck["test_clean_accuracy"]
+    # the recognizer gives the same verdicts on real test clips
+    rec = Recognizer.from_checkpoint(out, device="cpu")
+    test = load_penn_action().test()
+    clips = [test[i] for i in range(0, len(test), 53)]
+    right = 0
+    for c in clips:
+        p = rec.classify(c.positions[None], np.ones((1, c.num_frames), bool), c.joint_valid[None])
+        right += int(p.argmax() == c.label)
+    assert right / len(clips) > 0.3
+
+
+@pytest.mark.parametrize("flags", [["--method", "stgcn-zero"], ["--method", "stgcn-interp"],
+                                   ["--no-completion"], ["--no-decomposition"], ["--no-physics"],
+                                   ["--no-completion", "--no-decomposition", "--no-physics"]])
+def test_every_method_and_switch_trains(tmp_path, flags):
+    out = tmp_path / "m.pt"
+    assert train.main(["--subset", "24", "--epochs", "1", "--batch-size", "12", "--no-test",
+                       "--out", str(out), *TINY, *flags]) == 0
+    rec = Recognizer.from_checkpoint(out, device="cpu")
+    cfg = rec.config
+    if "--method" in flags:
+        assert cfg.method == flags[1] and not rec.uses_completion
+    else:
+        assert cfg.completion == ("--no-completion" not in flags)
+        assert cfg.decomposition == ("--no-decomposition" not in flags)
+        assert cfg.physics == ("--no-physics" not in flags)
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    args = ["--subset", "24", "--batch-size", "12", "--no-test", *TINY]
+    assert train.main([*args, "--epochs", "2", "--out", str(a)]) == 0
+    assert train.main([*args, "--epochs", "1", "--out", str(b)]) == 0
+    assert train.main([*args, "--epochs", "2", "--out", str(b), "--resume", str(b)]) == 0
+    sa = torch.load(a, weights_only=True)["state_dict"]
+    sb = torch.load(b, weights_only=True)["state_dict"]
+    assert torch.load(b, weights_only=True)["epoch"] == 2
+    for k in sa:
+        assert torch.allclose(sa[k].float(), sb[k].float(), atol=1e-4), k
+    # resuming with another configuration is refused with one clear line
+    assert train.main([*args, "--epochs", "3", "--out", str(b), "--resume", str(b),
+                       "--no-physics"]) == 2
