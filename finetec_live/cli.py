@@ -24,6 +24,7 @@ from pathlib import Path
 from finetec_live.errors import FinetecError
 
 log = logging.getLogger("finetec_live")
+COMPLETION_DISPLAY_S = 0.25  # how long a window's completed pose may stand in for a frame
 
 EPILOG = """\
 examples:
@@ -267,6 +268,7 @@ def run(args: argparse.Namespace) -> int:
 
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     source = publisher = auth = estimator = recorder = display = jsonl = worker = None
+    restore_stderr = None
     thread = None
     stats = Stats()
     try:
@@ -317,6 +319,8 @@ def run(args: argparse.Namespace) -> int:
         if args.keypoints is None:
             from finetec_live.pose import PoseEstimator
 
+            if not log.isEnabledFor(logging.DEBUG):
+                restore_stderr = _silence_native_stderr()
             estimator = PoseEstimator(model_complexity=1)
         handoff = Handoff(maxsize=1)
         worker = InferenceWorker(rec, handoff, publisher, stats, stream, stop, topk=args.topk,
@@ -429,6 +433,40 @@ def run(args: argparse.Namespace) -> int:
             publisher.close()
         for s, h in old_handlers.items():
             signal.signal(s, h)
+        if restore_stderr is not None:
+            restore_stderr()
+
+
+def _silence_native_stderr():
+    """Send what native libraries (MediaPipe, TFLite, FFmpeg) print on file
+    descriptor 2 to /dev/null for the rest of the run, while Python's stderr
+    (our logging and error lines) keeps the real terminal. Returns the undo.
+    ``--log-level DEBUG`` keeps everything."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        return None
+    old_stderr = sys.stderr
+    ours = os.fdopen(saved, "w", buffering=1, encoding="utf-8", errors="replace")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = ours
+    handlers = [h for h in logging.getLogger().handlers
+                if isinstance(h, logging.StreamHandler) and h.stream is old_stderr]
+    for h in handlers:
+        h.setStream(ours)
+
+    def restore() -> None:
+        ours.flush()
+        os.dup2(saved, 2)
+        sys.stderr = old_stderr
+        for h in handlers:
+            h.setStream(old_stderr)
+        ours.close()
+
+    return restore
 
 
 def _limit_threads() -> None:
@@ -448,7 +486,10 @@ def _draw(display, frame, source, pose, latest, fps: float) -> None:
     if latest is not None:
         m = latest.message
         caption.insert(0, f"{m.label}  {m.score:.2f}  (missing {m.missing:.0%})")
-        if latest.completed_positions is not None and not pose.joint_valid.all():
+        # the newest completed tick stands in for missing joints of the current
+        # frame only while it is recent (windows describe the past)
+        recent = pose.timestamp - m.t_end / 1e9 <= COMPLETION_DISPLAY_S
+        if latest.completed_positions is not None and recent and not pose.joint_valid.all():
             completed = latest.completed_positions[-1]
     canvas = display.render(frame.image, source.width, source.height, pose, completed, caption)
     display(canvas)
