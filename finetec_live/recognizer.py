@@ -41,6 +41,7 @@ MIN_FRAMES = 8
 # ~0.3 m; frames at a nominal 30 fps): 9.81 / 0.3 / 30^2.
 KERNEL_GRAVITY = (0.0, 9.81 / 0.3 / 900.0)
 KIN_CLIP = 2.0
+SERIAL_KERNELS_UP_TO = 8
 
 
 def _weights_dir() -> Path:
@@ -144,18 +145,34 @@ def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, 
     dynamic = np.zeros((N, V), dtype=np.float32)
     kin = np.zeros((N, T, V, 4), dtype=np.float32)
     if kernels:
-        from finetec_live.kernels import lagrangian_acceleration_batch, region_motion_batch
+        from finetec_live.kernels import (
+            lagrangian_acceleration,
+            lagrangian_acceleration_batch,
+            region_motion,
+            region_motion_batch,
+        )
 
         regions = lay.regions_array()
-        _, dyn_regions = region_motion_batch(xn, jv, regions)  # (N, R) bool
+        frames = np.arange(T, dtype=np.float64)  # per-frame units, like finite differences
+        args = (lay.parents_array(), lay.masses_array())
+        if N <= SERIAL_KERNELS_UP_TO:
+            # the parallel kernels' thread start-up dominates for a few windows
+            dyn_regions = np.stack([region_motion(xn[n], jv[n], regions)[1] for n in range(N)])
+            parts = [lagrangian_acceleration(xn[n], jv[n], frames, *args,
+                                             gravity=KERNEL_GRAVITY) for n in range(N)]
+            acc = np.stack([r.acc for r in parts])
+            acc_valid = np.stack([r.acc_valid for r in parts])
+            tau = np.stack([r.tau for r in parts])
+            tau_valid = np.stack([r.tau_valid for r in parts])
+        else:
+            _, dyn_regions = region_motion_batch(xn, jv, regions)  # (N, R) bool
+            res = lagrangian_acceleration_batch(xn, jv, np.broadcast_to(frames, (N, T)), *args,
+                                                gravity=KERNEL_GRAVITY)
+            acc, acc_valid, tau, tau_valid = res.acc, res.acc_valid, res.tau, res.tau_valid
         dynamic = dyn_regions[:, regions].astype(np.float32)  # (N, V)
-        frames = np.broadcast_to(np.arange(T, dtype=np.float64), (N, T))  # per-frame units
-        res = lagrangian_acceleration_batch(xn, jv, frames, lay.parents_array(),
-                                            lay.masses_array(), gravity=KERNEL_GRAVITY)
-        ok = res.acc_valid
-        kin[..., 0:2] = np.clip(np.where(ok[..., None], res.acc, 0.0), -KIN_CLIP, KIN_CLIP)
-        kin[..., 2] = np.clip(np.where(res.tau_valid, res.tau, 0.0), -KIN_CLIP, KIN_CLIP)
-        kin[..., 3] = ok
+        kin[..., 0:2] = np.clip(np.where(acc_valid[..., None], acc, 0.0), -KIN_CLIP, KIN_CLIP)
+        kin[..., 2] = np.clip(np.where(tau_valid, tau, 0.0), -KIN_CLIP, KIN_CLIP)
+        kin[..., 3] = acc_valid
     return PreparedBatch(x=x.astype(np.float32), mask=jv.astype(np.float32),
                          interp=interp.astype(np.float32), dynamic=dynamic, kin=kin,
                          frame_valid=fv, timestamps=ts, centre=centre, scale=scale)
