@@ -263,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
     stopped_by = {"why": "end"}
 
     def on_signal(signum, _frame):
+        if stop.is_set() and stopped_by["why"] == signal.Signals(signum).name:
+            os._exit(128 + signum)  # a second signal while stopping: give up at once
         stopped_by["why"] = signal.Signals(signum).name
         stop.set()
 

@@ -196,6 +196,8 @@ class CameraSource:
         if not cap.isOpened():
             cap.release()
             return None
+        # keep the newest frame, not a queue of old ones (ignored where unsupported)
+        cap.set(self._cv2.CAP_PROP_BUFFERSIZE, 1)
         return cap
 
     def __iter__(self) -> Iterator[Frame]:
