@@ -1,8 +1,9 @@
 """The one place that sets Numba's options for every kernel.
 
-``jit`` compiles a serial kernel, ``pjit`` a parallel one (``prange`` over
-windows). Both cache their machine code on disk (``cache=True``) so a fresh
-process starts in well under a second once the cache is warm.
+``jit`` compiles a serial kernel, ``ijit`` a small helper inlined into its
+callers, ``pjit`` a parallel kernel (``prange`` over windows). All cache their
+machine code on disk (``cache=True``) so a fresh process starts in well under a
+second once the cache is warm.
 
 Fast-math: we allow reassociation, contraction (FMA), reciprocal
 approximations and ignoring the sign of zero, but *not* ``nnan``/``ninf``: the
@@ -17,7 +18,11 @@ import numba
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
 jit = numba.njit(cache=True, fastmath=FASTMATH, nogil=True)
+# small helpers called in hot loops: inlined into their callers at Numba IR level,
+# which saves the call (arrays are passed as exploded structs) and lets LLVM optimise
+# across the boundary
+ijit = numba.njit(cache=True, fastmath=FASTMATH, nogil=True, inline="always")
 pjit = numba.njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)
 prange = numba.prange
 
-__all__ = ["FASTMATH", "jit", "pjit", "prange"]
+__all__ = ["FASTMATH", "ijit", "jit", "pjit", "prange"]

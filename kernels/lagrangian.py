@@ -59,7 +59,7 @@ from ._common import (
     check_positions,
     check_timestamps,
 )
-from ._numba import jit, pjit, prange
+from ._numba import ijit, jit, pjit, prange
 
 DEFAULT_MAX_SPAN = 0.5  # seconds
 _LIMIT = 3.0e38  # below float32's largest value: |x| < _LIMIT also rules out NaN and inf
@@ -67,7 +67,7 @@ _TWO_PI = 2.0 * np.pi
 _SMALL = 0.2  # |argument| below which the series below are exact to ~1e-16
 
 
-@jit
+@ijit
 def _atan_small(z):
     """atan(z) for |z| <= 0.2 by its Taylor series (next term < 1e-16)."""
     z2 = z * z
@@ -84,14 +84,14 @@ def _atan_small(z):
     return z * p
 
 
-@jit
+@ijit
 def _cos_sin_small(d):
     """(cos d, sin d) for |d| <= 0.2 by their Taylor series (next terms < 1e-17)."""
     d2 = d * d
-    c = 1.0 - d2 / 2.0 * (1.0 - d2 / 12.0 * (1.0 - d2 / 30.0 * (1.0 - d2 / 56.0 * (
-        1.0 - d2 / 90.0))))
-    s = d * (1.0 - d2 / 6.0 * (1.0 - d2 / 20.0 * (1.0 - d2 / 42.0 * (1.0 - d2 / 72.0 * (
-        1.0 - d2 / 110.0)))))
+    c = 1.0 + d2 * (-0.5 + d2 * (1.0 / 24.0 + d2 * (-1.0 / 720.0 + d2 * (
+        1.0 / 40320.0 + d2 * (-1.0 / 3628800.0)))))
+    s = d * (1.0 + d2 * (-1.0 / 6.0 + d2 * (1.0 / 120.0 + d2 * (-1.0 / 5040.0 + d2 * (
+        1.0 / 362880.0 + d2 * (-1.0 / 39916800.0))))))
     return c, s
 
 
@@ -146,12 +146,12 @@ def _samples(pos, ok, ts, k, p, sf, st, q0, q1, ux, uy):
 
 
 @jit
-def _weights(st, lo, hi, tt, w):
+def _weights(st, lo, hi, tt, w, t):
     """Least-squares weights of value, first and second derivative at time ``tt``.
 
     Fits ``a + b v + d v**2`` with ``v`` the sample times centred on the run's
     midpoint and scaled by its half range (well conditioned), then moves to
-    ``tt``. Fills ``w[i] = (wa, wb, wc)`` so that ``q(tt) = sum wa q_i`` etc.;
+    ``tt``. Fills ``w[t, i] = (wa, wb, wc)`` so that ``q(tt) = sum wa q_i`` etc.;
     returns False when the moment matrix is singular.
     """
     c = 0.5 * (st[lo] + st[hi - 1])
@@ -184,9 +184,9 @@ def _weights(st, lo, hi, tt, w):
         g0 = (c00 + (c01 + c02 * v) * v) * r
         g1 = (c01 + (c11 + c12 * v) * v) * r
         g2 = (c02 + (c12 + c22 * v) * v) * r
-        w[i - lo, 0] = g0 + (g1 + g2 * vt) * vt
-        w[i - lo, 1] = (g1 + 2.0 * g2 * vt) * inv
-        w[i - lo, 2] = 2.0 * g2 * inv * inv
+        w[t, i - lo, 0] = g0 + (g1 + g2 * vt) * vt
+        w[t, i - lo, 1] = (g1 + 2.0 * g2 * vt) * inv
+        w[t, i - lo, 2] = 2.0 * g2 * inv * inv
     return True
 
 
@@ -228,7 +228,7 @@ def _runs(st, n, ts, n_fit, max_span, lo, hi, near):
         near[t] = m
 
 
-@jit
+@ijit
 def _fit_direct(st, q0, q1, lo, hi, tt):
     """Least-squares ``a + b u + d u**2`` of both coordinates, ``u`` the sample time
     minus ``tt`` scaled by its largest magnitude; returns
@@ -276,33 +276,41 @@ def _fit_direct(st, q0, q1, lo, hi, tt):
             (c02 * r10 + c12 * r11 + c22 * r12) * rc)
 
 
-@jit
+@ijit
 def _store(fit, k, t, is_bone, q1, ux, uy, near, a0, b0, c0, a1, b1, c1):
     """Write one fit; for a bone also cos and sin of the fitted angle, obtained by
-    rotating the nearest sample's unit vector (no trigonometric call when the
-    angle moved less than 0.2 rad)."""
-    fit[0, k, t] = a0
-    fit[1, k, t] = b0
-    fit[2, k, t] = c0
-    fit[3, k, t] = a1
-    fit[4, k, t] = b1
-    fit[5, k, t] = c1
-    if is_bone:
-        d = a1 - q1[near]
-        if abs(d) <= _SMALL and (ux[near] != 0.0 or uy[near] != 0.0):
-            cd, sd = _cos_sin_small(d)
-            fit[6, k, t] = ux[near] * cd - uy[near] * sd
-            fit[7, k, t] = uy[near] * cd + ux[near] * sd
-        else:
-            fit[6, k, t] = np.cos(a1)
-            fit[7, k, t] = np.sin(a1)
+    rotating the nearest sample's unit vector through the small angle between
+    them. Returns True when that angle exceeds 0.2 rad or the sample has zero
+    length: the caller then takes cos and sin directly (:func:`_fix_trig`; a
+    separate pass, which keeps trigonometric calls out of the hot loop)."""
+    fit[k, t, 0] = a0
+    fit[k, t, 1] = b0
+    fit[k, t, 2] = c0
+    fit[k, t, 3] = a1
+    fit[k, t, 4] = b1
+    fit[k, t, 5] = c1
+    if not is_bone:
+        return False
+    d = a1 - q1[near]
+    cd, sd = _cos_sin_small(d)
+    fit[k, t, 6] = ux[near] * cd - uy[near] * sd
+    fit[k, t, 7] = uy[near] * cd + ux[near] * sd
+    return not (abs(d) <= _SMALL and (ux[near] != 0.0 or uy[near] != 0.0))
+
+
+@jit
+def _fix_trig(fit, k, trig):
+    for t in range(trig.shape[0]):
+        if trig[t]:
+            fit[k, t, 6] = np.cos(fit[k, t, 3])
+            fit[k, t, 7] = np.sin(fit[k, t, 3])
 
 
 @jit
 def _fit_all(pos, ok, ts, parents, half_window, max_span, fit, fit_ok):
     """Local quadratic fits of every joint's two coordinates at every frame.
 
-    ``fit[:, k, t] = (q0, q0', q0'', q1, q1', q1'', cos q1, sin q1)``,
+    ``fit[k, t] = (q0, q0', q0'', q1, q1', q1'', cos q1, sin q1)``,
     ``fit_ok[k, t]``. Joints whose samples fall on the same frames share the
     sample selection and the least-squares weights (the common case: whole
     frames missing); the others are solved directly.
@@ -320,6 +328,7 @@ def _fit_all(pos, ok, ts, parents, half_window, max_span, fit, fit_ok):
     near = np.empty(n_t, dtype=np.int64)
     w = np.empty((n_t, n_fit, 3))
     w_ok = np.empty(n_t, dtype=np.bool_)
+    trig = np.empty(n_t, dtype=np.bool_)
     # group joints by identical sample masks
     smask = np.empty((n_v, n_t), dtype=np.bool_)
     for k in range(n_v):
@@ -350,16 +359,18 @@ def _fit_all(pos, ok, ts, parents, half_window, max_span, fit, fit_ok):
         _runs(st, n, ts, n_fit, max_span, lo, hi, near)
         if size[k] == 1:
             for t in range(n_t):
+                trig[t] = False
                 good = hi[t] - lo[t] >= 3
                 if good:
                     good, a0, b0, c0, a1, b1, c1 = _fit_direct(st, q0, q1, lo[t], hi[t], ts[t])
                     if good:
-                        _store(fit, k, t, parents[k] >= 0, q1, ux, uy, near[t],
-                               a0, b0, c0, a1, b1, c1)
+                        trig[t] = _store(fit, k, t, parents[k] >= 0, q1, ux, uy, near[t],
+                                         a0, b0, c0, a1, b1, c1)
                 fit_ok[k, t] = good
+            _fix_trig(fit, k, trig)
             continue
         for t in range(n_t):
-            w_ok[t] = hi[t] - lo[t] >= 3 and _weights(st, lo[t], hi[t], ts[t], w[t])
+            w_ok[t] = hi[t] - lo[t] >= 3 and _weights(st, lo[t], hi[t], ts[t], w, t)
         for m in range(k, n_v):
             if leader[m] != k:
                 continue
@@ -367,6 +378,7 @@ def _fit_all(pos, ok, ts, parents, half_window, max_span, fit, fit_ok):
                 _samples(pos, ok, ts, m, parents[m], sf, st, q0, q1, ux, uy)
             for t in range(n_t):
                 fit_ok[m, t] = w_ok[t]
+                trig[t] = False
                 if not w_ok[t]:
                     continue
                 a0 = b0 = c0 = a1 = b1 = c1 = 0.0
@@ -380,7 +392,9 @@ def _fit_all(pos, ok, ts, parents, half_window, max_span, fit, fit_ok):
                     a1 += w[t, i, 0] * v1
                     b1 += w[t, i, 1] * v1
                     c1 += w[t, i, 2] * v1
-                _store(fit, m, t, parents[m] >= 0, q1, ux, uy, near[t], a0, b0, c0, a1, b1, c1)
+                trig[t] = _store(fit, m, t, parents[m] >= 0, q1, ux, uy, near[t],
+                                 a0, b0, c0, a1, b1, c1)
+            _fix_trig(fit, m, trig)
 
 
 @jit
@@ -392,7 +406,7 @@ def _lagrangian_one(pos, valid, ts, parents, order, masses, gx, gy, half_window,
     for t in range(n_t):
         for k in range(n_v):
             ok[k, t] = valid[t, k] and np.isfinite(pos[t, k, 0]) and np.isfinite(pos[t, k, 1])
-    fit = np.empty((8, n_v, n_t))
+    fit = np.empty((n_v, n_t, 8))
     fit_ok = np.empty((n_v, n_t), dtype=np.bool_)
     _fit_all(pos, ok, ts, parents, half_window, max_span, fit, fit_ok)
 
@@ -409,19 +423,19 @@ def _lagrangian_one(pos, valid, ts, parents, order, masses, gx, gy, half_window,
             x = y = ax = ay = 0.0
             if p < 0:
                 g = fit_ok[k, t]
-                ax = fit[2, k, t]
-                ay = fit[5, k, t]
+                ax = fit[k, t, 2]
+                ay = fit[k, t, 5]
             else:
                 g = fit_ok[k, t] and good[p, t]
                 if g:
-                    ln = fit[0, k, t]
-                    thd = fit[4, k, t]
-                    cs = fit[6, k, t]
-                    sn = fit[7, k, t]
+                    ln = fit[k, t, 0]
+                    thd = fit[k, t, 4]
+                    cs = fit[k, t, 6]
+                    sn = fit[k, t, 7]
                     x = xs[p, t] + ln * cs
                     y = ys[p, t] + ln * sn
-                    ar = fit[2, k, t] - ln * thd * thd
-                    at = ln * fit[5, k, t] + 2.0 * fit[1, k, t] * thd
+                    ar = fit[k, t, 2] - ln * thd * thd
+                    at = ln * fit[k, t, 5] + 2.0 * fit[k, t, 1] * thd
                     ax = axs[p, t] + ar * cs - at * sn
                     ay = ays[p, t] + ar * sn + at * cs
             g = g and abs(ax) < _LIMIT and abs(ay) < _LIMIT and abs(x) < _LIMIT \
@@ -459,10 +473,10 @@ def _lagrangian_one(pos, valid, ts, parents, order, masses, gx, gy, half_window,
             tk = 0.0
             g = sub[k, t]
             if g:
-                ln = fit[0, k, t]
+                ln = fit[k, t, 0]
                 fx = m * (0.5 * (axs[p, t] + axs[k, t]) - gx)
                 fy = m * (0.5 * (ays[p, t] + ays[k, t]) - gy)
-                si = s_i[k, t] + m * ln * ln / 12.0 * fit[5, k, t] \
+                si = s_i[k, t] + m * ln * ln / 12.0 * fit[k, t, 5] \
                     + 0.5 * ((xs[p, t] + xs[k, t]) * fy - (ys[p, t] + ys[k, t]) * fx)
                 sfx = s_fx[k, t] + fx
                 sfy = s_fy[k, t] + fy
