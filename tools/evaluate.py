@@ -223,14 +223,32 @@ def _map_back(comp: np.ndarray, grid: np.ndarray, ts: np.ndarray, pos: np.ndarra
     return np.where(observed[..., None], pos, res).astype(np.float32)
 
 
+def forward_batch(rec, batch, batch_size: int = DEFAULT_BATCH):
+    """The network on a prepared batch, in chunks: ``(probs (N, K), completed (N, T_m, V, 2))``.
+
+    The completion is denormalised to the caller's units, on the model's time grid.
+    """
+    import torch
+
+    probs, comps = [], []
+    with torch.inference_mode():
+        for lo in range(0, len(batch), batch_size):
+            part = _slice_batch(batch, lo, lo + batch_size)
+            inputs = [torch.from_numpy(np.ascontiguousarray(a)).to(rec.device)
+                      for a in part.network_inputs()]
+            out = rec.model(*inputs)
+            probs.append(torch.softmax(out["logits"].float(), dim=-1).cpu().numpy())
+            comps.append(out["completed"].float().cpu().numpy())
+    comp = denormalize(np.concatenate(comps), batch.centre, batch.scale)
+    return np.concatenate(probs).astype(np.float32), comp
+
+
 def infer(rec, positions, frame_valid, joint_valid=None, timestamps=None, batch=None):
     """One forward pass: ``(probs (N, K), completed (N, T, V, 2))`` in the caller's frames/units.
 
     Equals ``(rec.classify(...), rec.complete(...))`` for windows of one length.
     ``batch`` is the already prepared :class:`PreparedBatch` of these windows, if any.
     """
-    import torch
-
     positions = np.asarray(positions, dtype=np.float32)
     n, t_in, v = positions.shape[:3]
     frame_valid = np.asarray(frame_valid, dtype=bool)
@@ -240,36 +258,31 @@ def infer(rec, positions, frame_valid, joint_valid=None, timestamps=None, batch=
         timestamps = np.broadcast_to(np.arange(t_in, dtype=np.float64) / 30.0, (n, t_in))
     if batch is None:
         batch = rec.prepare(positions, frame_valid, joint_valid, timestamps)
-    with torch.inference_mode():
-        inputs = [torch.from_numpy(np.ascontiguousarray(a)).to(rec.device)
-                  for a in batch.network_inputs()]
-        out = rec.model(*inputs)
-        probs = torch.softmax(out["logits"].float(), dim=-1).cpu().numpy().astype(np.float32)
-        comp = out["completed"].float().cpu().numpy()
-    comp = denormalize(comp, batch.centre, batch.scale)
+    probs, comp = forward_batch(rec, batch)
     observed = frame_valid[..., None] & joint_valid & np.isfinite(positions).all(-1)
     completed = _map_back(comp, batch.timestamps, np.asarray(timestamps, np.float64),
                           positions, observed)
     return probs, completed
 
 
-def prepared_batches(rec, inputs: ProtocolInputs, batch_size: int = DEFAULT_BATCH):
-    """The protocol's windows through ``rec.prepare``, cached per preprocessing kind.
+def prepared_batch(rec, inputs: ProtocolInputs, batch_size: int = DEFAULT_BATCH):
+    """All the protocol's windows through ``rec.prepare``, group after group, in one batch.
 
-    Methods that share the model's T, layout, fill mode and kernels (every
-    FineTec variant with kernels on) reuse the same prepared arrays.
+    Cached per preprocessing kind: methods that share the model's T, layout,
+    fill mode and kernels (every FineTec variant with kernels on) reuse it.
+    Windows of every native length end up on the model's grid, so the network
+    sees full batches whatever the clip lengths.
     """
     key = _prepare_key(rec)
     if key not in inputs.prepared:
-        out = []
+        chunks = []
         for g in inputs.groups:
-            chunks = [rec.prepare(g.positions[lo:lo + batch_size],
-                                  g.frame_valid[lo:lo + batch_size],
-                                  g.joint_valid[lo:lo + batch_size],
-                                  g.timestamps[lo:lo + batch_size])
-                      for lo in range(0, len(g), batch_size)]
-            out.append(_concat_batches(chunks))
-        inputs.prepared[key] = out
+            chunks += [rec.prepare(g.positions[lo:lo + batch_size],
+                                   g.frame_valid[lo:lo + batch_size],
+                                   g.joint_valid[lo:lo + batch_size],
+                                   g.timestamps[lo:lo + batch_size])
+                       for lo in range(0, len(g), batch_size)]
+        inputs.prepared[key] = _concat_batches(chunks)
     return inputs.prepared[key]
 
 
@@ -319,18 +332,18 @@ def interpolation_error(inputs: ProtocolInputs, layout: str) -> tuple[float, int
 def evaluate_method(rec, inputs: ProtocolInputs, num_classes: int,
                     batch_size: int = DEFAULT_BATCH) -> dict:
     """Accuracy and completion error of one recognizer on one protocol's windows."""
-    probs_all = np.zeros((inputs.num_samples, len(rec.class_names)), dtype=np.float32)
-    total, count = 0.0, 0
-    for g, batch in zip(inputs.groups, prepared_batches(rec, inputs, batch_size), strict=True):
-        for lo in range(0, len(g), batch_size):
-            hi = min(lo + batch_size, len(g))
-            probs, comp = infer(rec, g.positions[lo:hi], g.frame_valid[lo:hi],
-                                g.joint_valid[lo:hi], g.timestamps[lo:hi],
-                                batch=_slice_batch(batch, lo, hi))
-            probs_all[g.index[lo:hi]] = probs
-            s, c = completion_error_sums(comp, g.truth[lo:hi], g.missing[lo:hi],
-                                         g.scale[lo:hi])
-            total, count = total + s, count + c
+    batch = prepared_batch(rec, inputs, batch_size)
+    probs, comp = forward_batch(rec, batch, batch_size)
+    probs_all = np.zeros((inputs.num_samples, probs.shape[1]), dtype=np.float32)
+    total, count, lo = 0.0, 0, 0
+    for g in inputs.groups:
+        hi = lo + len(g)
+        probs_all[g.index] = probs[lo:hi]
+        observed = g.frame_valid[..., None] & g.joint_valid
+        done = _map_back(comp[lo:hi], batch.timestamps[lo:hi], g.timestamps, g.positions,
+                         observed)
+        s, c = completion_error_sums(done, g.truth, g.missing, g.scale)
+        total, count, lo = total + s, count + c, hi
     top1, mean_class = accuracies(probs_all, inputs.labels, num_classes)
     return {"top1": top1, "mean_class": mean_class,
             "completion_error": total / count if count else None,
@@ -547,8 +560,10 @@ def plot(results: dict, path: Path) -> None:
             ys = [100 * m["results"][str(c)]["top1"] for c in pts if str(c) in m["results"]]
             ax.plot(xs, ys, marker="o", label=name)
         runs = {c.runs for c in pts if c.kind == "burst"}
-        ax.set_title(f"{fam}" + (f" ({runs.pop()} runs)" if len(runs) == 1 else ""))
-        ax.set_xlabel("missing fraction of the window")
+        title = {"random": "random frames of the window", "native": "frames dropped at the "
+                 "native rate", "tail": "newest frames (tail)"}.get(fam, fam)
+        ax.set_title(title + (f" ({runs.pop()} bursts)" if len(runs) == 1 else ""), fontsize=10)
+        ax.set_xlabel("missing fraction")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("top-1 (%)")
     axes[0][-1].legend(fontsize=7, loc="lower left")
