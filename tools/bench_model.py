@@ -374,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict = {"device": args.device, "torch": torch.__version__,
                     "python": platform.python_version(), "machine": platform.machine(),
                     "cpu_count": os.cpu_count(), "window": window[4],
-                    "checkpoint": args.checkpoint}
+                    "checkpoint": args.checkpoint, "loadavg_before": os.getloadavg()}
     if args.device == "cpu":
         res = bench_cpu(recs, window, args.repeats, args.batches)
         ours, base = list(recs)
@@ -385,6 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         res = bench_gpu(recs, window, args.repeats, args.batches, args.compile)
         result["cuda"] = res
         print(gpu_table(res))
+    result["loadavg_after"] = os.getloadavg()
+    print(f"load average before/after: {result['loadavg_before'][0]:.1f} / "
+          f"{result['loadavg_after'][0]:.1f} on {os.cpu_count()} CPUs (other processes "
+          "running at the same time slow every figure down)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1, default=str) + "\n")
