@@ -20,6 +20,7 @@ Conventions (documented once, here):
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +78,7 @@ def check_positions(positions, lead: int, coords: int | None) -> np.ndarray:
         raise _shape_error("positions", p, expected)
     if p.shape[-2] < 1:
         raise _shape_error("positions", p, expected + " with at least one joint")
-    if not np.issubdtype(p.dtype, np.floating):
+    if p.dtype.kind != "f":
         raise _shape_error("positions", p, expected + " (a floating dtype)")
     return np.ascontiguousarray(p, dtype=np.float32)
 
@@ -93,7 +94,7 @@ def check_mask(joint_valid, positions: np.ndarray) -> np.ndarray:
 def check_regions(regions, n_joints: int) -> tuple[np.ndarray, int]:
     """``regions`` as int64 and the number of regions R = max(5, regions.max() + 1)."""
     r = np.asarray(regions)
-    if r.shape != (n_joints,) or not np.issubdtype(r.dtype, np.integer):
+    if r.shape != (n_joints,) or r.dtype.kind not in "iu":
         raise _shape_error("regions", r, f"({n_joints},) integer")
     if r.size and r.min() < 0:
         raise ValueError(f"regions: got a negative region index {int(r.min())}, "
@@ -111,20 +112,23 @@ def check_fraction(name: str, value, low: float, high: float) -> float:
 
 def check_timestamps(timestamps, shape: tuple[int, ...]) -> np.ndarray:
     ts = np.asarray(timestamps)
-    if ts.shape != shape or not (np.issubdtype(ts.dtype, np.floating)
-                                 or np.issubdtype(ts.dtype, np.integer)):
+    if ts.shape != shape or ts.dtype.kind not in "fiu":
         raise _shape_error("timestamps", ts, f"{shape} float64 seconds")
     ts = np.ascontiguousarray(ts, dtype=np.float64)
-    if not np.isfinite(ts).all():
+    if ts.shape[-1] == 0:
+        return ts
+    # strictly increasing and finite at both ends implies finite everywhere (NaN fails >)
+    if not (np.isfinite(ts[..., 0]).all() and np.isfinite(ts[..., -1]).all()):
         raise ValueError("timestamps: got non-finite values, expected finite seconds")
-    if ts.shape[-1] > 1 and not (np.diff(ts, axis=-1) > 0).all():
-        raise ValueError("timestamps: got values that do not strictly increase along the "
-                         "window, expected one distinct time per frame slot")
+    if ts.shape[-1] > 1 and not (ts[..., 1:] > ts[..., :-1]).all():
+        raise ValueError("timestamps: got values that are not finite or do not strictly "
+                         "increase along the window, expected one distinct time per frame slot")
     return ts
 
 
 @functools.lru_cache(maxsize=64)
-def _tree(parents: tuple[int, ...]) -> np.ndarray:
+def _tree(key: bytes) -> np.ndarray:
+    parents = np.frombuffer(key, dtype=np.int64).tolist()
     v = len(parents)
     depth = [-1] * v
     for k in range(v):
@@ -150,10 +154,10 @@ def _tree(parents: tuple[int, ...]) -> np.ndarray:
 def check_parents(parents, n_joints: int) -> tuple[np.ndarray, np.ndarray]:
     """``parents`` as int64 and a topological order (parents before children)."""
     p = np.asarray(parents)
-    if p.shape != (n_joints,) or not np.issubdtype(p.dtype, np.integer):
+    if p.shape != (n_joints,) or p.dtype.kind not in "iu":
         raise _shape_error("parents", p, f"({n_joints},) integer with -1 at the root")
-    order = _tree(tuple(int(x) for x in p))
-    return np.ascontiguousarray(p, dtype=np.int64), order
+    p = np.ascontiguousarray(p, dtype=np.int64)
+    return p, _tree(p.tobytes())
 
 
 def check_masses(masses, n_joints: int) -> np.ndarray:
@@ -161,20 +165,22 @@ def check_masses(masses, n_joints: int) -> np.ndarray:
     if masses is None:
         return np.ones(n_joints, dtype=np.float64)
     m = np.asarray(masses)
-    if m.shape != (n_joints,) or not (np.issubdtype(m.dtype, np.floating)
-                                      or np.issubdtype(m.dtype, np.integer)):
+    if m.shape != (n_joints,) or m.dtype.kind not in "fiu":
         raise _shape_error("masses", m, f"({n_joints},) float64")
     m = np.ascontiguousarray(m, dtype=np.float64)
-    if not (np.isfinite(m).all() and (m >= 0).all()):
+    if not (m.min() >= 0 and m.max() < np.inf):  # NaN fails both
         raise ValueError("masses: got negative or non-finite values, expected finite masses >= 0")
     return m
 
 
 def check_gravity(gravity) -> tuple[float, float]:
-    g = np.asarray(gravity, dtype=np.float64)
-    if g.shape != (2,) or not np.isfinite(g).all():
+    try:
+        gx, gy = (float(g) for g in gravity)
+    except (TypeError, ValueError):
+        gx = gy = math.nan
+    if not (math.isfinite(gx) and math.isfinite(gy)):
         raise ValueError(f"gravity: got {gravity!r}, expected two finite numbers (gx, gy)")
-    return float(g[0]), float(g[1])
+    return gx, gy
 
 
 def check_half_window(half_window) -> int:

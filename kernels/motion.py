@@ -29,14 +29,14 @@ from __future__ import annotations
 import numpy as np
 
 from ._common import check_fraction, check_mask, check_positions, check_regions
-from ._numba import jit, pjit, prange
+from ._numba import ijit, jit, pjit, prange
 
 DEFAULT_THRESHOLD = 0.25
 DEFAULT_FLOOR = 0.002
 _SCORE_MAX = 1e30  # scores are clipped here so a degenerate body size cannot give inf
 
 
-@jit
+@ijit
 def _counted(pos, valid, t, v):
     if not valid[t, v]:
         return False
@@ -48,64 +48,65 @@ def _counted(pos, valid, t, v):
 
 @jit
 def _region_motion_one(pos, valid, regions, threshold, floor, scores, dynamic):
-    """One window: fills ``scores (R,)`` and ``dynamic (R,)`` in place."""
+    """One window: fills ``scores (R,)`` and ``dynamic (R,)`` in place.
+
+    Coordinates are the outer loop so every sum is a scalar accumulator; the
+    sums select rather than branch on the mask (unpredictable branches cost more
+    than the arithmetic).
+    """
     n_t, n_v, n_c = pos.shape
     n_r = scores.shape[0]
     ok = np.empty((n_t, n_v), dtype=np.bool_)
+    n_frame = np.zeros(n_t, dtype=np.int64)  # counted joints per frame
+    n_joint = np.zeros(n_v, dtype=np.int64)  # counted frames per joint
     for t in range(n_t):
         for v in range(n_v):
-            ok[t, v] = _counted(pos, valid, t, v)
+            g = _counted(pos, valid, t, v)
+            ok[t, v] = g
+            n_frame[t] += g
+            n_joint[v] += g
+    ss_frame = np.zeros(n_t)  # squared distances to the frame's centroid
+    ss_joint = np.zeros(n_v)  # squared distances to the joint's temporal mean
+    for c in range(n_c):
+        for t in range(n_t):
+            if n_frame[t] < 2:
+                continue
+            m = 0.0
+            for v in range(n_v):
+                m += pos[t, v, c] if ok[t, v] else 0.0
+            m /= n_frame[t]
+            ss = 0.0
+            for v in range(n_v):
+                d = pos[t, v, c] - m if ok[t, v] else 0.0
+                ss += d * d
+            ss_frame[t] += ss
+        for v in range(n_v):
+            if n_joint[v] < 2:
+                continue
+            m = 0.0
+            for t in range(n_t):
+                m += pos[t, v, c] if ok[t, v] else 0.0
+            m /= n_joint[v]
+            ss = 0.0
+            for t in range(n_t):
+                d = pos[t, v, c] - m if ok[t, v] else 0.0
+                ss += d * d
+            ss_joint[v] += ss
     # body size: mean over frames of the RMS distance to the centroid
     size_sum = 0.0
     size_n = 0
-    cen = np.empty(n_c)
     for t in range(n_t):
-        n = 0
-        for c in range(n_c):
-            cen[c] = 0.0
-        for v in range(n_v):
-            if ok[t, v]:
-                n += 1
-                for c in range(n_c):
-                    cen[c] += pos[t, v, c]
-        if n < 2:
-            continue
-        for c in range(n_c):
-            cen[c] /= n
-        ss = 0.0
-        for v in range(n_v):
-            if ok[t, v]:
-                for c in range(n_c):
-                    d = pos[t, v, c] - cen[c]
-                    ss += d * d
-        size_sum += np.sqrt(ss / n)
-        size_n += 1
+        if n_frame[t] >= 2:
+            size_sum += np.sqrt(ss_frame[t] / n_frame[t])
+            size_n += 1
     size = size_sum / size_n if size_n > 0 else 0.0
     # per-joint variance, averaged per region
     acc = np.zeros(n_r)
     cnt = np.zeros(n_r, dtype=np.int64)
-    mean = np.empty(n_c)
     for v in range(n_v):
-        n = 0
-        for c in range(n_c):
-            mean[c] = 0.0
-        for t in range(n_t):
-            if ok[t, v]:
-                n += 1
-                for c in range(n_c):
-                    mean[c] += pos[t, v, c]
-        if n < 2:
-            continue
-        for c in range(n_c):
-            mean[c] /= n
-        ss = 0.0
-        for t in range(n_t):
-            if ok[t, v]:
-                for c in range(n_c):
-                    d = pos[t, v, c] - mean[c]
-                    ss += d * d
-        acc[regions[v]] += ss / n
-        cnt[regions[v]] += 1
+        if n_joint[v] >= 2:
+            acc[regions[v]] += ss_joint[v] / n_joint[v]
+            cnt[regions[v]] += 1
     best = 0.0
     for r in range(n_r):
         s = 0.0
