@@ -41,6 +41,10 @@ MIN_FRAMES = 8
 # ~0.3 m; frames at a nominal 30 fps): 9.81 / 0.3 / 30^2.
 KERNEL_GRAVITY = (0.0, 9.81 / 0.3 / 900.0)
 KIN_CLIP = 2.0
+# Lagrangian fits on the model's grid, in frame units: at most 2*3+1 samples, none
+# further than 6 frames from the frame being fitted (longer gaps stay unfitted).
+KERNEL_HALF_WINDOW = 3
+KERNEL_MAX_SPAN = 6.0
 SERIAL_KERNELS_UP_TO = 8
 
 
@@ -155,11 +159,13 @@ def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, 
         regions = lay.regions_array()
         frames = np.arange(T, dtype=np.float64)  # per-frame units, like finite differences
         args = (lay.parents_array(), lay.masses_array())
+        kw = {"gravity": KERNEL_GRAVITY, "half_window": KERNEL_HALF_WINDOW,
+              "max_span": KERNEL_MAX_SPAN}
         if N <= SERIAL_KERNELS_UP_TO:
             # the parallel kernels' thread start-up dominates for a few windows
             dyn_regions = np.stack([region_motion(xn[n], jv[n], regions)[1] for n in range(N)])
-            parts = [lagrangian_acceleration(xn[n], jv[n], frames, *args,
-                                             gravity=KERNEL_GRAVITY) for n in range(N)]
+            parts = [lagrangian_acceleration(xn[n], jv[n], frames, *args, **kw)
+                     for n in range(N)]
             acc = np.stack([r.acc for r in parts])
             acc_valid = np.stack([r.acc_valid for r in parts])
             tau = np.stack([r.tau for r in parts])
@@ -167,7 +173,7 @@ def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, 
         else:
             _, dyn_regions = region_motion_batch(xn, jv, regions)  # (N, R) bool
             res = lagrangian_acceleration_batch(xn, jv, np.broadcast_to(frames, (N, T)), *args,
-                                                gravity=KERNEL_GRAVITY)
+                                                **kw)
             acc, acc_valid, tau, tau_valid = res.acc, res.acc_valid, res.tau, res.tau_valid
         dynamic = dyn_regions[:, regions].astype(np.float32)  # (N, V)
         kin[..., 0:2] = np.clip(np.where(acc_valid[..., None], acc, 0.0), -KIN_CLIP, KIN_CLIP)
