@@ -285,11 +285,13 @@ def run(args: argparse.Namespace) -> int:
             from finetec_live.display import Display
 
             display = Display(show, args.output, source.fps, title=f"finetec-live {stream}")
-        publisher = Publisher(args.bind, curve_secret=args.curve_secret, insecure=args.insecure)
-        if args.curve_clients:
+        if args.curve_clients:  # the authenticator must run before the socket binds
             if not args.curve_secret:
                 raise FinetecError("--curve-clients needs --curve-secret (the server key pair)")
-            auth = start_authenticator(publisher.context, args.curve_clients)
+            import zmq
+
+            auth = start_authenticator(zmq.Context.instance(), args.curve_clients)
+        publisher = Publisher(args.bind, curve_secret=args.curve_secret, insecure=args.insecure)
         rec = load_recognizer(args.model, args.device)
         from finetec_live import recognizer as _recognizer_module
 

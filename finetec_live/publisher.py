@@ -112,8 +112,9 @@ def load_secret_key(path: str | os.PathLike) -> tuple[bytes, bytes]:
 def start_authenticator(context: zmq.Context, clients_dir: str | os.PathLike):
     """Allow only the client public keys found in ``clients_dir`` (``*.key``).
 
-    Starts ZeroMQ's authenticator thread; the caller owns it and calls
-    ``.stop()`` at exit.
+    Starts ZeroMQ's authenticator thread; the caller owns it, starts it before
+    binding the :class:`Publisher` on the same context (a connection accepted
+    before the authenticator runs is not checked) and calls ``.stop()`` at exit.
     """
     from zmq.auth.thread import ThreadAuthenticator
 

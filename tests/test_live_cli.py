@@ -272,3 +272,43 @@ def test_signal_stops_cleanly_and_writes_stats(sig, tmp_path):
     stats = json.loads(stats_file.read_text())
     assert stats["stopped_by"] == sig.name and stats["frames"] > 60
     assert stats["published"] >= 1
+
+
+def test_curve_publishing_with_an_allow_list(clean_and_jerk_run, tmp_path):
+    """keygen -> --curve-secret + --curve-clients: the allowed client decodes the
+    labels, a client with another key pair gets nothing."""
+    import zmq.auth
+
+    keys = tmp_path / "keys"
+    assert subprocess.run([*LIVE, "keygen", str(keys)], capture_output=True,
+                          timeout=30).returncode == 0
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "client.key").write_bytes((keys / "client.key").read_bytes())
+    server_public, _ = zmq.auth.load_certificate(str(keys / "server.key"))
+    port = _free_port()
+    ep = f"tcp://127.0.0.1:{port}"
+
+    def curve_sub(public: bytes, secret: bytes) -> _Collector:
+        c = _Collector.__new__(_Collector)
+        c.labels, c.status, c._stop = [], [], threading.Event()
+        s = zmq.Context.instance().socket(zmq.SUB)
+        s.setsockopt(zmq.LINGER, 0)
+        s.curve_serverkey, s.curve_publickey, s.curve_secretkey = server_public, public, secret
+        s.setsockopt(zmq.SUBSCRIBE, b"")
+        s.connect(ep)
+        c._sock = s
+        c._thread = threading.Thread(target=c._run, daemon=True)
+        c._thread.start()
+        return c
+
+    good = curve_sub(*zmq.auth.load_certificate(str(keys / "client.key_secret")))
+    other = curve_sub(*zmq.curve_keypair())
+    r = _live(["--keypoints", str(clean_and_jerk_run["dir"] / "poses.fkp"), "--fast",
+               "--bind", ep, "--curve-secret", str(keys / "server.key_secret"),
+               "--curve-clients", str(allowed)])
+    good.close()
+    other.close(0)
+    assert r.returncode == 0, r.stderr
+    assert len(good.labels) >= 10 and good.labels[0]["stream"] == "poses"
+    assert other.labels == [] and other.status == []
