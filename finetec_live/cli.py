@@ -393,7 +393,7 @@ def run(args: argparse.Namespace) -> int:
                 if display.closed_by_user:
                     stopped_by["why"] = "window closed"
                     break
-            if stop.is_set():
+            if stop.is_set() or worker.error is not None:
                 break
             if args.max_seconds and time.perf_counter() - t_run >= args.max_seconds:
                 stopped_by["why"] = "max_seconds"

@@ -39,18 +39,20 @@ class Handoff:
         self._closed = False
         self.dropped = 0
 
-    def put(self, item: Any, force: bool = False) -> None:
+    def put(self, item: Any, force: bool = False) -> bool:
+        """Queue ``item``; False (item not queued) once the hand-off is closed."""
         with self._cv:
-            if self._closed:
-                raise RuntimeError("put on a closed hand-off")
             if force:
                 while len(self._q) >= self.maxsize and not self._closed:
                     self._cv.wait(0.05)
+            if self._closed:
+                return False
             while len(self._q) >= self.maxsize:
                 self._q.popleft()
                 self.dropped += 1
             self._q.append(item)
             self._cv.notify_all()
+            return True
 
     def get(self, timeout: float | None = None) -> Any:
         """The oldest item; None on timeout or when closed and drained."""
@@ -269,6 +271,7 @@ class InferenceWorker:
         except BaseException as exc:  # reported by the caller, in its thread
             self.error = exc
             self.stop.set()
+            self.handoff.close()  # a capture thread waiting for room gives up
 
 
 def warm_up(recognizer, window_s: float, fps: float, want_completion: bool = False,

@@ -153,8 +153,10 @@ def test_handoff_drops_the_stalest_and_counts():
     assert h.dropped == 3
     assert [h.get(0), h.get(0)] == [3, 4]
     assert h.get(0.01) is None
+    h.put(5)
     h.close()
-    assert h.get() is None
+    assert h.get() == 5 and h.get() is None  # drained, then closed
+    assert h.put(6) is False and h.put(7, force=True) is False
 
 
 def test_handoff_force_waits_for_room():
