@@ -355,22 +355,22 @@ class FinetecNet(nn.Module):
 
         # 3. physics: finite differences fused with the learned Euler–Lagrange estimate
         if self.physics is not None:
-            learned, targets, weights = [], [], []
-            for i, s in enumerate(streams):
-                vel, acc_fd = finite_differences(s)
-                acc_el = self.physics(s, vel)  # (N, T, V, 2)
-                feats += [acc_fd, acc_el]
-                learned.append(acc_el)
-                if i == 0:  # the base stream is tied to the kernel's windowed Lagrangian fit
-                    kv = kin[..., 3:4]
-                    targets.append(kv * kin[..., 0:2] + (1 - kv) * acc_fd.detach())
-                else:
-                    targets.append(acc_fd.detach())
-                weights.append(torch.ones_like(acc_el[..., :1]))
+            S, N = len(streams), s_base.shape[0]
+            stacked = torch.cat(streams, dim=0)  # (S*N, T, V, 2): one pass for all streams
+            vel, acc_fd = finite_differences(stacked)
+            acc_el = self.physics(stacked, vel)  # (S*N, T, V, 2)
+            for i in range(S):
+                feats += [acc_fd[i * N:(i + 1) * N], acc_el[i * N:(i + 1) * N]]
+            acc_fd = acc_fd.detach().view(S, N, *acc_fd.shape[1:])  # (S, N, T, V, 2)
+            # the base stream is tied to the kernel's windowed Lagrangian fit where it has one,
+            # the others (and the base elsewhere) to their finite differences
+            kv = kin[..., 3:4]  # (N, T, V, 1)
+            target = acc_fd.clone()
+            target[0] = kv * kin[..., 0:2] + (1 - kv) * acc_fd[0]
             feats.append(kin)  # (N, T, V, 4)
-            out["acc_learned"] = torch.stack(learned, 0)  # (S, N, T, V, 2)
-            out["acc_target"] = torch.stack(targets, 0)
-            out["acc_weight"] = torch.stack(weights, 0)
+            out["acc_learned"] = acc_el.view(S, N, *acc_el.shape[1:])  # (S, N, T, V, 2)
+            out["acc_target"] = target
+            out["acc_weight"] = torch.ones_like(target[..., :1])
 
         # 4. early fusion + ST-GCN head
         fused = torch.cat(feats, dim=-1)  # (N, T, V, C_in)
