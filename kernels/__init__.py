@@ -1,13 +1,28 @@
 """Numba kernels over skeleton windows (installed as ``finetec_live.kernels``).
 
 - :func:`region_motion` / :func:`region_motion_batch`: per-region motion scores
-  and the dynamic/static split of a window.
+  (temporal variance of each joint over its valid frames, averaged per region,
+  divided by the squared body size measured in the window) and the
+  dynamic/static split: a region is dynamic when its score is at least
+  ``threshold`` (0.25) times the window's largest and above ``floor`` (0.002).
+  See :mod:`finetec_live.kernels.motion`.
 - :func:`lagrangian_acceleration` / :func:`lagrangian_acceleration_batch`:
-  joint accelerations from local quadratic fits of bone lengths and angles,
-  recomposed down the tree, and the joint torques of inverse dynamics.
+  joint accelerations from local quadratic least-squares fits of each bone's
+  length and angle (and the root's position) over the nearest valid samples in
+  time (at most ``2 * half_window + 1``, within ``max_span`` = 0.5 s), recomposed
+  down the tree with radial, centripetal, tangential and Coriolis terms; and the
+  generalised force ``tau`` at each bone's parent joint (uniform rods, masses 1.0
+  per bone unless given; positive towards increasing bone angle). Unsupported
+  entries are 0 and flagged in ``acc_valid`` / ``tau_valid``, never NaN. See
+  :mod:`finetec_live.kernels.lagrangian`.
+
+Inputs: ``positions`` float32 (float64 is converted), ``joint_valid`` bool
+(other dtypes are refused: convert explicitly), ``timestamps`` strictly
+increasing seconds; wrong shapes or dtypes raise ``ValueError`` naming the
+argument, what it got and what it needs.
 
 Plain NumPy twins with the same names and signatures live in
-:mod:`finetec_live.kernels.reference`.
+:mod:`finetec_live.kernels.reference`; ``tools/bench_kernels.py`` times both.
 """
 
 from ._common import LagrangianResult
