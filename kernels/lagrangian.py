@@ -219,7 +219,7 @@ def lagrangian_acceleration(positions, joint_valid, timestamps, parents, masses=
 
 def lagrangian_acceleration_batch(positions, joint_valid, timestamps, parents, masses=None,
                                   gravity=(0.0, 9.81), half_window=3,
-                            max_span=DEFAULT_MAX_SPAN):
+                                  max_span=DEFAULT_MAX_SPAN):
     """:func:`lagrangian_acceleration` over ``N`` windows in parallel.
 
     ``positions (N, T, V, 2)``, ``joint_valid (N, T, V)``, ``timestamps (N, T)``;

@@ -160,7 +160,7 @@ def lagrangian_acceleration(positions, joint_valid, timestamps, parents, masses=
 
 def lagrangian_acceleration_batch(positions, joint_valid, timestamps, parents, masses=None,
                                   gravity=(0.0, 9.81), half_window=3,
-                            max_span=DEFAULT_MAX_SPAN):
+                                  max_span=DEFAULT_MAX_SPAN):
     """Reference of :func:`finetec_live.kernels.lagrangian_acceleration_batch`."""
     pos, valid, ts, *rest = _checked_lagrangian(positions, joint_valid, timestamps, parents,
                                                 masses, gravity, half_window, max_span, 2)
