@@ -109,6 +109,7 @@ def main(argv=None):
     n = 128 if args.quick else args.batch
     threads = numba.config.NUMBA_NUM_THREADS
 
+    penn_first = None if args.synthetic else penn_windows(n, args.frames)
     print(f"finetec-live kernel benchmark: T={args.frames}, N={n}, median of {repeats} repeats")
     print(f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} at start, numba {numba.__version__} ({threads} threads), "
@@ -120,8 +121,9 @@ def main(argv=None):
     print(head)
     print("-" * len(head))
     results = {}
+    penn = penn_first
     for layout in (PENN13, MEDIAPIPE33):
-        real = None if layout is not PENN13 or args.synthetic else penn_windows(n, args.frames)
+        real = penn if layout is PENN13 else None
         if real is not None:
             pos, valid, ts, _ = real
             source = "real"
