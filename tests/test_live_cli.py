@@ -312,3 +312,22 @@ def test_curve_publishing_with_an_allow_list(clean_and_jerk_run, tmp_path):
     assert r.returncode == 0, r.stderr
     assert len(good.labels) >= 10 and good.labels[0]["stream"] == "poses"
     assert other.labels == [] and other.status == []
+
+
+def test_windows_are_accounted_for_when_inference_falls_behind(clean_and_jerk_run, tmp_path):
+    """A window every frame at real time: whatever inference cannot keep up with
+    is dropped and counted, never lost silently, and capture never waits."""
+    port = _free_port()
+    sub = _Collector(f"tcp://127.0.0.1:{port}")
+    r = _live(["--keypoints", str(clean_and_jerk_run["dir"] / "poses.fkp"), "--hop", "0.02",
+               "--bind", f"tcp://127.0.0.1:{port}", "--max-seconds", "4",
+               "--stats-json", str(tmp_path / "s.json")])
+    sub.close()
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["windows"] == s["published"] + s["dropped_windows"] + s["skipped_windows"]
+    assert len(sub.labels) == s["published"] > 0
+    # capture kept the source's clock: about 4 s of 30 fps frames
+    assert s["frames"] == pytest.approx(4 * 29.97, abs=8)
+    seqs = [m["seq"] for m in sub.labels]
+    assert seqs == sorted(seqs) and seqs[-1] <= s["windows"] - 1
