@@ -264,7 +264,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
-    command = " ".join([Path(sys.argv[0]).name if argv is None else "tools/train.py",
+    command = " ".join(["python", sys.argv[0] if argv is None else "tools/train.py",
                         *(sys.argv[1:] if argv is None else argv)])
     try:
         return _train(args, command)
