@@ -226,6 +226,9 @@ def test_drop_half_of_the_frames_on_a_replay(clean_and_jerk_run):
     assert 0.35 <= missing.mean() <= 0.65
     assert all(m["completed"] for m in labels if m["missing"] > 0)
     assert labels[0]["stream"] == "poses"
+    # and the recognizer holds up: still a clean and jerk
+    votes = collections.Counter(m["label"] for m in labels)
+    assert votes.most_common(1)[0][0] == "clean_and_jerk", votes
 
 
 def test_demo_clip_natural_occlusion_and_outputs(tmp_path):
@@ -331,3 +334,12 @@ def test_windows_are_accounted_for_when_inference_falls_behind(clean_and_jerk_ru
     assert s["frames"] == pytest.approx(4 * 29.97, abs=8)
     seqs = [m["seq"] for m in sub.labels]
     assert seqs == sorted(seqs) and seqs[-1] <= s["windows"] - 1
+
+
+def test_cuda_asked_for_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    r = _live(["--video", str(DEMO_VIDEO), "--device", "cuda"])
+    _assert_one_line_error(r, "cuda")
