@@ -302,6 +302,10 @@ def run(args: argparse.Namespace) -> int:
         if hop_s > window_s:
             raise FinetecError(f"--hop {hop_s:g} is longer than the window ({window_s:g} s); "
                                "use a hop <= window")
+        if window_s * source.fps < min_frames:
+            raise FinetecError(f"--window {window_s:g} s holds fewer than the {min_frames} frames "
+                               f"the model needs at {source.fps:g} fps; use --window "
+                               f"{math.ceil(100 * min_frames / source.fps) / 100:g} or more")
         layout = rec.layout
         from finetec_live.layouts import get_layout
 

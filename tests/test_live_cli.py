@@ -118,6 +118,8 @@ BAD_ARGS = {
                               ["does not fit"]),
     "missing checkpoint": (["--video", str(DEMO_VIDEO), "--model", "nope.pt"], 1,
                            ["not found"]),
+    "window too short": (["--video", str(DEMO_VIDEO), "--window", "0.1", "--hop", "0.1"], 1,
+                         ["--window", "frames"]),
     "hop > window": (["--video", str(DEMO_VIDEO), "--window", "1", "--hop", "2"], 1, ["hop"]),
     "public bind": (["--video", str(DEMO_VIDEO), "--bind", "tcp://0.0.0.0:{port}"], 1,
                     ["--curve-secret", "--insecure"]),
