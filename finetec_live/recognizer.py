@@ -27,6 +27,7 @@ from finetec_live.layouts import get_layout
 from finetec_live.preprocess import (
     denormalize,
     interpolate_missing,
+    interpolate_missing_akima,
     normalize,
     resample_batch,
 )
@@ -129,12 +130,15 @@ def _as_batch(positions, frame_valid, joint_valid, timestamps, V: int, layout: s
 
 
 def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, layout: str,
-                    fill: str = "zeros", kernels: bool = True) -> PreparedBatch:
+                    fill: str = "zeros", kernels: bool = True,
+                    interp: str = "linear") -> PreparedBatch:
     """Resample, normalise, fill and run the kernels: ``(N, T_in, V, 2)`` -> :class:`PreparedBatch`.
 
     ``fill`` is ``"zeros"`` (missing entries are 0 and the mask says so) or
     ``"interp"`` (the linear interpolation, for the ``stgcn-interp`` baseline).
     With ``kernels=False`` the dynamic regions and kinematics are zeros.
+    ``interp`` picks the interpolation given to completion (``"linear"`` or
+    ``"akima"``); the ``"interp"`` fill is always linear (the baseline).
     """
     lay = get_layout(layout)
     V = lay.num_joints
@@ -144,8 +148,9 @@ def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, 
     pos, fv, jv, ts = resample_batch(positions, frame_valid, joint_valid, timestamps, T)
     xn, centre, scale = normalize(pos, fv, jv, lay)  # (N, T, V, 2), zeros where missing
     jv = jv & fv[..., None]
-    interp = interpolate_missing(xn, fv, jv)
-    x = interp if fill == "interp" else xn
+    linear = interpolate_missing(xn, fv, jv)
+    x = linear if fill == "interp" else xn
+    interp_arr = interpolate_missing_akima(xn, fv, jv) if interp == "akima" else linear
     dynamic = np.zeros((N, V), dtype=np.float32)
     kin = np.zeros((N, T, V, 4), dtype=np.float32)
     if kernels:
@@ -180,7 +185,7 @@ def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, 
         kin[..., 2] = np.clip(np.where(tau_valid, tau, 0.0), -KIN_CLIP, KIN_CLIP)
         kin[..., 3] = acc_valid
     return PreparedBatch(x=x.astype(np.float32), mask=jv.astype(np.float32),
-                         interp=interp.astype(np.float32), dynamic=dynamic, kin=kin,
+                         interp=interp_arr.astype(np.float32), dynamic=dynamic, kin=kin,
                          frame_valid=fv, timestamps=ts, centre=centre, scale=scale)
 
 
@@ -301,7 +306,7 @@ class Recognizer:
         """NumPy-only preprocessing of ``(N, T, V, 2)`` windows (see :func:`prepare_windows`)."""
         return prepare_windows(positions, frame_valid, joint_valid, timestamps, T=self.T,
                                layout=self.layout, fill=self.config.fill,
-                               kernels=self.config.needs_kernels)
+                               kernels=self.config.needs_kernels, interp=self.config.interp)
 
     def _forward(self, batch: PreparedBatch):
         import torch

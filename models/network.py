@@ -11,7 +11,8 @@ Inputs (from :func:`finetec_live.recognizer.prepare_windows`, all float32):
 - ``x (N, T, V, 2)``: normalised positions; missing entries are 0 (or the
   linear interpolation for the ``stgcn-interp`` baseline).
 - ``mask (N, T, V)``: 1 where the joint was observed.
-- ``interp (N, T, V, 2)``: linear interpolation of the gaps (edges held).
+- ``interp (N, T, V, 2)``: the interpolation of the gaps completion starts from
+  (``ModelConfig.interp``: Akima or linear; edges held).
 - ``dynamic (N, V)``: 1 for joints in a region the motion kernel called dynamic.
 - ``kin (N, T, V, 4)``: the windowed Lagrangian kernel's acceleration (2, in
   body units per frame^2), generalised force tau (1) and validity (1); zeros
@@ -48,6 +49,8 @@ class ModelConfig:
     temporal_kernel: int = 7
     completion_hidden: int = 96
     completion_blocks: int = 2
+    completion_mixing: str = "conv"  # "conv" (dilated, shift-invariant) or "linear" (Mixer)
+    interp: str = "akima"  # the interpolation completion starts from: "akima" or "linear"
     physics_hidden: int = 16
     dropout: float = 0.2
     strong_sigma: float = 0.08  # perturbation of dynamic regions (training only), body units
@@ -66,6 +69,12 @@ class ModelConfig:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
         if self.method != "finetec":  # the baselines are plain ST-GCNs
             self.completion = self.decomposition = self.physics = False
+            self.interp = "linear"
+        if self.interp not in ("akima", "linear"):
+            raise ValueError(f"interp must be 'akima' or 'linear', got {self.interp!r}")
+        if self.completion_mixing not in ("conv", "linear"):
+            raise ValueError(f"completion_mixing must be 'conv' or 'linear', got "
+                             f"{self.completion_mixing!r}")
         get_layout(self.layout)
 
     @property
@@ -86,6 +95,10 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         names = {f.name for f in fields(cls)}
+        d = dict(d)
+        # checkpoints written before these options existed used linear mixing and interpolation
+        d.setdefault("completion_mixing", "linear")
+        d.setdefault("interp", "linear")
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
@@ -200,18 +213,30 @@ class STGCN(nn.Module):
 
 # --------------------------------------------------------------------------- completion
 class MixerBlock(nn.Module):
-    """Temporal mixing (over frames) then spatial mixing (over joint features)."""
+    """Temporal mixing (over frames) then spatial mixing (over joint features).
 
-    def __init__(self, T: int, hidden: int) -> None:
+    ``mixing="linear"``: a position-specific MLP over the T frames (MLP-Mixer).
+    ``mixing="conv"``: a dilated depthwise temporal convolution and a pointwise
+    layer, the same rule at every frame (learns gap filling from few clips).
+    """
+
+    def __init__(self, T: int, hidden: int, mixing: str = "linear", dilation: int = 1) -> None:
         super().__init__()
+        self.mixing = mixing
         self.norm_t = nn.LayerNorm(hidden)
-        self.mix_t = nn.Sequential(nn.Linear(T, T), nn.GELU(), nn.Linear(T, T))
+        if mixing == "linear":
+            self.mix_t = nn.Sequential(nn.Linear(T, T), nn.GELU(), nn.Linear(T, T))
+        else:
+            self.mix_t = nn.Sequential(
+                nn.Conv1d(hidden, hidden, 7, padding=3 * dilation, dilation=dilation,
+                          groups=hidden),
+                nn.GELU(), nn.Conv1d(hidden, hidden, 1))
         self.norm_s = nn.LayerNorm(hidden)
         self.mix_s = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(),
                                    nn.Linear(2 * hidden, hidden))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        # h: (N, T, H)
+        # h: (N, T, H); both kinds of temporal mixing act on (N, H, T)
         h = h + self.mix_t(self.norm_t(h).transpose(1, 2)).transpose(1, 2)
         return h + self.mix_s(self.norm_s(h))
 
@@ -226,11 +251,12 @@ class Completion(nn.Module):
     initialised), so completion begins at the interpolation baseline.
     """
 
-    def __init__(self, T: int, V: int, hidden: int, blocks: int) -> None:
+    def __init__(self, T: int, V: int, hidden: int, blocks: int, mixing: str = "linear") -> None:
         super().__init__()
         self.register_buffer("prior", torch.zeros(T, V, 2))  # (T, V, 2), set from training data
         self.inp = nn.Linear(V * 7, hidden)
-        self.blocks = nn.ModuleList([MixerBlock(T, hidden) for _ in range(blocks)])
+        self.blocks = nn.ModuleList([MixerBlock(T, hidden, mixing, dilation=2 ** (i % 3))
+                                     for i in range(blocks)])
         self.norm = nn.LayerNorm(hidden)
         self.out = nn.Linear(hidden, V * 2)
         nn.init.zeros_(self.out.weight)
@@ -295,8 +321,8 @@ class FinetecNet(nn.Module):
         self.V = V
         self.register_buffer("parents", torch.as_tensor(
             [p if p >= 0 else k for k, p in enumerate(layout.parents)], dtype=torch.long))
-        self.completion = (Completion(cfg.T, V, cfg.completion_hidden, cfg.completion_blocks)
-                           if cfg.completion else None)
+        self.completion = (Completion(cfg.T, V, cfg.completion_hidden, cfg.completion_blocks,
+                                      cfg.completion_mixing) if cfg.completion else None)
         self.physics = EulerLagrange(cfg.physics_hidden) if cfg.physics else None
         self.backbone = STGCN(self.in_channels, cfg.num_classes, cfg.layout, cfg.channels,
                               cfg.strides, cfg.temporal_kernel, cfg.dropout)

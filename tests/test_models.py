@@ -149,3 +149,17 @@ def test_finite_differences_of_a_parabola():
     vel, acc = finite_differences(s)
     assert torch.allclose(acc[:, 1:-1], torch.full_like(acc[:, 1:-1], 3.0))
     assert torch.allclose(vel[:, 1:-1, 0, 0], 3.0 * t[1:-1])
+
+
+def test_linear_mixing_and_legacy_configs():
+    model = _model(dict(method="finetec", completion_mixing="linear"))
+    out = model(*_inputs())
+    assert out["completed"].shape == (N, T, V, 2)
+    legacy = ModelConfig(num_classes=K, **SMALL).to_dict()
+    del legacy["completion_mixing"], legacy["interp"]
+    cfg = ModelConfig.from_dict(legacy)  # checkpoints from before these options
+    assert cfg.completion_mixing == "linear" and cfg.interp == "linear"
+    assert ModelConfig(num_classes=K).interp == "akima"
+    assert ModelConfig(num_classes=K, method="stgcn-zero").interp == "linear"
+    with pytest.raises(ValueError, match="interp"):
+        ModelConfig(num_classes=K, interp="cubic")

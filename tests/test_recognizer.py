@@ -189,3 +189,33 @@ def test_cpu_cuda_agree(tmp_path, penn_clips):
     assert gpu.device == "cuda"
     pos, fv, jv = _clip_window(penn_clips[4])
     assert np.allclose(cpu.classify(pos, fv, jv), gpu.classify(pos, fv, jv), atol=1e-4)
+
+
+@pytest.mark.parametrize("name,loader", [("penn", "penn"), ("jhmdb", "jhmdb")])
+def test_shipped_weights_recognise_real_test_clips(name, loader):
+    from finetec_live.datasets import load_jhmdb
+
+    path = resolve_checkpoint(name)
+    if name == "jhmdb" and not path.exists():
+        pytest.skip("J-HMDB weights not shipped yet")
+    rec = Recognizer.from_checkpoint(name, device="cpu")
+    cs = load_penn_action() if loader == "penn" else load_jhmdb()
+    assert rec.class_names == list(cs.class_names)
+    assert rec.layout == cs.layout and rec.T == 64 and rec.uses_completion
+    test = cs.test()
+    clips = [test[i] for i in range(0, len(test), max(1, len(test) // 40))]
+    right, right_burst = 0, 0
+    rng = np.random.default_rng(0)
+    for c in clips:
+        T = c.num_frames
+        fv = np.ones((1, T), bool)
+        p = rec.classify(c.positions[None], fv, c.joint_valid[None])
+        right += int(p.argmax() == c.label)
+        # a 60 % hole in the middle, holding garbage
+        fv[0, int(0.2 * T):int(0.8 * T)] = False
+        pos = c.positions[None].copy()
+        pos[~fv] = rng.normal(size=pos[~fv].shape) * 1e3
+        right_burst += int(rec.classify(pos, fv, c.joint_valid[None]).argmax() == c.label)
+    floor = 0.9 if name == "penn" else 0.6
+    assert right / len(clips) >= floor, (right, len(clips))
+    assert right_burst / len(clips) >= floor - 0.1, (right_burst, len(clips))

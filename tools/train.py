@@ -183,7 +183,8 @@ def make_batch(model_cfg: ModelConfig, layout, pos, fv, jv, ts, ofv, ojv):
     """Prepare the observed windows; the completion target is the clean window in their frame."""
     obs = np.where((ofv[..., None] & ojv)[..., None], pos, 0.0).astype(np.float32)
     batch = prepare_windows(obs, ofv, ojv, ts, T=model_cfg.T, layout=layout,
-                            fill=model_cfg.fill, kernels=model_cfg.needs_kernels)
+                            fill=model_cfg.fill, kernels=model_cfg.needs_kernels,
+                            interp=model_cfg.interp)
     target = ((pos - batch.centre[:, None, None, :]) / batch.scale[:, None, None, None])
     tvalid = (fv[..., None] & jv)
     target = np.where(tvalid[..., None], target, 0.0).astype(np.float32)
@@ -212,7 +213,8 @@ def evaluate(model, cfg, layout, clips, device, spec: str = "clean", seed: int =
     for s in range(0, len(clips), batch_size):
         sl = slice(s, s + batch_size)
         b = prepare_windows(np.where(jv[sl][..., None], pos[sl], 0.0), fv[sl], jv[sl], ts[sl],
-                            T=cfg.T, layout=layout, fill=cfg.fill, kernels=cfg.needs_kernels)
+                            T=cfg.T, layout=layout, fill=cfg.fill, kernels=cfg.needs_kernels,
+                            interp=cfg.interp)
         logits = model(*to_tensors(b.network_inputs(), device))["logits"]
         correct += int((logits.argmax(-1).cpu().numpy() == labels[sl]).sum())
     return 100.0 * correct / len(clips)
@@ -258,6 +260,14 @@ def parse_args(argv=None):
     ap.add_argument("--strides", type=int, nargs="+", default=None)
     ap.add_argument("--no-test", action="store_true", help="skip the final clean test check")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--refit-completion", type=Path, default=None, metavar="CKPT",
+                    help="retrain only the completion module of CKPT on reconstruction (the "
+                         "rest frozen) for --epochs epochs; writes --out")
+    ap.add_argument("--completion-hidden", type=int, default=None)
+    ap.add_argument("--completion-blocks", type=int, default=None)
+    ap.add_argument("--completion-mixing", choices=("conv", "linear"), default=None)
+    ap.add_argument("--interp", choices=("akima", "linear"), default=None,
+                    help="interpolation completion starts from (default: the model's)")
     return ap.parse_args(argv)
 
 
@@ -267,10 +277,128 @@ def main(argv=None) -> int:
     command = " ".join(["python", sys.argv[0] if argv is None else "tools/train.py",
                         *(sys.argv[1:] if argv is None else argv)])
     try:
+        if args.refit_completion is not None:
+            return _refit_completion(args, command)
         return _train(args, command)
     except FinetecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def euclidean_completion_loss(completed, target, mask, target_valid):
+    """Mean Euclidean distance on the missing joints that have ground truth."""
+    w = (1 - mask) * target_valid  # (N, T, V)
+    dist = torch.sqrt(((completed - target) ** 2).sum(-1) + 1e-6)  # (N, T, V)
+    return (dist * w).sum() / w.sum().clamp_min(1.0)
+
+
+def _refit_completion(args, command: str) -> int:
+    """Second stage: retrain the completion module alone, everything else frozen."""
+    from finetec_live.recognizer import load_checkpoint
+
+    torch.set_num_threads(max(1, args.threads))
+    device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    torch.manual_seed(args.seed)
+    base = load_checkpoint(args.refit_completion)
+    cfg_d = dict(base["config"])
+    if args.completion_hidden:
+        cfg_d["completion_hidden"] = args.completion_hidden
+    if args.completion_blocks:
+        cfg_d["completion_blocks"] = args.completion_blocks
+    if args.completion_mixing:
+        cfg_d["completion_mixing"] = args.completion_mixing
+    if args.interp:
+        cfg_d["interp"] = args.interp
+    base_cfg = ModelConfig.from_dict(base["config"])
+    cfg = ModelConfig.from_dict(cfg_d)
+    if not cfg.completion:
+        raise FinetecError(f"{args.refit_completion} has no completion module to refit")
+    model = FinetecNet(cfg)
+    same = all(getattr(cfg, f) == getattr(base_cfg, f) for f in
+               ("completion_hidden", "completion_blocks", "completion_mixing"))
+    # a changed completion architecture starts afresh (at the interpolation: zero output layer)
+    state = {k: v for k, v in base["state_dict"].items()
+             if same or not k.startswith("completion.") or k == "completion.prior"}
+    model.load_state_dict(state, strict=False)
+    prior = base["prior"].float()
+    model.set_prior(prior)
+    model.to(device).eval()
+    comp = model.completion
+    comp.train()
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("completion."))
+    clipset, _ = load_dataset(args.dataset, args.data_root)
+    if clipset.layout != cfg.layout or list(clipset.class_names) != list(base["class_names"]):
+        raise FinetecError(f"{args.refit_completion} was not trained on --dataset {args.dataset}")
+    layout = clipset.layout
+    train_clips = list(clipset.train())
+    if args.subset:
+        train_clips = train_clips[: args.subset]
+    rng = np.random.default_rng(args.seed)
+    sampler = Sampler(train_clips, layout, cfg.T, rng, crop_prob=args.crop_prob,
+                      crop_seconds=tuple(args.crop_seconds), mask_prob=1.0,
+                      native_prob=args.native_prob)
+    params = [p for p in comp.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(train_clips) / args.batch_size))
+    total = steps_per_epoch * args.epochs
+    t_start, step, history = time.time(), 0, []
+    for epoch in range(args.epochs):
+        sampler.rng = np.random.default_rng([args.seed, 1000 + epoch])
+        perm = sampler.rng.permutation(len(train_clips))
+        run, interp_run = 0.0, 0.0
+        for it in tqdm(range(steps_per_epoch), desc=f"refit {epoch + 1}/{args.epochs}",
+                       disable=args.quiet, leave=False, file=sys.stderr):
+            idx = perm[it * args.batch_size:(it + 1) * args.batch_size]
+            if len(idx) < 2:
+                continue
+            pos, fv, jv, ts, ofv, ojv, _ = sampler.batch(idx)
+            obs = np.where((ofv[..., None] & ojv)[..., None], pos, 0.0).astype(np.float32)
+            b = prepare_windows(obs, ofv, ojv, ts, T=cfg.T, layout=layout, fill="zeros",
+                                kernels=False, interp=cfg.interp)
+            target = (pos - b.centre[:, None, None, :]) / b.scale[:, None, None, None]
+            tvalid = (fv[..., None] & jv).astype(np.float32)
+            x, mask, interp, tgt, tv = to_tensors(
+                (b.x, b.mask, b.interp, np.where(tvalid[..., None] > 0, target, 0.0)
+                 .astype(np.float32), tvalid), device)
+            lr = args.lr * 0.5 * (1 + math.cos(math.pi * step / max(1, total)))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss = euclidean_completion_loss(comp(x, mask, interp), tgt, mask, tv)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            step += 1
+            with torch.no_grad():
+                lin = torch.from_numpy(interpolate_missing(b.x, b.frame_valid, b.mask > 0))
+                base_loss = euclidean_completion_loss(lin.to(device), tgt, mask, tv)
+            run += float(loss.detach())
+            interp_run += float(base_loss)
+        rec = {"epoch": epoch + 1, "completion": run / steps_per_epoch,
+               "interpolation": interp_run / steps_per_epoch}  # linear interpolation
+        rec["ratio"] = rec["completion"] / max(rec["interpolation"], 1e-9)
+        history.append(rec)
+        log.info("refit epoch %d: completion %.4f, interpolation %.4f (ratio %.3f)", epoch + 1,
+                 rec["completion"], rec["interpolation"], rec["ratio"])
+    model.eval()
+    ck = {k: v for k, v in base.items() if k not in ("optimizer",)}
+    ck.update({
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": cfg.to_dict(),
+        "command": command,
+        "base_command": base.get("base_command", base.get("command")),
+        "train_seconds": float(base.get("train_seconds", 0.0)) + time.time() - t_start,
+        "refit_seconds": time.time() - t_start,
+        "refit_history": history,
+    })
+    if not args.no_test:
+        acc = evaluate(model, cfg, layout, list(clipset.test()), device)
+        ck["test_clean_accuracy"] = acc
+        log.info("quick check: clean top-1 on the test clips = %.2f%%", acc)
+    atomic_save(ck, args.out)
+    log.info("saved %s (refit %.1f min)", args.out, (time.time() - t_start) / 60)
+    return 0
 
 
 def _train(args, command: str) -> int:
@@ -311,6 +439,9 @@ def _train(args, command: str) -> int:
         kw["channels"] = tuple(args.channels)
     if args.strides:
         kw["strides"] = tuple(args.strides)
+    for name in ("completion_hidden", "completion_blocks", "completion_mixing", "interp"):
+        if getattr(args, name):
+            kw[name] = getattr(args, name)
     cfg = ModelConfig(num_classes=len(class_names), layout=layout, method=args.method,
                       completion=not args.no_completion,
                       decomposition=not args.no_decomposition, physics=not args.no_physics,
