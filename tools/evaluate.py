@@ -179,7 +179,7 @@ def build_protocol(clips: Sequence, spec: str, T: int, layout: str,
 # --------------------------------------------------------------------------- inference
 def _prepare_key(rec) -> tuple:
     cfg = rec.config
-    return (rec.T, rec.layout, cfg.fill, bool(cfg.needs_kernels))
+    return (rec.T, rec.layout, cfg.fill, bool(cfg.needs_kernels), getattr(cfg, "interp", "linear"))
 
 
 def _concat_batches(batches):
