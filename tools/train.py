@@ -263,6 +263,8 @@ def parse_args(argv=None):
     ap.add_argument("--refit-completion", type=Path, default=None, metavar="CKPT",
                     help="retrain only the completion module of CKPT on reconstruction (the "
                          "rest frozen) for --epochs epochs; writes --out")
+    ap.add_argument("--refine-epochs", type=int, default=0,
+                    help="after training, this many epochs of completion-only refinement")
     ap.add_argument("--completion-hidden", type=int, default=None)
     ap.add_argument("--completion-blocks", type=int, default=None)
     ap.add_argument("--completion-mixing", choices=("conv", "linear"), default=None)
@@ -292,48 +294,16 @@ def euclidean_completion_loss(completed, target, mask, target_valid):
     return (dist * w).sum() / w.sum().clamp_min(1.0)
 
 
-def _refit_completion(args, command: str) -> int:
-    """Second stage: retrain the completion module alone, everything else frozen."""
-    from finetec_live.recognizer import load_checkpoint
-
-    torch.set_num_threads(max(1, args.threads))
-    device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-    torch.manual_seed(args.seed)
-    base = load_checkpoint(args.refit_completion)
-    cfg_d = dict(base["config"])
-    if args.completion_hidden:
-        cfg_d["completion_hidden"] = args.completion_hidden
-    if args.completion_blocks:
-        cfg_d["completion_blocks"] = args.completion_blocks
-    if args.completion_mixing:
-        cfg_d["completion_mixing"] = args.completion_mixing
-    if args.interp:
-        cfg_d["interp"] = args.interp
-    base_cfg = ModelConfig.from_dict(base["config"])
-    cfg = ModelConfig.from_dict(cfg_d)
-    if not cfg.completion:
-        raise FinetecError(f"{args.refit_completion} has no completion module to refit")
-    model = FinetecNet(cfg)
-    same = all(getattr(cfg, f) == getattr(base_cfg, f) for f in
-               ("completion_hidden", "completion_blocks", "completion_mixing"))
-    # a changed completion architecture starts afresh (at the interpolation: zero output layer)
-    state = {k: v for k, v in base["state_dict"].items()
-             if same or not k.startswith("completion.") or k == "completion.prior"}
-    model.load_state_dict(state, strict=False)
-    prior = base["prior"].float()
-    model.set_prior(prior)
-    model.to(device).eval()
+def refine_completion(model, cfg, layout, train_clips, args, epochs: int, device) -> list[dict]:
+    """Train the completion module alone on reconstruction (mean Euclidean error on the
+    missing joints, diverse masks on every sample), the rest of the model frozen and in eval
+    mode. Returns the per-epoch history (completion vs linear interpolation on the
+    training windows)."""
+    model.eval()
     comp = model.completion
     comp.train()
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("completion."))
-    clipset, _ = load_dataset(args.dataset, args.data_root)
-    if clipset.layout != cfg.layout or list(clipset.class_names) != list(base["class_names"]):
-        raise FinetecError(f"{args.refit_completion} was not trained on --dataset {args.dataset}")
-    layout = clipset.layout
-    train_clips = list(clipset.train())
-    if args.subset:
-        train_clips = train_clips[: args.subset]
     rng = np.random.default_rng(args.seed)
     sampler = Sampler(train_clips, layout, cfg.T, rng, crop_prob=args.crop_prob,
                       crop_seconds=tuple(args.crop_seconds), mask_prob=1.0,
@@ -341,13 +311,13 @@ def _refit_completion(args, command: str) -> int:
     params = [p for p in comp.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train_clips) / args.batch_size))
-    total = steps_per_epoch * args.epochs
-    t_start, step, history = time.time(), 0, []
-    for epoch in range(args.epochs):
+    total = steps_per_epoch * epochs
+    step, history = 0, []
+    for epoch in range(epochs):
         sampler.rng = np.random.default_rng([args.seed, 1000 + epoch])
         perm = sampler.rng.permutation(len(train_clips))
         run, interp_run = 0.0, 0.0
-        for it in tqdm(range(steps_per_epoch), desc=f"refit {epoch + 1}/{args.epochs}",
+        for it in tqdm(range(steps_per_epoch), desc=f"refit {epoch + 1}/{epochs}",
                        disable=args.quiet, leave=False, file=sys.stderr):
             idx = perm[it * args.batch_size:(it + 1) * args.batch_size]
             if len(idx) < 2:
@@ -381,6 +351,52 @@ def _refit_completion(args, command: str) -> int:
         history.append(rec)
         log.info("refit epoch %d: completion %.4f, interpolation %.4f (ratio %.3f)", epoch + 1,
                  rec["completion"], rec["interpolation"], rec["ratio"])
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    return history
+
+
+def _refit_completion(args, command: str) -> int:
+    """Second stage: retrain the completion module alone, everything else frozen."""
+    from finetec_live.recognizer import load_checkpoint
+
+    torch.set_num_threads(max(1, args.threads))
+    device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    torch.manual_seed(args.seed)
+    base = load_checkpoint(args.refit_completion)
+    cfg_d = dict(base["config"])
+    if args.completion_hidden:
+        cfg_d["completion_hidden"] = args.completion_hidden
+    if args.completion_blocks:
+        cfg_d["completion_blocks"] = args.completion_blocks
+    if args.completion_mixing:
+        cfg_d["completion_mixing"] = args.completion_mixing
+    if args.interp:
+        cfg_d["interp"] = args.interp
+    base_cfg = ModelConfig.from_dict(base["config"])
+    cfg = ModelConfig.from_dict(cfg_d)
+    if not cfg.completion:
+        raise FinetecError(f"{args.refit_completion} has no completion module to refit")
+    model = FinetecNet(cfg)
+    same = all(getattr(cfg, f) == getattr(base_cfg, f) for f in
+               ("completion_hidden", "completion_blocks", "completion_mixing"))
+    # a changed completion architecture starts afresh (at the interpolation: zero output layer)
+    state = {k: v for k, v in base["state_dict"].items()
+             if same or not k.startswith("completion.") or k == "completion.prior"}
+    model.load_state_dict(state, strict=False)
+    prior = base["prior"].float()
+    model.set_prior(prior)
+    model.to(device).eval()
+    clipset, _ = load_dataset(args.dataset, args.data_root)
+    if clipset.layout != cfg.layout or list(clipset.class_names) != list(base["class_names"]):
+        raise FinetecError(f"{args.refit_completion} was not trained on --dataset {args.dataset}")
+    layout = clipset.layout
+    train_clips = list(clipset.train())
+    if args.subset:
+        train_clips = train_clips[: args.subset]
+    t_start = time.time()
+    history = refine_completion(model, cfg, layout, train_clips, args, args.epochs, device)
     model.eval()
     ck = {k: v for k, v in base.items() if k not in ("optimizer",)}
     ck.update({
@@ -558,6 +574,12 @@ def _train(args, command: str) -> int:
         atomic_save(checkpoint(epoch + 1), args.out)
 
     result = {}
+    if cfg.completion and args.refine_epochs > 0:
+        t0 = time.time()
+        result["refine_history"] = refine_completion(model, cfg, layout, train_clips, args,
+                                                     args.refine_epochs, device)
+        train_seconds += time.time() - t0
+        result["refine_seconds"] = time.time() - t0
     if not args.no_test and test_clips:
         t0 = time.time()
         acc = evaluate(model, cfg, layout, test_clips, device)
