@@ -121,6 +121,7 @@ class Sampler:
             pos, jv, ts = pos[s:s + n], jv[s:s + n], ts[s:s + n]
         Tn = len(pos)
         fv = np.ones(Tn, dtype=bool)
+        clean = pos
         if self.augment:
             # spatial augmentation about the clip's centre
             valid = jv
@@ -136,6 +137,7 @@ class Sampler:
             pos = ((pos - ctr) @ M.T.astype(np.float32) + ctr).astype(np.float32)
             # keypoint jitter (pose-estimator noise), in units of the body size
             sig = rng.uniform(0.0, 0.04) * self.scales[i]
+            clean = pos
             pos = pos + rng.normal(0, 1, size=pos.shape).astype(np.float32) * sig
             # missing joints (whole tracks and single samples)
             if rng.random() < 0.3:
@@ -149,15 +151,17 @@ class Sampler:
                 keep[rng.integers(Tn)] = True
                 fv = keep
         p, f, j, t = resample_batch(pos[None], fv[None], jv[None], ts[None], self.T)
-        return p[0], f[0], j[0], t[0], c.label
+        pc = resample_batch(clean[None], fv[None], jv[None], ts[None], self.T)[0]
+        return p[0], f[0], j[0], t[0], c.label, pc[0]
 
     def batch(self, idx):
         items = [self._one(int(i)) for i in idx]
-        pos = np.stack([it[0] for it in items])  # (B, T, V, 2) clean (resampled)
+        pos = np.stack([it[0] for it in items])  # (B, T, V, 2) augmented, resampled
         fv = np.stack([it[1] for it in items])
         jv = np.stack([it[2] for it in items])
         ts = np.stack([it[3] for it in items])
         labels = np.array([it[4] for it in items], dtype=np.int64)
+        self.last_clean = np.stack([it[5] for it in items])  # the same windows without jitter
         # diverse temporal masking of the model's window
         ofv, ojv = fv.copy(), jv.copy()
         if self.augment:
@@ -179,13 +183,15 @@ def to_tensors(arrays, device):
     return [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
 
 
-def make_batch(model_cfg: ModelConfig, layout, pos, fv, jv, ts, ofv, ojv):
-    """Prepare the observed windows; the completion target is the clean window in their frame."""
+def make_batch(model_cfg: ModelConfig, layout, pos, fv, jv, ts, ofv, ojv, clean=None):
+    """Prepare the observed windows; the completion target is the clean window (``clean``:
+    without the keypoint jitter, when given) in their frame."""
     obs = np.where((ofv[..., None] & ojv)[..., None], pos, 0.0).astype(np.float32)
     batch = prepare_windows(obs, ofv, ojv, ts, T=model_cfg.T, layout=layout,
                             fill=model_cfg.fill, kernels=model_cfg.needs_kernels,
                             interp=model_cfg.interp)
-    target = ((pos - batch.centre[:, None, None, :]) / batch.scale[:, None, None, None])
+    ref = pos if clean is None else clean
+    target = ((ref - batch.centre[:, None, None, :]) / batch.scale[:, None, None, None])
     tvalid = (fv[..., None] & jv)
     target = np.where(tvalid[..., None], target, 0.0).astype(np.float32)
     return batch, target, tvalid.astype(np.float32)
@@ -326,7 +332,8 @@ def refine_completion(model, cfg, layout, train_clips, args, epochs: int, device
             obs = np.where((ofv[..., None] & ojv)[..., None], pos, 0.0).astype(np.float32)
             b = prepare_windows(obs, ofv, ojv, ts, T=cfg.T, layout=layout, fill="zeros",
                                 kernels=False, interp=cfg.interp)
-            target = (pos - b.centre[:, None, None, :]) / b.scale[:, None, None, None]
+            target = ((sampler.last_clean - b.centre[:, None, None, :])
+                      / b.scale[:, None, None, None])  # the window without keypoint jitter
             tvalid = (fv[..., None] & jv).astype(np.float32)
             x, mask, interp, tgt, tv = to_tensors(
                 (b.x, b.mask, b.interp, np.where(tvalid[..., None] > 0, target, 0.0)
@@ -544,7 +551,8 @@ def _train(args, command: str) -> int:
             if len(idx) < 2:
                 continue
             pos, fv, jv, ts, ofv, ojv, labels = sampler.batch(idx)
-            batch, target, tvalid = make_batch(cfg, layout, pos, fv, jv, ts, ofv, ojv)
+            batch, target, tvalid = make_batch(cfg, layout, pos, fv, jv, ts, ofv, ojv,
+                                               sampler.last_clean)
             inputs = to_tensors(batch.network_inputs(), device)
             tgt, tv, lab = to_tensors((target, tvalid, labels), device)
             for g in opt.param_groups:
