@@ -47,8 +47,8 @@ class ModelConfig:
     channels: tuple[int, ...] = (32, 64, 64, 64)
     strides: tuple[int, ...] = (2, 2, 1, 1)
     temporal_kernel: int = 7
-    completion_hidden: int = 96
-    completion_blocks: int = 2
+    completion_hidden: int = 128
+    completion_blocks: int = 3
     completion_mixing: str = "conv"  # "conv" (dilated, shift-invariant) or "linear" (Mixer)
     interp: str = "akima"  # the interpolation completion starts from: "akima" or "linear"
     physics_hidden: int = 16
