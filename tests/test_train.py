@@ -85,3 +85,26 @@ def test_resume_continues_the_same_run(tmp_path):
     # resuming with another configuration is refused with one clear line
     assert train.main([*args, "--epochs", "3", "--out", str(b), "--resume", str(b),
                        "--no-physics"]) == 2
+
+
+def test_refit_completion_then_frozen_fine_tune(tmp_path):
+    a, b, c = tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "c.pt"
+    args = ["--subset", "24", "--batch-size", "12", "--no-test", *TINY]
+    assert train.main([*args, "--epochs", "1", "--out", str(a)]) == 0
+    # stage 2: completion alone, the rest frozen
+    assert train.main([*args, "--epochs", "1", "--refit-completion", str(a),
+                       "--out", str(b)]) == 0
+    sa = torch.load(a, weights_only=True)["state_dict"]
+    ckb = torch.load(b, weights_only=True)
+    sb = ckb["state_dict"]
+    assert "refit_history" in ckb and ckb["base_command"].startswith("python tools/train.py")
+    changed = {k for k in sa if not torch.equal(sa[k], sb[k])}
+    assert changed and all(k.startswith("completion.") for k in changed), changed
+    # stage 3: everything but completion, resumed
+    assert train.main([*args, "--epochs", "2", "--resume", str(b), "--freeze-completion",
+                       "--out", str(c)]) == 0
+    sc = torch.load(c, weights_only=True)["state_dict"]
+    for k in sb:
+        if k.startswith("completion."):
+            assert torch.equal(sb[k], sc[k]), k
+    assert any(not torch.equal(sb[k], sc[k]) for k in sb if k.startswith("backbone."))

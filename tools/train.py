@@ -269,6 +269,9 @@ def parse_args(argv=None):
     ap.add_argument("--refit-completion", type=Path, default=None, metavar="CKPT",
                     help="retrain only the completion module of CKPT on reconstruction (the "
                          "rest frozen) for --epochs epochs; writes --out")
+    ap.add_argument("--freeze-completion", action="store_true",
+                    help="keep the completion module fixed (e.g. fine-tuning the rest after "
+                         "--refit-completion, with --resume)")
     ap.add_argument("--refine-epochs", type=int, default=0,
                     help="after training, this many epochs of completion-only refinement")
     ap.add_argument("--completion-hidden", type=int, default=None)
@@ -477,7 +480,11 @@ def _train(args, command: str) -> int:
     log.info("model %s (completion=%s decomposition=%s physics=%s): %d parameters",
              cfg.method, cfg.completion, cfg.decomposition, cfg.physics, n_params)
 
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    if args.freeze_completion and model.completion is not None:
+        for p in model.completion.parameters():
+            p.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr,
+                            weight_decay=args.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train_clips) / args.batch_size))
     total_steps = steps_per_epoch * args.epochs
     warmup = min(steps_per_epoch * 2, total_steps // 10 + 1)
@@ -497,7 +504,7 @@ def _train(args, command: str) -> int:
             raise FinetecError(f"{args.resume} was trained with another model configuration; "
                                "resume with the same --method and switches")
         model.load_state_dict(ck["state_dict"])
-        if "optimizer" in ck:
+        if "optimizer" in ck and not args.freeze_completion:
             opt.load_state_dict(ck["optimizer"])
         start_epoch = int(ck["epoch"])
         train_seconds = float(ck.get("train_seconds", 0.0))
@@ -558,7 +565,8 @@ def _train(args, command: str) -> int:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             out = model(*inputs)
-            losses = compute_losses(out, lab, inputs[1], tgt if cfg.completion else None, tv)
+            use_target = cfg.completion and not args.freeze_completion
+            losses = compute_losses(out, lab, inputs[1], tgt if use_target else None, tv)
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
