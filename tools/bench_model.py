@@ -134,29 +134,47 @@ def _median_ms(times: Sequence[float]) -> float:
     return 1e3 * statistics.median(times)
 
 
+def classify_pinned(rec, threads: int, *args) -> np.ndarray:
+    """``rec.classify(*args)`` with torch held at ``threads`` threads for the network.
+
+    Numba's parallel kernels (OpenMP threading layer) reset the OpenMP thread count
+    that torch shares, so after a batched ``prepare`` torch would run on every core
+    whatever ``torch.set_num_threads`` said; this is ``predict(prepare(...))`` with
+    the count put back in between.
+    """
+    import torch
+
+    batch = rec.prepare(*args)
+    torch.set_num_threads(threads)
+    return rec.predict(batch)
+
+
 def bench_cpu(recs: dict, window, repeats: int = 100, batches: Sequence[int] = BATCHES) -> dict:
     """Batch-1 classify latency (and its parts) and windows/s per batch size, per model."""
     import torch
 
+    k = torch.get_num_threads()
     out = {}
     for name, rec in recs.items():
         pos, fv, jv, ts = window[:4]
         r: dict = {"params": num_params(rec), "method": rec.method}
         batch = rec.prepare(pos, fv, jv, ts)
         args1 = (pos, fv, jv, ts)
-        r["classify_ms"] = _median_ms(time_call(lambda m=rec, a=args1: m.classify(*a), repeats,
-                                                warmup=5))
+        r["classify_ms"] = _median_ms(time_call(
+            lambda m=rec, a=args1: classify_pinned(m, k, *a), repeats, warmup=5))
         r["prepare_ms"] = _median_ms(time_call(lambda m=rec, a=args1: m.prepare(*a), repeats,
                                                warmup=5))
+        torch.set_num_threads(k)
         r["predict_ms"] = _median_ms(time_call(lambda m=rec, b=batch: m.predict(b), repeats, 5))
         r["throughput"] = {}
         for n in batches:
             args = tile(window, n)
             b = rec.prepare(*args)
+            torch.set_num_threads(k)
             # big batches: a couple of calls (smaller batches already warmed the model up)
             reps = max(3, repeats // max(1, n // 4)) if n <= 64 else 2
             wu = 1 if n <= 64 else 0
-            t_cls = time_call(lambda m=rec, a=args: m.classify(*a), reps, warmup=wu,
+            t_cls = time_call(lambda m=rec, a=args: classify_pinned(m, k, *a), reps, warmup=wu,
                               min_seconds=1.0 if n <= 64 else 0.0)
             t_net = time_call(lambda m=rec, bb=b: m.predict(bb), reps, warmup=wu,
                               min_seconds=1.0 if n <= 64 else 0.0)
@@ -168,7 +186,7 @@ def bench_cpu(recs: dict, window, repeats: int = 100, batches: Sequence[int] = B
                      r["throughput"][str(n)]["classify_windows_per_s"],
                      r["throughput"][str(n)]["network_windows_per_s"])
         out[name] = r
-    out["_threads"] = torch.get_num_threads()
+    out["_threads"] = k
     return out
 
 

@@ -273,8 +273,13 @@ def prepared_batch(rec, inputs: ProtocolInputs, batch_size: int = DEFAULT_BATCH)
     Windows of every native length end up on the model's grid, so the network
     sees full batches whatever the clip lengths.
     """
+    import torch
+
     key = _prepare_key(rec)
     if key not in inputs.prepared:
+        # Numba's parallel kernels (OpenMP layer) reset the process's OpenMP thread count,
+        # which torch shares: put torch's back afterwards.
+        threads = torch.get_num_threads()
         chunks = []
         for g in inputs.groups:
             chunks += [rec.prepare(g.positions[lo:lo + batch_size],
@@ -283,6 +288,7 @@ def prepared_batch(rec, inputs: ProtocolInputs, batch_size: int = DEFAULT_BATCH)
                                    g.timestamps[lo:lo + batch_size])
                        for lo in range(0, len(g), batch_size)]
         inputs.prepared[key] = _concat_batches(chunks)
+        torch.set_num_threads(threads)
     return inputs.prepared[key]
 
 
@@ -614,6 +620,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
                     help="combine earlier evaluations (same seed and masks) into one report "
                     "instead of evaluating")
+    ap.add_argument("--label", action="append", type=_parse_checkpoint, default=[],
+                    metavar="OLD=NEW", help="with --merge: rename a method in the report")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -624,6 +632,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.merge:
             results = merge_results([json.loads(p.read_text()) for p in args.merge])
+            labels = dict(args.label)
+            results["methods"] = {labels.get(k, k): v for k, v in results["methods"].items()}
+            results["primary"] = labels.get(results["primary"], results["primary"])
             prefix = args.out or ROOT / "models" / "results" / f"{results['dataset']}_evaluation"
             paths = write_reports(results, Path(prefix))
             print(markdown_table(results) + targets_table(results))
