@@ -12,6 +12,6 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 if [ -f tests/js/package.json ] && command -v npm >/dev/null 2>&1; then
     # Optional: the JavaScript subscriber test; skipped when this fails.
-    (cd tests/js && npm install --silent --no-audit --no-fund >/dev/null 2>&1) \
+    (cd tests/js && npm ci --silent --no-audit --no-fund >/dev/null 2>&1) \
         || echo "setup: npm install in tests/js failed; the JavaScript subscriber test will skip"
 fi
