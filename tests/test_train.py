@@ -30,19 +30,20 @@ TINY = ["--channels", "24", "32", "--strides", "2", "2", "--threads", "1", "--qu
 
 def test_short_training_learns_penn_subset(tmp_path):
     out = tmp_path / "small.pt"
-    rc = train.main(["--subset", "150", "--epochs", "8", "--batch-size", "32", "--lr", "3e-3",
-                     "--mask-prob", "0.5", "--seed", "1", "--out", str(out), *TINY])
+    rc = train.main(["--subset", "150", "--epochs", "12", "--batch-size", "16", "--lr", "3e-3",
+                     "--mask-prob", "0.3", "--crop-prob", "0", "--seed", "1", "--out", str(out),
+                     *TINY])
     assert rc == 0
     ck = torch.load(out, weights_only=True)
     for key in ("format", "state_dict", "config", "layout", "class_names", "normalization",
                 "prior", "window_seconds", "hop_seconds", "command", "train_seconds", "epoch",
                 "optimizer"):
         assert key in ck, key
-    assert ck["epoch"] == 8 and ck["layout"] == "penn13" and len(ck["class_names"]) == 15
+    assert ck["epoch"] == 12 and ck["layout"] == "penn13" and len(ck["class_names"]) == 15
     assert ck["prior"].shape == (64, 13, 2)
     assert "--subset 150" in ck["command"]
-    # 15 classes: chance is 6.7 %; the quick check is on 150 held-out test clips
-    assert ck["test_clean_accuracy"] > 35.0, ck["test_clean_accuracy"]
+    # 15 classes: chance is 6.7 %; the quick check is on 150 held-out test clips (66 % here)
+    assert ck["test_clean_accuracy"] > 45.0, ck["test_clean_accuracy"]
     # the recognizer gives the same verdicts on real test clips
     rec = Recognizer.from_checkpoint(out, device="cpu")
     test = load_penn_action().test()
