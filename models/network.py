@@ -50,6 +50,7 @@ class ModelConfig:
     completion_hidden: int = 128
     completion_blocks: int = 3
     completion_mixing: str = "conv"  # "conv" (dilated, shift-invariant) or "linear" (Mixer)
+    completion_dilation_cycle: int = 3  # conv block i has dilation 2 ** (i % cycle)
     interp: str = "akima"  # the interpolation completion starts from: "akima" or "linear"
     physics_hidden: int = 16
     dropout: float = 0.2
@@ -75,6 +76,9 @@ class ModelConfig:
         if self.completion_mixing not in ("conv", "linear"):
             raise ValueError(f"completion_mixing must be 'conv' or 'linear', got "
                              f"{self.completion_mixing!r}")
+        if int(self.completion_dilation_cycle) < 1:
+            raise ValueError(f"completion_dilation_cycle must be >= 1, got "
+                             f"{self.completion_dilation_cycle!r}")
         get_layout(self.layout)
 
     @property
@@ -251,11 +255,14 @@ class Completion(nn.Module):
     initialised), so completion begins at the interpolation baseline.
     """
 
-    def __init__(self, T: int, V: int, hidden: int, blocks: int, mixing: str = "linear") -> None:
+    def __init__(self, T: int, V: int, hidden: int, blocks: int, mixing: str = "linear",
+                 dilation_cycle: int = 3) -> None:
         super().__init__()
         self.register_buffer("prior", torch.zeros(T, V, 2))  # (T, V, 2), set from training data
         self.inp = nn.Linear(V * 7, hidden)
-        self.blocks = nn.ModuleList([MixerBlock(T, hidden, mixing, dilation=2 ** (i % 3))
+        # conv mixing: dilations 1, 2, 4, ... restarting every ``dilation_cycle`` blocks
+        self.blocks = nn.ModuleList([MixerBlock(T, hidden, mixing,
+                                                dilation=2 ** (i % dilation_cycle))
                                      for i in range(blocks)])
         self.norm = nn.LayerNorm(hidden)
         self.out = nn.Linear(hidden, V * 2)
@@ -322,7 +329,8 @@ class FinetecNet(nn.Module):
         self.register_buffer("parents", torch.as_tensor(
             [p if p >= 0 else k for k, p in enumerate(layout.parents)], dtype=torch.long))
         self.completion = (Completion(cfg.T, V, cfg.completion_hidden, cfg.completion_blocks,
-                                      cfg.completion_mixing) if cfg.completion else None)
+                                      cfg.completion_mixing, cfg.completion_dilation_cycle)
+                           if cfg.completion else None)
         self.physics = EulerLagrange(cfg.physics_hidden) if cfg.physics else None
         self.backbone = STGCN(self.in_channels, cfg.num_classes, cfg.layout, cfg.channels,
                               cfg.strides, cfg.temporal_kernel, cfg.dropout)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from finetec_live.corruption import diverse_mask
+from finetec_live.corruption import Corruption, diverse_mask, joint_dropout
 from finetec_live.errors import FinetecError
 from finetec_live.layouts import get_layout
 from finetec_live.models import FinetecNet, ModelConfig, compute_losses
@@ -89,13 +89,30 @@ def mean_sequence(clips, T: int, layout) -> np.ndarray:
     return interpolate_missing(xn, fv, jv).mean(axis=0).astype(np.float32)
 
 
+GAP_KINDS = ("burst", "burst", "prefix", "tail", "middle")
+
+
+def long_gap_mask(T: int, V: int, rng: np.random.Generator, min_rate: float = 0.3,
+                  max_rate: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """A mask with long contiguous gaps, where completion has to beat interpolation:
+    1-4 bursts (twice as likely as each other kind), a missing prefix, tail or middle, at a
+    rate uniform in [min_rate, max_rate], plus joint dropout up to 15 %. Returns
+    ``(frame_valid (T,), joint_valid (T, V))`` like :func:`diverse_mask`."""
+    kind = GAP_KINDS[int(rng.integers(len(GAP_KINDS)))]
+    runs = int(rng.integers(1, 5)) if kind == "burst" else 1
+    frames = Corruption(kind, float(rng.uniform(min_rate, max_rate)), runs).frame_mask(T, rng)
+    joints = joint_dropout(T, V, float(rng.uniform(0.0, 0.15)), rng) & frames[:, None]
+    return frames, joints
+
+
 class Sampler:
     """Draws augmented, corrupted training windows (NumPy; seeded)."""
 
     def __init__(self, clips, layout, T: int, rng: np.random.Generator, *,
                  crop_prob: float, crop_seconds: tuple[float, float], mask_prob: float,
-                 native_prob: float, augment: bool = True) -> None:
+                 native_prob: float, augment: bool = True, gap_prob: float = 0.0) -> None:
         self.clips = clips
+        self.gap_prob = gap_prob  # share of the masks drawn as long contiguous gaps
         self.layout = get_layout(layout)
         self.T = T
         self.rng = rng
@@ -168,8 +185,11 @@ class Sampler:
             V = jv.shape[2]
             for b in range(len(idx)):
                 if self.rng.random() < self.mask_prob:
-                    f_m, j_m = diverse_mask(self.T, V, self.rng, max_rate=0.85,
-                                            max_joint_rate=0.15)
+                    if self.gap_prob > 0 and self.rng.random() < self.gap_prob:
+                        f_m, j_m = long_gap_mask(self.T, V, self.rng)
+                    else:
+                        f_m, j_m = diverse_mask(self.T, V, self.rng, max_rate=0.85,
+                                                max_joint_rate=0.15)
                     ofv[b] &= f_m
                     ojv[b] &= j_m
         # at least one observed frame per window
@@ -226,6 +246,44 @@ def evaluate(model, cfg, layout, clips, device, spec: str = "clean", seed: int =
     return 100.0 * correct / len(clips)
 
 
+@torch.no_grad()
+def completion_validation(model, cfg, layout, clips, device, spec: str = "burst:0.6:3",
+                          seed: int = 0, batch_size: int = 256) -> dict:
+    """Completion error on the missing joints of whole clips under ``spec`` (seeded masks),
+    in normalised body units, against linear interpolation of the same windows:
+    ``{"completion", "interpolation", "ratio"}``."""
+    from finetec_live.corruption import protocol_rng
+
+    if not clips or model.completion is None:
+        return {}
+    was_training = model.completion.training
+    model.eval()
+    pos, fv0, jv0, ts = whole_windows(clips, cfg.T)
+    corr = Corruption.parse(spec)
+    fv = fv0.copy()
+    for i in range(len(clips)):
+        fv[i] &= corr.frame_mask(cfg.T, protocol_rng(seed, i, spec))
+    jv = jv0 & fv[..., None]
+    sums = np.zeros(2)
+    count = 0.0
+    for s in range(0, len(clips), batch_size):
+        sl = slice(s, s + batch_size)
+        b = prepare_windows(np.where(jv[sl][..., None], pos[sl], 0.0), fv[sl], jv[sl], ts[sl],
+                            T=cfg.T, layout=layout, fill="zeros", kernels=False,
+                            interp=cfg.interp)
+        truth = (pos[sl] - b.centre[:, None, None, :]) / b.scale[:, None, None, None]
+        w = ((b.mask == 0) & jv0[sl]).astype(np.float64)  # missing joints with ground truth
+        x, mask, interp = to_tensors((b.x, b.mask, b.interp), device)
+        ours = model.completion(x, mask, interp).cpu().numpy()
+        lin = interpolate_missing(b.x, b.frame_valid, b.mask > 0)
+        for k, c in enumerate((ours, lin)):
+            sums[k] += float((np.sqrt(((c - truth) ** 2).sum(-1)) * w).sum())
+        count += float(w.sum())
+    model.completion.train(was_training)
+    comp, lin = sums / max(count, 1.0)
+    return {"completion": comp, "interpolation": lin, "ratio": comp / max(lin, 1e-12)}
+
+
 # --------------------------------------------------------------------------- checkpoint
 def atomic_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -274,9 +332,19 @@ def parse_args(argv=None):
                          "--refit-completion, with --resume)")
     ap.add_argument("--refine-epochs", type=int, default=0,
                     help="after training, this many epochs of completion-only refinement")
+    ap.add_argument("--gap-prob", type=float, default=0.0,
+                    help="completion refit: share of the masks drawn as long contiguous gaps "
+                         "(1-4 bursts, prefix, tail or middle, 30-80 %% of the window) instead "
+                         "of the diverse mask")
+    ap.add_argument("--grow-completion", action="store_true",
+                    help="completion refit with more --completion-blocks: keep the old blocks' "
+                         "weights and start the new blocks as identities (instead of afresh)")
     ap.add_argument("--completion-hidden", type=int, default=None)
     ap.add_argument("--completion-blocks", type=int, default=None)
     ap.add_argument("--completion-mixing", choices=("conv", "linear"), default=None)
+    ap.add_argument("--completion-dilation-cycle", type=int, default=None,
+                    help="conv completion block i has dilation 2**(i %% CYCLE) (default 3: "
+                         "1, 2, 4, 1, ...)")
     ap.add_argument("--interp", choices=("akima", "linear"), default=None,
                     help="interpolation completion starts from (default: the model's)")
     return ap.parse_args(argv)
@@ -303,11 +371,12 @@ def euclidean_completion_loss(completed, target, mask, target_valid):
     return (dist * w).sum() / w.sum().clamp_min(1.0)
 
 
-def refine_completion(model, cfg, layout, train_clips, args, epochs: int, device) -> list[dict]:
+def refine_completion(model, cfg, layout, train_clips, args, epochs: int, device,
+                      val_clips=()) -> list[dict]:
     """Train the completion module alone on reconstruction (mean Euclidean error on the
     missing joints, diverse masks on every sample), the rest of the model frozen and in eval
     mode. Returns the per-epoch history (completion vs linear interpolation on the
-    training windows)."""
+    training windows; with ``val_clips``, also on those under 60 % bursts)."""
     model.eval()
     comp = model.completion
     comp.train()
@@ -316,7 +385,7 @@ def refine_completion(model, cfg, layout, train_clips, args, epochs: int, device
     rng = np.random.default_rng(args.seed)
     sampler = Sampler(train_clips, layout, cfg.T, rng, crop_prob=args.crop_prob,
                       crop_seconds=tuple(args.crop_seconds), mask_prob=1.0,
-                      native_prob=args.native_prob)
+                      native_prob=args.native_prob, gap_prob=args.gap_prob)
     params = [p for p in comp.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train_clips) / args.batch_size))
@@ -358,6 +427,12 @@ def refine_completion(model, cfg, layout, train_clips, args, epochs: int, device
         rec = {"epoch": epoch + 1, "completion": run / steps_per_epoch,
                "interpolation": interp_run / steps_per_epoch}  # linear interpolation
         rec["ratio"] = rec["completion"] / max(rec["interpolation"], 1e-9)
+        if val_clips and (epoch + 1 == epochs or (epoch + 1) % 5 == 0):
+            val = completion_validation(model, cfg, layout, val_clips, device)
+            rec["val_burst60_ratio"] = val["ratio"]
+            log.info("refit epoch %d: validation 60%% bursts: completion %.4f, linear %.4f "
+                     "(ratio %.3f)", epoch + 1, val["completion"], val["interpolation"],
+                     val["ratio"])
         history.append(rec)
         log.info("refit epoch %d: completion %.4f, interpolation %.4f (ratio %.3f)", epoch + 1,
                  rec["completion"], rec["interpolation"], rec["ratio"])
@@ -365,6 +440,16 @@ def refine_completion(model, cfg, layout, train_clips, args, epochs: int, device
         p.requires_grad_(True)
     model.eval()
     return history
+
+
+def grow_completion(comp, old_blocks: int) -> None:
+    """Make the blocks from ``old_blocks`` on identities (their residual branches' last
+    layers zeroed), so a completion grown by blocks computes what the old one did."""
+    with torch.no_grad():
+        for blk in comp.blocks[old_blocks:]:
+            for layer in (blk.mix_t[-1], blk.mix_s[-1]):
+                layer.weight.zero_()
+                layer.bias.zero_()
 
 
 def _refit_completion(args, command: str) -> int:
@@ -382,6 +467,8 @@ def _refit_completion(args, command: str) -> int:
         cfg_d["completion_blocks"] = args.completion_blocks
     if args.completion_mixing:
         cfg_d["completion_mixing"] = args.completion_mixing
+    if args.completion_dilation_cycle:
+        cfg_d["completion_dilation_cycle"] = args.completion_dilation_cycle
     if args.interp:
         cfg_d["interp"] = args.interp
     base_cfg = ModelConfig.from_dict(base["config"])
@@ -390,10 +477,24 @@ def _refit_completion(args, command: str) -> int:
         raise FinetecError(f"{args.refit_completion} has no completion module to refit")
     model = FinetecNet(cfg)
     same = all(getattr(cfg, f) == getattr(base_cfg, f) for f in
-               ("completion_hidden", "completion_blocks", "completion_mixing"))
-    # a changed completion architecture starts afresh (at the interpolation: zero output layer)
+               ("completion_hidden", "completion_blocks", "completion_mixing",
+                "completion_dilation_cycle"))
+    grow = (not same and args.grow_completion
+            and all(getattr(cfg, f) == getattr(base_cfg, f)
+                    for f in ("completion_hidden", "completion_mixing"))
+            and cfg.completion_blocks > base_cfg.completion_blocks
+            and all(2 ** (i % cfg.completion_dilation_cycle)
+                    == 2 ** (i % base_cfg.completion_dilation_cycle)
+                    for i in range(base_cfg.completion_blocks)))
+    if args.grow_completion and not same and not grow:
+        raise FinetecError("--grow-completion needs the same --completion-hidden and mixing, "
+                           "more blocks, and the old blocks' dilations unchanged")
+    if grow:
+        grow_completion(model.completion, base_cfg.completion_blocks)
+    # a changed completion architecture starts afresh (at the interpolation: zero output
+    # layer), unless grown: the old blocks keep their weights, the new ones are identities
     state = {k: v for k, v in base["state_dict"].items()
-             if same or not k.startswith("completion.") or k == "completion.prior"}
+             if same or grow or not k.startswith("completion.") or k == "completion.prior"}
     model.load_state_dict(state, strict=False)
     prior = base["prior"].float()
     model.set_prior(prior)
@@ -405,8 +506,15 @@ def _refit_completion(args, command: str) -> int:
     train_clips = list(clipset.train())
     if args.subset:
         train_clips = train_clips[: args.subset]
+    train_clips, val_clips = split_train_val(train_clips, args.val_fraction, args.seed)
     t_start = time.time()
-    history = refine_completion(model, cfg, layout, train_clips, args, args.epochs, device)
+    if val_clips:
+        val0 = completion_validation(model, cfg, layout, val_clips, device)
+        log.info("before refit: validation 60%% bursts (%d clips): completion %.4f, linear "
+                 "%.4f (ratio %.3f)", len(val_clips), val0["completion"],
+                 val0["interpolation"], val0["ratio"])
+    history = refine_completion(model, cfg, layout, train_clips, args, args.epochs, device,
+                                val_clips)
     model.eval()
     ck = {k: v for k, v in base.items() if k not in ("optimizer",)}
     ck.update({
@@ -465,7 +573,8 @@ def _train(args, command: str) -> int:
         kw["channels"] = tuple(args.channels)
     if args.strides:
         kw["strides"] = tuple(args.strides)
-    for name in ("completion_hidden", "completion_blocks", "completion_mixing", "interp"):
+    for name in ("completion_hidden", "completion_blocks", "completion_mixing",
+                 "completion_dilation_cycle", "interp"):
         if getattr(args, name):
             kw[name] = getattr(args, name)
     cfg = ModelConfig(num_classes=len(class_names), layout=layout, method=args.method,
