@@ -51,6 +51,7 @@ class ModelConfig:
     completion_blocks: int = 3
     completion_mixing: str = "conv"  # "conv" (dilated, shift-invariant) or "linear" (Mixer)
     completion_dilation_cycle: int = 3  # conv block i has dilation 2 ** (i % cycle)
+    completion_attention: int = 0  # temporal self-attention blocks after the mixer blocks
     interp: str = "akima"  # the interpolation completion starts from: "akima" or "linear"
     physics_hidden: int = 16
     dropout: float = 0.2
@@ -76,6 +77,9 @@ class ModelConfig:
         if self.completion_mixing not in ("conv", "linear"):
             raise ValueError(f"completion_mixing must be 'conv' or 'linear', got "
                              f"{self.completion_mixing!r}")
+        if int(self.completion_attention) < 0:
+            raise ValueError(f"completion_attention must be >= 0, got "
+                             f"{self.completion_attention!r}")
         if int(self.completion_dilation_cycle) < 1:
             raise ValueError(f"completion_dilation_cycle must be >= 1, got "
                              f"{self.completion_dilation_cycle!r}")
@@ -216,6 +220,28 @@ class STGCN(nn.Module):
 
 
 # --------------------------------------------------------------------------- completion
+class TemporalAttention(nn.Module):
+    """Self-attention over the frames, keys restricted to frames with an observed joint, so
+    a gap can copy from anywhere in the window (e.g. the same phase one cycle earlier). A
+    residual block whose output projection starts at zero (an identity when added)."""
+
+    def __init__(self, T: int, hidden: int, heads: int = 4) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch.zeros(T, hidden))  # (T, H) learned frame position
+        self.norm = nn.LayerNorm(hidden)
+        self.attn = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        nn.init.zeros_(self.attn.out_proj.weight)
+        nn.init.zeros_(self.attn.out_proj.bias)
+
+    def forward(self, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        # h: (N, T, H); observed: (N, T) bool, a frame with at least one observed joint
+        q = self.norm(h) + self.pos
+        pad = ~observed
+        pad = pad & ~pad.all(1, keepdim=True)  # a window with nothing observed attends to all
+        a, _ = self.attn(q, q, q, key_padding_mask=pad, need_weights=False)
+        return h + a
+
+
 class MixerBlock(nn.Module):
     """Temporal mixing (over frames) then spatial mixing (over joint features).
 
@@ -256,7 +282,7 @@ class Completion(nn.Module):
     """
 
     def __init__(self, T: int, V: int, hidden: int, blocks: int, mixing: str = "linear",
-                 dilation_cycle: int = 3) -> None:
+                 dilation_cycle: int = 3, attention: int = 0) -> None:
         super().__init__()
         self.register_buffer("prior", torch.zeros(T, V, 2))  # (T, V, 2), set from training data
         self.inp = nn.Linear(V * 7, hidden)
@@ -264,6 +290,7 @@ class Completion(nn.Module):
         self.blocks = nn.ModuleList([MixerBlock(T, hidden, mixing,
                                                 dilation=2 ** (i % dilation_cycle))
                                      for i in range(blocks)])
+        self.attention = nn.ModuleList([TemporalAttention(T, hidden) for _ in range(attention)])
         self.norm = nn.LayerNorm(hidden)
         self.out = nn.Linear(hidden, V * 2)
         nn.init.zeros_(self.out.weight)
@@ -278,6 +305,10 @@ class Completion(nn.Module):
         h = self.inp(feats.reshape(N, T, V * 7))  # (N, T, H)
         for blk in self.blocks:
             h = blk(h)
+        if len(self.attention):
+            observed = mask.amax(-1) > 0  # (N, T)
+            for att in self.attention:
+                h = att(h, observed)
         corr = self.out(self.norm(h)).view(N, T, V, 2)  # (N, T, V, 2)
         pred = interp + corr
         return m * x + (1 - m) * pred
@@ -329,7 +360,8 @@ class FinetecNet(nn.Module):
         self.register_buffer("parents", torch.as_tensor(
             [p if p >= 0 else k for k, p in enumerate(layout.parents)], dtype=torch.long))
         self.completion = (Completion(cfg.T, V, cfg.completion_hidden, cfg.completion_blocks,
-                                      cfg.completion_mixing, cfg.completion_dilation_cycle)
+                                      cfg.completion_mixing, cfg.completion_dilation_cycle,
+                                      cfg.completion_attention)
                            if cfg.completion else None)
         self.physics = EulerLagrange(cfg.physics_hidden) if cfg.physics else None
         self.backbone = STGCN(self.in_channels, cfg.num_classes, cfg.layout, cfg.channels,

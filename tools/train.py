@@ -342,6 +342,9 @@ def parse_args(argv=None):
     ap.add_argument("--completion-hidden", type=int, default=None)
     ap.add_argument("--completion-blocks", type=int, default=None)
     ap.add_argument("--completion-mixing", choices=("conv", "linear"), default=None)
+    ap.add_argument("--completion-attention", type=int, default=None,
+                    help="temporal self-attention blocks after completion's mixer blocks "
+                         "(default 0)")
     ap.add_argument("--completion-dilation-cycle", type=int, default=None,
                     help="conv completion block i has dilation 2**(i %% CYCLE) (default 3: "
                          "1, 2, 4, 1, ...)")
@@ -469,6 +472,8 @@ def _refit_completion(args, command: str) -> int:
         cfg_d["completion_mixing"] = args.completion_mixing
     if args.completion_dilation_cycle:
         cfg_d["completion_dilation_cycle"] = args.completion_dilation_cycle
+    if args.completion_attention is not None:
+        cfg_d["completion_attention"] = args.completion_attention
     if args.interp:
         cfg_d["interp"] = args.interp
     base_cfg = ModelConfig.from_dict(base["config"])
@@ -478,19 +483,21 @@ def _refit_completion(args, command: str) -> int:
     model = FinetecNet(cfg)
     same = all(getattr(cfg, f) == getattr(base_cfg, f) for f in
                ("completion_hidden", "completion_blocks", "completion_mixing",
-                "completion_dilation_cycle"))
+                "completion_dilation_cycle", "completion_attention"))
     grow = (not same and args.grow_completion
             and all(getattr(cfg, f) == getattr(base_cfg, f)
                     for f in ("completion_hidden", "completion_mixing"))
-            and cfg.completion_blocks > base_cfg.completion_blocks
+            and cfg.completion_blocks >= base_cfg.completion_blocks
+            and cfg.completion_attention >= base_cfg.completion_attention
             and all(2 ** (i % cfg.completion_dilation_cycle)
                     == 2 ** (i % base_cfg.completion_dilation_cycle)
                     for i in range(base_cfg.completion_blocks)))
     if args.grow_completion and not same and not grow:
         raise FinetecError("--grow-completion needs the same --completion-hidden and mixing, "
-                           "more blocks, and the old blocks' dilations unchanged")
+                           "no fewer blocks or attention blocks, and the old blocks' "
+                           "dilations unchanged")
     if grow:
-        grow_completion(model.completion, base_cfg.completion_blocks)
+        grow_completion(model.completion, base_cfg.completion_blocks)  # new attention: zero
     # a changed completion architecture starts afresh (at the interpolation: zero output
     # layer), unless grown: the old blocks keep their weights, the new ones are identities
     state = {k: v for k, v in base["state_dict"].items()
@@ -574,7 +581,7 @@ def _train(args, command: str) -> int:
     if args.strides:
         kw["strides"] = tuple(args.strides)
     for name in ("completion_hidden", "completion_blocks", "completion_mixing",
-                 "completion_dilation_cycle", "interp"):
+                 "completion_dilation_cycle", "completion_attention", "interp"):
         if getattr(args, name):
             kw[name] = getattr(args, name)
     cfg = ModelConfig(num_classes=len(class_names), layout=layout, method=args.method,
