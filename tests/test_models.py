@@ -163,3 +163,24 @@ def test_linear_mixing_and_legacy_configs():
     assert ModelConfig(num_classes=K, method="stgcn-zero").interp == "linear"
     with pytest.raises(ValueError, match="interp"):
         ModelConfig(num_classes=K, interp="cubic")
+
+
+def test_completion_attention_and_dilation_cycle():
+    legacy = ModelConfig(num_classes=K, **SMALL).to_dict()
+    del legacy["completion_attention"], legacy["completion_dilation_cycle"]
+    cfg = ModelConfig.from_dict(legacy)  # checkpoints from before these options
+    assert cfg.completion_attention == 0 and cfg.completion_dilation_cycle == 3
+    model = _model(dict(method="finetec", completion_blocks=4, completion_dilation_cycle=4,
+                        completion_attention=1)).eval()
+    dil = [blk.mix_t[0].dilation[0] for blk in model.completion.blocks]
+    assert dil == [1, 2, 4, 8]
+    for all_missing in (False, True):
+        x, mask, interp, dynamic, kin = _inputs(seed=6, all_missing=all_missing)
+        with torch.no_grad():
+            comp = model(x, mask, interp, dynamic, kin)["completed"]
+        assert torch.isfinite(comp).all()
+        # attention's output projection starts at zero: still the interpolation untrained
+        m = mask.unsqueeze(-1)
+        assert torch.allclose(comp, m * x + (1 - m) * interp, atol=1e-6)
+    with pytest.raises(ValueError, match="completion_attention"):
+        ModelConfig(num_classes=K, completion_attention=-1)

@@ -12,6 +12,7 @@ import torch
 
 from finetec_live import Recognizer
 from finetec_live.datasets import load_penn_action
+from finetec_live.errors import FinetecError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,3 +110,38 @@ def test_refit_completion_then_frozen_fine_tune(tmp_path):
         if k.startswith("completion."):
             assert torch.equal(sb[k], sc[k]), k
     assert any(not torch.equal(sb[k], sc[k]) for k in sb if k.startswith("backbone."))
+
+
+def test_long_gap_masks_are_contiguous_and_long():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        frames, joints = train.long_gap_mask(64, 13, rng)
+        missing = ~frames
+        assert 0.25 * 64 <= missing.sum() <= 0.85 * 64
+        runs = np.count_nonzero(np.diff(np.r_[0, missing.astype(int), 0]) == 1)
+        assert 1 <= runs <= 4  # a few contiguous gaps, never scattered frames
+        assert not joints[missing].any()
+
+
+def test_grown_completion_starts_where_the_old_one_ended(tmp_path):
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    args = ["--subset", "24", "--batch-size", "12", "--no-test", *TINY]
+    assert train.main([*args, "--epochs", "1", "--completion-hidden", "32", "--out",
+                       str(a)]) == 0
+    assert train.main([*args, "--epochs", "1", "--refit-completion", str(a), "--lr", "0",
+                       "--grow-completion", "--completion-blocks", "4",
+                       "--completion-dilation-cycle", "4", "--completion-attention", "1",
+                       "--val-fraction", "0.2", "--gap-prob", "0.5", "--out", str(b)]) == 0
+    ra, rb = Recognizer.from_checkpoint(a), Recognizer.from_checkpoint(b)
+    assert rb.model.cfg.completion_blocks == 4 and rb.model.cfg.completion_attention == 1
+    assert "val_burst60_ratio" in torch.load(b, weights_only=True)["refit_history"][-1]
+    clip = load_penn_action().test()[0]
+    pos = clip.positions[None, :64]
+    fv = np.ones((1, pos.shape[1]), bool)
+    fv[:, 10:30] = False
+    # lr 0: the new blocks are still identities, so the completion is unchanged
+    assert np.allclose(ra.complete(pos, fv), rb.complete(pos, fv), atol=1e-4)
+    with pytest.raises(FinetecError, match="grow-completion"):
+        train._refit_completion(train.parse_args([*args, "--refit-completion", str(a),
+                                                  "--grow-completion", "--completion-blocks",
+                                                  "2", "--out", str(b)]), "x")

@@ -280,7 +280,7 @@ def completion_validation(model, cfg, layout, clips, device, spec: str = "burst:
             sums[k] += float((np.sqrt(((c - truth) ** 2).sum(-1)) * w).sum())
         count += float(w.sum())
     model.completion.train(was_training)
-    comp, lin = sums / max(count, 1.0)
+    comp, lin = (float(v) for v in sums / max(count, 1.0))  # plain floats: weights_only
     return {"completion": comp, "interpolation": lin, "ratio": comp / max(lin, 1e-12)}
 
 
