@@ -14,9 +14,11 @@ Lagrangian acceleration).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +131,24 @@ def _as_batch(positions, frame_valid, joint_valid, timestamps, V: int, layout: s
     return positions, frame_valid, joint_valid, timestamps
 
 
+@contextlib.contextmanager
+def _torch_threads_kept():
+    """Undo what Numba's OpenMP layer does to torch's thread count.
+
+    Numba's parallel kernels (threading layer ``omp``) set the process's OpenMP
+    thread count, which torch shares: after a batched kernel call torch would
+    run on every core whatever ``torch.set_num_threads`` said. Torch is only
+    consulted when something has already imported it.
+    """
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if torch is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, layout: str,
                     fill: str = "zeros", kernels: bool = True,
                     interp: str = "linear") -> PreparedBatch:
@@ -176,9 +196,10 @@ def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, 
             tau = np.stack([r.tau for r in parts])
             tau_valid = np.stack([r.tau_valid for r in parts])
         else:
-            _, dyn_regions = region_motion_batch(xn, jv, regions)  # (N, R) bool
-            res = lagrangian_acceleration_batch(xn, jv, np.broadcast_to(frames, (N, T)), *args,
-                                                **kw)
+            with _torch_threads_kept():
+                _, dyn_regions = region_motion_batch(xn, jv, regions)  # (N, R) bool
+                res = lagrangian_acceleration_batch(xn, jv, np.broadcast_to(frames, (N, T)),
+                                                    *args, **kw)
             acc, acc_valid, tau, tau_valid = res.acc, res.acc_valid, res.tau, res.tau_valid
         dynamic = dyn_regions[:, regions].astype(np.float32)  # (N, V)
         kin[..., 0:2] = np.clip(np.where(acc_valid[..., None], acc, 0.0), -KIN_CLIP, KIN_CLIP)

@@ -221,3 +221,21 @@ def test_shipped_weights_recognise_real_test_clips(name, loader):
     floor = 0.9 if name == "penn" else 0.6
     assert right / len(clips) >= floor, (right, len(clips))
     assert right_burst / len(clips) >= floor - 0.1, (right_burst, len(clips))
+
+
+def test_batched_kernels_leave_torch_thread_count_alone():
+    # Numba's OpenMP layer sets the shared OpenMP thread count; prepare undoes it
+    import torch
+
+    from finetec_live.recognizer import SERIAL_KERNELS_UP_TO, prepare_windows
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        n = SERIAL_KERNELS_UP_TO + 8
+        rng = np.random.default_rng(0)
+        pos = rng.normal(size=(n, 64, 13, 2)).astype(np.float32)
+        prepare_windows(pos, np.ones((n, 64), bool), None, None, T=64, layout="penn13")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
