@@ -49,6 +49,7 @@ KIN_CLIP = 2.0
 KERNEL_HALF_WINDOW = 3
 KERNEL_MAX_SPAN = 6.0
 SERIAL_KERNELS_UP_TO = 8
+MAX_CUDA_GRAPHS = 8  # captured input shapes kept per recognizer
 
 
 def _weights_dir() -> Path:
@@ -255,8 +256,12 @@ class Recognizer:
 
     def __init__(self, model, config, layout: str, class_names: list[str], *,
                  device: str = "cpu", window_seconds: float = 2.5, hop_seconds: float = 0.5,
-                 model_id: str = "finetec", checkpoint: dict | None = None) -> None:
+                 model_id: str = "finetec", checkpoint: dict | None = None,
+                 precision: str = "fp32", cuda_graphs: bool = False) -> None:
         self.model = model
+        self.precision = precision
+        self.cuda_graphs = bool(cuda_graphs and device == "cuda")
+        self._graphs: dict = {}  # input shapes -> (graph, static inputs, static outputs)
         self.config = config
         self.layout = layout
         self.class_names = list(class_names)
@@ -270,9 +275,20 @@ class Recognizer:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "auto",
-                        layout: str | None = None) -> Recognizer:
-        """Load ``path`` (``None``/"penn", "jhmdb" or a file). ``layout``, if given, must match."""
+                        layout: str | None = None, precision: str = "fp32",
+                        cuda_graphs: bool | None = None) -> Recognizer:
+        """Load ``path`` (``None``/"penn", "jhmdb" or a file). ``layout``, if given, must match.
+
+        On CUDA, ``precision="bf16"`` runs the network under bf16 autocast, and
+        ``cuda_graphs`` (default: on for CUDA) captures one CUDA graph per input
+        shape, so a fixed-shape live window (batch 1) replays without per-layer
+        launch overhead; a capture that fails falls back to eager execution. On
+        the CPU both are ignored (fp32, eager).
+        """
         import torch
+
+        if precision not in ("fp32", "bf16"):
+            raise FinetecError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
 
         from finetec_live.models import FinetecNet, ModelConfig
 
@@ -307,7 +323,8 @@ class Recognizer:
         return cls(model, cfg, ck_layout, [str(c) for c in ckpt["class_names"]], device=device,
                    window_seconds=float(ckpt.get("window_seconds", 2.5)),
                    hop_seconds=float(ckpt.get("hop_seconds", 0.5)), model_id=model_id,
-                   checkpoint=ckpt)
+                   checkpoint=ckpt, precision=precision,
+                   cuda_graphs=device == "cuda" if cuda_graphs is None else cuda_graphs)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -329,13 +346,58 @@ class Recognizer:
                                layout=self.layout, fill=self.config.fill,
                                kernels=self.config.needs_kernels, interp=self.config.interp)
 
+    def _autocast(self):
+        import torch
+
+        if self.device == "cuda" and self.precision == "bf16":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def _forward(self, batch: PreparedBatch):
         import torch
 
-        with torch.inference_mode():
-            inputs = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
-                      for a in batch.network_inputs()]
+        inputs = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device, non_blocking=True)
+                  for a in batch.network_inputs()]
+        if self.cuda_graphs:
+            out = self._graph_forward(inputs)
+            if out is not None:
+                return out
+        with torch.inference_mode(), self._autocast():
             return self.model(*inputs)
+
+    def _graph_forward(self, inputs):
+        """Replay (capturing on first use) the CUDA graph for these input shapes."""
+        import torch
+
+        key = tuple(tuple(x.shape) for x in inputs)
+        entry = self._graphs.get(key)
+        if entry is None and len(self._graphs) >= MAX_CUDA_GRAPHS:
+            return None  # many shapes (an offline evaluation): eager is as good
+        if entry is None:
+            try:
+                static = [x.clone() for x in inputs]
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side), torch.no_grad(), self._autocast():
+                    for _ in range(3):  # let cuDNN/cuBLAS pick their kernels before capture
+                        self.model(*static)
+                torch.cuda.current_stream().wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph), torch.no_grad(), self._autocast():
+                    out = self.model(*static)
+                outputs = {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+                entry = (graph, static, outputs)
+            except Exception as e:  # any capture failure means: run eagerly
+                log.warning("CUDA graph capture failed (%s); running the model eagerly",
+                            str(e).splitlines()[0] if str(e) else type(e).__name__)
+                self.cuda_graphs = False
+                return None
+            self._graphs[key] = entry
+        graph, static, outputs = entry
+        for dst, src in zip(static, inputs, strict=True):
+            dst.copy_(src)
+        graph.replay()
+        return {k: v.clone() for k, v in outputs.items()}
 
     def predict(self, batch: PreparedBatch) -> np.ndarray:
         """Class probabilities ``(N, K)`` float32."""

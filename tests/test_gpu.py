@@ -148,3 +148,20 @@ def test_bench_gpu_runs_and_reports(bench, windows):
             r = res[name]["modes"][mode]["1"]
             assert "ms" in r and r["ms"] > 0, (name, mode, r)
     assert "batch 1" in bench.gpu_table(res)
+
+
+def test_recognizer_cuda_graphs_and_bf16_agree_with_eager(windows):
+    from finetec_live import Recognizer
+
+    pos, fv, jv, ts = windows
+    eager = Recognizer.from_checkpoint(SHIPPED, device="cuda", cuda_graphs=False)
+    graphs = Recognizer.from_checkpoint(SHIPPED, device="cuda", cuda_graphs=True)
+    bf16 = Recognizer.from_checkpoint(SHIPPED, device="cuda", precision="bf16")
+    ref = eager.classify(pos[:1], fv[:1], jv[:1], ts[:1])
+    for _ in range(3):  # first call captures, the next ones replay
+        got = graphs.classify(pos[:1], fv[:1], jv[:1], ts[:1])
+        np.testing.assert_allclose(got, ref, atol=1e-4)
+    assert graphs.cuda_graphs and len(graphs._graphs) == 1
+    full = eager.classify(pos, fv, jv, ts)
+    half = bf16.classify(pos, fv, jv, ts)
+    assert (full.argmax(1) == half.argmax(1)).mean() >= 0.95

@@ -239,3 +239,16 @@ def test_batched_kernels_leave_torch_thread_count_alone():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_precision_is_checked_and_cpu_runs_eager_fp32():
+    from finetec_live import Recognizer
+
+    with pytest.raises(FinetecError, match="precision"):
+        Recognizer.from_checkpoint(precision="fp16", device="cpu")
+    rec = Recognizer.from_checkpoint(precision="bf16", cuda_graphs=True, device="cpu")
+    assert rec.device == "cpu" and not rec.cuda_graphs
+    rng = np.random.default_rng(1)
+    pos = rng.normal(size=(2, 64, 13, 2)).astype(np.float32)
+    probs = rec.classify(pos, np.ones((2, 64), bool))
+    assert probs.dtype == np.float32 and np.allclose(probs.sum(1), 1.0, atol=1e-5)
