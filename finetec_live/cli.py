@@ -277,6 +277,7 @@ def run(args: argparse.Namespace) -> int:
     restore_stderr = None
     thread = None
     stats = Stats()
+    stats_written = False
     try:
         source = open_source(args, stop)
         stream = args.stream or source.name
@@ -433,8 +434,18 @@ def run(args: argparse.Namespace) -> int:
                      layout=layout, device=rec.device, window_s=window_s, hop_s=hop_s,
                      source_fps=source.fps, drop=args.drop, seed=args.seed)
             _write_stats(args.stats_json, s)
+            stats_written = True
         return 0
     finally:
+        if args.stats_json and not stats_written and stats.frames > 0:
+            # a run cut short by an error (a lost camera): what was counted is kept
+            err = sys.exc_info()[1]
+            s = stats.to_dict()
+            s.update(stopped_by="error", error=str(err) if err is not None else None)
+            try:
+                _write_stats(args.stats_json, s)
+            except Exception:  # the original error is the one to report
+                log.debug("writing stats after an error failed", exc_info=True)
         stop.set()
         if thread is not None:  # an error on the capture side: let the worker finish
             worker.handoff.close()

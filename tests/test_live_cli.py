@@ -279,6 +279,34 @@ def test_signal_stops_cleanly_and_writes_stats(sig, tmp_path):
     assert stats["published"] >= 1
 
 
+def test_lost_camera_ends_with_one_line_and_keeps_the_stats(tmp_path):
+    """A 'camera' (a clip opened as a device) that goes away for good: the run
+    ends with one clear line and a non-zero exit, and what was counted is written."""
+    import shutil
+
+    clip = tmp_path / "cam.mp4"
+    shutil.copy(DEMO_VIDEO, clip)
+    port = _free_port()
+    sub = _Collector(f"tcp://127.0.0.1:{port}")
+    stats_file = tmp_path / "s.json"
+    proc = subprocess.Popen([*LIVE, "--camera", str(clip), "--camera-retry", "1", "--no-display",
+                             "--bind", f"tcp://127.0.0.1:{port}",
+                             "--stats-json", str(stats_file), *MODEL],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while not sub.labels and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    clip.unlink()  # the device disappears; the frames it already opened still come
+    _, err = proc.communicate(timeout=90)
+    sub.close(0.2)
+    assert sub.labels, "no label while the camera delivered"
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: camera")
+    stats = json.loads(stats_file.read_text())
+    assert stats["stopped_by"] == "error" and "delivered no frame" in stats["error"]
+    assert stats["frames"] >= 150 and stats["published"] >= 1
+
+
 def test_curve_publishing_with_an_allow_list(clean_and_jerk_run, tmp_path):
     """keygen -> --curve-secret + --curve-clients: the allowed client decodes the
     labels, a client with another key pair gets nothing."""
