@@ -51,6 +51,19 @@ def _cos_sin_small(d):
     return c, s
 
 
+@ijit
+def _cofactors(s0, s1, s2, s3, s4):
+    """Cofactors and determinant of the quadratic fit's normal matrix
+    [[s0, s1, s2], [s1, s2, s3], [s2, s3, s4]] (symmetric: six cofactors)."""
+    c00 = s2 * s4 - s3 * s3
+    c01 = s2 * s3 - s1 * s4
+    c02 = s1 * s3 - s2 * s2
+    c11 = s0 * s4 - s2 * s2
+    c12 = s1 * s2 - s0 * s3
+    c22 = s0 * s2 - s1 * s1
+    return c00, c01, c02, c11, c12, c22, s0 * c00 + s1 * c01 + s2 * c02
+
+
 @jit
 def _samples(pos, ok, ts, k, p, sf, st, q0, q1, ux, uy):
     """Samples of joint k's coordinates; returns their count.
@@ -124,13 +137,7 @@ def _weights(st, lo, hi, tt, w, t):
         s2 += v2
         s3 += v2 * v
         s4 += v2 * v2
-    c00 = s2 * s4 - s3 * s3
-    c01 = s2 * s3 - s1 * s4
-    c02 = s1 * s3 - s2 * s2
-    c11 = s0 * s4 - s2 * s2
-    c12 = s1 * s2 - s0 * s3
-    c22 = s0 * s2 - s1 * s1
-    det = s0 * c00 + s1 * c01 + s2 * c02
+    c00, c01, c02, c11, c12, c22, det = _cofactors(s0, s1, s2, s3, s4)
     if not det > 0.0:
         return False
     r = 1.0 / det
@@ -211,13 +218,7 @@ def _fit_direct(st, q0, q1, lo, hi, tt):
         r11 += v1 * u
         r12 += v1 * u2
     s0 = float(hi - lo)
-    c00 = s2 * s4 - s3 * s3
-    c01 = s2 * s3 - s1 * s4
-    c02 = s1 * s3 - s2 * s2
-    c11 = s0 * s4 - s2 * s2
-    c12 = s1 * s2 - s0 * s3
-    c22 = s0 * s2 - s1 * s1
-    det = s0 * c00 + s1 * c01 + s2 * c02
+    c00, c01, c02, c11, c12, c22, det = _cofactors(s0, s1, s2, s3, s4)
     if not det > 0.0:
         return False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     r = 1.0 / det
