@@ -256,18 +256,25 @@ def test_demo_clip_natural_occlusion_and_outputs(tmp_path):
     cap.release()
 
 
+def _start_until_first_label(source: list[str], port: int, stats_file: Path,
+                             sub: _Collector) -> subprocess.Popen:
+    """Start finetec-live in the background and wait for its first label."""
+    proc = subprocess.Popen([*LIVE, *source, "--no-display", "--bind", f"tcp://127.0.0.1:{port}",
+                             "--stats-json", str(stats_file), *MODEL],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while not sub.labels and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    return proc
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_cleanly_and_writes_stats(sig, tmp_path):
     port = _free_port()
     sub = _Collector(f"tcp://127.0.0.1:{port}")
     stats_file = tmp_path / "s.json"
-    proc = subprocess.Popen([*LIVE, "--video", str(CLEAN_AND_JERK), "--loop", "--no-display",
-                             "--bind", f"tcp://127.0.0.1:{port}",
-                             "--stats-json", str(stats_file), *MODEL],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 90
-    while not sub.labels and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
+    proc = _start_until_first_label(["--video", str(CLEAN_AND_JERK), "--loop"], port,
+                                    stats_file, sub)
     assert sub.labels, "no label before the signal"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
@@ -289,13 +296,8 @@ def test_lost_camera_ends_with_one_line_and_keeps_the_stats(tmp_path):
     port = _free_port()
     sub = _Collector(f"tcp://127.0.0.1:{port}")
     stats_file = tmp_path / "s.json"
-    proc = subprocess.Popen([*LIVE, "--camera", str(clip), "--camera-retry", "1", "--no-display",
-                             "--bind", f"tcp://127.0.0.1:{port}",
-                             "--stats-json", str(stats_file), *MODEL],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 90
-    while not sub.labels and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    proc = _start_until_first_label(["--camera", str(clip), "--camera-retry", "1"], port,
+                                    stats_file, sub)
     clip.unlink()  # the device disappears; the frames it already opened still come
     _, err = proc.communicate(timeout=90)
     sub.close(0.2)
