@@ -80,22 +80,8 @@ def generate_keys(directory: str | os.PathLike, names: tuple[str, ...] = ("serve
     return out
 
 
-def load_public_key(path: str | os.PathLike) -> bytes:
-    import zmq.auth
-
-    try:
-        public, _ = zmq.auth.load_certificate(str(path))
-    except (OSError, ValueError) as exc:
-        raise FinetecError(f"cannot read CURVE key file {path} ({exc}); generate keys with "
-                           "`finetec-live keygen DIR`") from None
-    if not public:
-        raise FinetecError(f"{path} holds no public key; pass the NAME.key file written by "
-                           "`finetec-live keygen DIR`")
-    return public
-
-
-def load_secret_key(path: str | os.PathLike) -> tuple[bytes, bytes]:
-    """``(public, secret)`` from a ``NAME.key_secret`` file."""
+def _load_certificate(path: str | os.PathLike, part: str) -> tuple[bytes, bytes]:
+    """``(public, secret)`` from a key file written by ``finetec-live keygen``."""
     import zmq.auth
 
     try:
@@ -103,10 +89,21 @@ def load_secret_key(path: str | os.PathLike) -> tuple[bytes, bytes]:
     except (OSError, ValueError) as exc:
         raise FinetecError(f"cannot read CURVE key file {path} ({exc}); generate keys with "
                            "`finetec-live keygen DIR`") from None
-    if not secret:
-        raise FinetecError(f"{path} holds no secret key; pass the NAME.key_secret file written "
+    if not (public if part == "public" else secret):
+        suffix = ".key" if part == "public" else ".key_secret"
+        raise FinetecError(f"{path} holds no {part} key; pass the NAME{suffix} file written "
                            "by `finetec-live keygen DIR`")
     return public, secret
+
+
+def load_public_key(path: str | os.PathLike) -> bytes:
+    """The public key of a ``NAME.key`` (or ``NAME.key_secret``) file."""
+    return _load_certificate(path, "public")[0]
+
+
+def load_secret_key(path: str | os.PathLike) -> tuple[bytes, bytes]:
+    """``(public, secret)`` from a ``NAME.key_secret`` file."""
+    return _load_certificate(path, "secret")
 
 
 def start_authenticator(context: zmq.Context, clients_dir: str | os.PathLike):

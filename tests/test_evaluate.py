@@ -8,13 +8,12 @@ a small subset.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _tools import load_tool
 
 from finetec_live.corruption import Corruption, missing_count
 from finetec_live.datasets import PENN_CLASSES
@@ -23,15 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "models" / "weights" / "penn.pt"
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("ft_evaluate", ROOT / "tools" / "evaluate.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["ft_evaluate"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ev = _load_tool()
+ev = load_tool("evaluate")
 
 
 def _untrained(method: str, seed: int = 0):

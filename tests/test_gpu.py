@@ -7,12 +7,11 @@ moving synthetic skeletons (the agreement checks hold for any input).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _tools import load_tool
 
 torch = pytest.importorskip("torch")
 
@@ -25,17 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "models" / "weights" / "penn.pt"
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("ft_bench", ROOT / "tools" / "bench_model.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["ft_bench"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def bench():
-    return _bench()
+    return load_tool("bench_model")
 
 
 @pytest.fixture(scope="module")

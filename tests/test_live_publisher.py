@@ -153,3 +153,18 @@ def test_subscriber_command_bad_endpoint_is_one_line():
     assert r.returncode != 0
     assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
     assert "Traceback" not in r.stderr
+
+
+def test_key_files_are_read_or_refused_in_one_line(tmp_path):
+    import zmq.auth
+
+    from finetec_live.errors import FinetecError
+    from finetec_live.publisher import load_public_key, load_secret_key
+
+    public_file, secret_file = zmq.auth.create_certificates(str(tmp_path), "srv")
+    public, secret = load_secret_key(secret_file)
+    assert load_public_key(public_file) == public and len(secret) == 40
+    with pytest.raises(FinetecError, match=r"holds no secret key.*key_secret"):
+        load_secret_key(public_file)
+    with pytest.raises(FinetecError, match="cannot read CURVE key file"):
+        load_public_key(tmp_path / "absent.key")

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from _tools import load_tool
 
 from finetec_live import Recognizer
 from finetec_live.datasets import load_penn_action
 from finetec_live.errors import FinetecError
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _train_module():
-    spec = importlib.util.spec_from_file_location("ft_train", ROOT / "tools" / "train.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["ft_train"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-train = _train_module()
+train = load_tool("train")
 TINY = ["--channels", "24", "32", "--strides", "2", "2", "--threads", "1", "--quiet"]
 
 
