@@ -270,7 +270,10 @@ def run(args: argparse.Namespace) -> int:
         if stop.is_set() and stopped_by["why"] == signal.Signals(signum).name:
             os._exit(128 + signum)  # a second signal while stopping: give up at once
         stopped_by["why"] = signal.Signals(signum).name
-        stop.set()
+        # Not stop.set() here: the handler runs on the main thread, which may be
+        # inside stop.wait() holding the event's (non-reentrant) lock; setting it
+        # from here would deadlock. A helper thread sets it once the lock is free.
+        threading.Thread(target=stop.set, name="stop-on-signal", daemon=True).start()
 
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     source = publisher = auth = estimator = recorder = display = jsonl = worker = None
