@@ -30,6 +30,8 @@ from torch import nn
 
 from finetec_live.layouts import get_layout
 
+from .completion import Completion
+
 METHODS = ("finetec", "stgcn-zero", "stgcn-interp")
 
 
@@ -52,6 +54,8 @@ class ModelConfig:
     completion_mixing: str = "conv"  # "conv" (dilated, shift-invariant) or "linear" (Mixer)
     completion_dilation_cycle: int = 3  # conv block i has dilation 2 ** (i % cycle)
     completion_attention: int = 0  # temporal self-attention blocks after the mixer blocks
+    completion_bank: int = 0  # learned prototype sequences the completion retrieves from (0: off)
+    completion_bank_k: int = 10  # prototypes mixed per window
     interp: str = "akima"  # the interpolation completion starts from: "akima" or "linear"
     physics_hidden: int = 16
     dropout: float = 0.2
@@ -80,6 +84,9 @@ class ModelConfig:
         if int(self.completion_attention) < 0:
             raise ValueError(f"completion_attention must be >= 0, got "
                              f"{self.completion_attention!r}")
+        if int(self.completion_bank) < 0 or int(self.completion_bank_k) < 1:
+            raise ValueError(f"completion_bank must be >= 0 and completion_bank_k >= 1, got "
+                             f"{self.completion_bank!r} and {self.completion_bank_k!r}")
         if int(self.completion_dilation_cycle) < 1:
             raise ValueError(f"completion_dilation_cycle must be >= 1, got "
                              f"{self.completion_dilation_cycle!r}")
@@ -219,101 +226,6 @@ class STGCN(nn.Module):
         return self.fc(self.drop(x))
 
 
-# --------------------------------------------------------------------------- completion
-class TemporalAttention(nn.Module):
-    """Self-attention over the frames, keys restricted to frames with an observed joint, so
-    a gap can copy from anywhere in the window (e.g. the same phase one cycle earlier). A
-    residual block whose output projection starts at zero (an identity when added)."""
-
-    def __init__(self, T: int, hidden: int, heads: int = 4) -> None:
-        super().__init__()
-        self.pos = nn.Parameter(torch.zeros(T, hidden))  # (T, H) learned frame position
-        self.norm = nn.LayerNorm(hidden)
-        self.attn = nn.MultiheadAttention(hidden, heads, batch_first=True)
-        nn.init.zeros_(self.attn.out_proj.weight)
-        nn.init.zeros_(self.attn.out_proj.bias)
-
-    def forward(self, h: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        # h: (N, T, H); observed: (N, T) bool, a frame with at least one observed joint
-        q = self.norm(h) + self.pos
-        pad = ~observed
-        pad = pad & ~pad.all(1, keepdim=True)  # a window with nothing observed attends to all
-        a, _ = self.attn(q, q, q, key_padding_mask=pad, need_weights=False)
-        return h + a
-
-
-class MixerBlock(nn.Module):
-    """Temporal mixing (over frames) then spatial mixing (over joint features).
-
-    ``mixing="linear"``: a position-specific MLP over the T frames (MLP-Mixer).
-    ``mixing="conv"``: a dilated depthwise temporal convolution and a pointwise
-    layer, the same rule at every frame (learns gap filling from few clips).
-    """
-
-    def __init__(self, T: int, hidden: int, mixing: str = "linear", dilation: int = 1) -> None:
-        super().__init__()
-        self.mixing = mixing
-        self.norm_t = nn.LayerNorm(hidden)
-        if mixing == "linear":
-            self.mix_t = nn.Sequential(nn.Linear(T, T), nn.GELU(), nn.Linear(T, T))
-        else:
-            self.mix_t = nn.Sequential(
-                nn.Conv1d(hidden, hidden, 7, padding=3 * dilation, dilation=dilation,
-                          groups=hidden),
-                nn.GELU(), nn.Conv1d(hidden, hidden, 1))
-        self.norm_s = nn.LayerNorm(hidden)
-        self.mix_s = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(),
-                                   nn.Linear(2 * hidden, hidden))
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        # h: (N, T, H); both kinds of temporal mixing act on (N, H, T)
-        h = h + self.mix_t(self.norm_t(h).transpose(1, 2)).transpose(1, 2)
-        return h + self.mix_s(self.norm_s(h))
-
-
-class Completion(nn.Module):
-    """Context-aware completion: predicts a correction to the linear interpolation.
-
-    Input per frame: the observed positions (zeros where missing), the mask,
-    the interpolation and the prior (the mean training sequence). Output
-    ``S_base = mask * x + (1 - mask) * (interp + correction)``: observed
-    entries pass through unchanged; the correction starts at exactly 0 (zero
-    initialised), so completion begins at the interpolation baseline.
-    """
-
-    def __init__(self, T: int, V: int, hidden: int, blocks: int, mixing: str = "linear",
-                 dilation_cycle: int = 3, attention: int = 0) -> None:
-        super().__init__()
-        self.register_buffer("prior", torch.zeros(T, V, 2))  # (T, V, 2), set from training data
-        self.inp = nn.Linear(V * 7, hidden)
-        # conv mixing: dilations 1, 2, 4, ... restarting every ``dilation_cycle`` blocks
-        self.blocks = nn.ModuleList([MixerBlock(T, hidden, mixing,
-                                                dilation=2 ** (i % dilation_cycle))
-                                     for i in range(blocks)])
-        self.attention = nn.ModuleList([TemporalAttention(T, hidden) for _ in range(attention)])
-        self.norm = nn.LayerNorm(hidden)
-        self.out = nn.Linear(hidden, V * 2)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, interp: torch.Tensor) -> torch.Tensor:
-        # x, interp: (N, T, V, 2); mask: (N, T, V) -> S_base (N, T, V, 2)
-        N, T, V, _ = x.shape
-        m = mask.unsqueeze(-1)  # (N, T, V, 1)
-        prior = self.prior.unsqueeze(0).expand(N, -1, -1, -1)  # (N, T, V, 2)
-        feats = torch.cat([x * m, m, interp, prior], dim=-1)  # (N, T, V, 7)
-        h = self.inp(feats.reshape(N, T, V * 7))  # (N, T, H)
-        for blk in self.blocks:
-            h = blk(h)
-        if len(self.attention):
-            observed = mask.amax(-1) > 0  # (N, T)
-            for att in self.attention:
-                h = att(h, observed)
-        corr = self.out(self.norm(h)).view(N, T, V, 2)  # (N, T, V, 2)
-        pred = interp + corr
-        return m * x + (1 - m) * pred
-
-
 # --------------------------------------------------------------------------- physics
 def finite_differences(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Velocity and acceleration ``(N, T, V, C)`` per frame (central, edges replicated)."""
@@ -361,7 +273,8 @@ class FinetecNet(nn.Module):
             [p if p >= 0 else k for k, p in enumerate(layout.parents)], dtype=torch.long))
         self.completion = (Completion(cfg.T, V, cfg.completion_hidden, cfg.completion_blocks,
                                       cfg.completion_mixing, cfg.completion_dilation_cycle,
-                                      cfg.completion_attention)
+                                      cfg.completion_attention, cfg.completion_bank,
+                                      cfg.completion_bank_k)
                            if cfg.completion else None)
         self.physics = EulerLagrange(cfg.physics_hidden) if cfg.physics else None
         self.backbone = STGCN(self.in_channels, cfg.num_classes, cfg.layout, cfg.channels,
@@ -385,6 +298,12 @@ class FinetecNet(nn.Module):
         """Store the mean training sequence ``(T, V, 2)`` used by completion."""
         if self.completion is not None:
             self.completion.prior.copy_(prior.to(self.completion.prior))
+
+    def set_bank(self, protos: torch.Tensor) -> None:
+        """Initialise the completion's prototype bank ``(K, T, V, 2)`` (normalised units)."""
+        if self.completion is None or self.completion.bank is None:
+            raise ValueError("this model's completion has no prototype bank (completion_bank=0)")
+        self.completion.bank.set(protos)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, interp: torch.Tensor,
                 dynamic: torch.Tensor, kin: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -22,6 +22,8 @@ SMALL = {"channels": (16, 24), "strides": (2, 1), "completion_hidden": 32, "phys
          "T": T}
 CONFIGS = [dict(method="finetec", completion=c, decomposition=d, physics=p)
            for c, d, p in itertools.product((True, False), repeat=3)]
+CONFIGS += [dict(method="finetec", completion=True, decomposition=True, physics=True,
+                completion_bank=8, completion_bank_k=3)]
 CONFIGS += [dict(method="stgcn-zero"), dict(method="stgcn-interp")]
 
 
@@ -29,7 +31,8 @@ def _ids(cfg):
     if cfg["method"] != "finetec":
         return cfg["method"]
     return "finetec-" + "".join(k[0] if cfg[k] else "_" for k in
-                                ("completion", "decomposition", "physics"))
+                                ("completion", "decomposition", "physics")) + (
+        "-bank" if cfg.get("completion_bank") else "")
 
 
 def _inputs(seed=0, all_missing=False):
@@ -48,7 +51,10 @@ def _inputs(seed=0, all_missing=False):
 
 def _model(cfg, seed=0):
     torch.manual_seed(seed)
-    return FinetecNet(ModelConfig(num_classes=K, **SMALL, **cfg))
+    model = FinetecNet(ModelConfig(num_classes=K, **SMALL, **cfg))
+    if cfg.get("completion_bank"):
+        model.set_bank(torch.randn(cfg["completion_bank"], T, V, 2))
+    return model
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_ids)

@@ -131,3 +131,28 @@ def test_grown_completion_starts_where_the_old_one_ended(tmp_path):
         train._refit_completion(train.parse_args([*args, "--refit-completion", str(a),
                                                   "--grow-completion", "--completion-blocks",
                                                   "2", "--out", str(b)]), "x")
+
+
+def test_refit_adds_a_prototype_bank_and_fits_its_gate(tmp_path):
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    args = ["--subset", "30", "--batch-size", "10", "--no-test", *TINY]
+    assert train.main([*args, "--epochs", "1", "--completion-hidden", "32", "--out",
+                       str(a)]) == 0
+    assert train.main([*args, "--epochs", "2", "--refit-completion", str(a), "--lr", "0.05",
+                       "--completion-bank", "12", "--completion-bank-k", "3", "--bank-only",
+                       "--bank-split", "--bank-crops", "1", "--out", str(b)]) == 0
+    sa = torch.load(a, weights_only=True)["state_dict"]
+    ckb = torch.load(b, weights_only=True)
+    sb = ckb["state_dict"]
+    assert ckb["config"]["completion_bank"] == 12 and ckb["config"]["completion_bank_k"] == 3
+    protos = sb["completion.bank.protos"]
+    assert protos.shape == (12, 64, 13, 2) and protos.abs().sum() > 0  # k-means centroids
+    assert not torch.equal(sb["completion.gate"], torch.tensor([2.0, np.log(4.0)]))
+    # --bank-only: the mixer and everything else are the base's
+    assert all(torch.equal(sa[k], sb[k]) for k in sa if k != "completion.prior")
+    rb = Recognizer.from_checkpoint(b)
+    clip = load_penn_action().test()[0]
+    fv = np.ones(clip.num_frames, bool)
+    fv[5:40] = False
+    done = rb.complete(clip.positions, fv, clip.joint_valid)
+    assert np.isfinite(done).all() and done.shape == clip.positions.shape

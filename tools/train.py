@@ -89,6 +89,47 @@ def mean_sequence(clips, T: int, layout) -> np.ndarray:
     return interpolate_missing(xn, fv, jv).mean(axis=0).astype(np.float32)
 
 
+def prototype_windows(clips, T: int, layout, rng: np.random.Generator, crops_per_clip: int,
+                      crop_seconds: tuple[float, float]) -> np.ndarray:
+    """Windows the completion's prototype bank is drawn from ``(M, T, V, 2)``: every clip
+    whole and ``crops_per_clip`` crops of live-window durations, normalised, gaps
+    interpolated, each also mirrored left-right."""
+    lay = get_layout(layout)
+    parts = [whole_windows(clips, T)[:3]]
+    for c in clips:
+        for _ in range(crops_per_clip):
+            n = int(np.clip(round(rng.uniform(*crop_seconds) * c.fps), 8, c.num_frames))
+            s = int(rng.integers(0, c.num_frames - n + 1))
+            parts.append(resample_batch(c.positions[None, s:s + n], np.ones((1, n), bool),
+                                        c.joint_valid[None, s:s + n],
+                                        np.arange(n)[None] / c.fps, T)[:3])
+    pos, fv, jv = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    xn, _, _ = normalize(pos, fv, jv, lay)
+    w = interpolate_missing(xn, fv, jv & fv[..., None])  # (M, T, V, 2)
+    mirrored = w[:, :, lay.flip_permutation()] * np.array([-1.0, 1.0], np.float32)
+    return np.concatenate([w, mirrored]).astype(np.float32)
+
+
+def init_bank(model, cfg: ModelConfig, clips, layout, args) -> None:
+    """Put k-means centroids of the training windows in the completion's prototype bank."""
+    t0 = time.time()
+    windows = prototype_windows(clips, cfg.T, layout, np.random.default_rng([args.seed, 77]),
+                                args.bank_crops, tuple(args.crop_seconds))
+    protos = initial_prototypes(windows, cfg.completion_bank, args.seed)
+    model.set_bank(torch.from_numpy(protos))
+    log.info("prototype bank: %d k-means centroids of %d training windows (%.0f s)",
+             len(protos), len(windows), time.time() - t0)
+
+
+def initial_prototypes(windows: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` k-means centroids ``(size, T, V, 2)`` of ``windows`` (scipy's kmeans2)."""
+    from scipy.cluster.vq import kmeans2
+
+    flat = windows.reshape(len(windows), -1).astype(np.float64)
+    centroids, _ = kmeans2(flat, min(size, len(flat)), iter=30, minit="points", seed=seed)
+    return centroids.reshape(-1, *windows.shape[1:]).astype(np.float32)
+
+
 GAP_KINDS = ("burst", "burst", "prefix", "tail", "middle")
 
 
@@ -348,6 +389,19 @@ def parse_args(argv=None):
     ap.add_argument("--completion-dilation-cycle", type=int, default=None,
                     help="conv completion block i has dilation 2**(i %% CYCLE) (default 3: "
                          "1, 2, 4, 1, ...)")
+    ap.add_argument("--completion-bank", type=int, default=None, metavar="K",
+                    help="completion retrieves from K learned prototype sequences, initialised "
+                         "as k-means centroids of training windows (default 0: no bank)")
+    ap.add_argument("--completion-bank-k", type=int, default=None,
+                    help="prototypes mixed per window (default 10)")
+    ap.add_argument("--bank-crops", type=int, default=2,
+                    help="live-window crops per clip among the bank's k-means windows")
+    ap.add_argument("--bank-split", action="store_true",
+                    help="completion refit: build the bank from half the training clips and "
+                         "fit on the other half, then rebuild the bank from all of them")
+    ap.add_argument("--bank-only", action="store_true",
+                    help="completion refit: train only the prototype bank's gate and "
+                         "temperature, the mixer kept as it is")
     ap.add_argument("--interp", choices=("akima", "linear"), default=None,
                     help="interpolation completion starts from (default: the model's)")
     return ap.parse_args(argv)
@@ -383,8 +437,9 @@ def refine_completion(model, cfg, layout, train_clips, args, epochs: int, device
     model.eval()
     comp = model.completion
     comp.train()
+    trained = ("completion.bank.", "completion.gate") if args.bank_only else ("completion.",)
     for name, p in model.named_parameters():
-        p.requires_grad_(name.startswith("completion."))
+        p.requires_grad_(name.startswith(trained))
     rng = np.random.default_rng(args.seed)
     sampler = Sampler(train_clips, layout, cfg.T, rng, crop_prob=args.crop_prob,
                       crop_seconds=tuple(args.crop_seconds), mask_prob=1.0,
@@ -474,6 +529,9 @@ def _refit_completion(args, command: str) -> int:
         cfg_d["completion_dilation_cycle"] = args.completion_dilation_cycle
     if args.completion_attention is not None:
         cfg_d["completion_attention"] = args.completion_attention
+    for name in ("completion_bank", "completion_bank_k"):
+        if getattr(args, name) is not None:
+            cfg_d[name] = getattr(args, name)
     if args.interp:
         cfg_d["interp"] = args.interp
     base_cfg = ModelConfig.from_dict(base["config"])
@@ -500,9 +558,13 @@ def _refit_completion(args, command: str) -> int:
         grow_completion(model.completion, base_cfg.completion_blocks)  # new attention: zero
     # a changed completion architecture starts afresh (at the interpolation: zero output
     # layer), unless grown: the old blocks keep their weights, the new ones are identities
+    # the prototype bank (and its gate) load when the base has one of the same size
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
     state = {k: v for k, v in base["state_dict"].items()
-             if same or grow or not k.startswith("completion.") or k == "completion.prior"}
+             if k in shapes and shapes[k] == v.shape
+             and (same or grow or not k.startswith("completion.") or k == "completion.prior")}
     model.load_state_dict(state, strict=False)
+    new_bank = bool(cfg.completion_bank) and "completion.bank.protos" not in state
     prior = base["prior"].float()
     model.set_prior(prior)
     model.to(device).eval()
@@ -515,13 +577,31 @@ def _refit_completion(args, command: str) -> int:
         train_clips = train_clips[: args.subset]
     train_clips, val_clips = split_train_val(train_clips, args.val_fraction, args.seed)
     t_start = time.time()
+    fit_clips = train_clips
+    if new_bank:
+        if args.bank_split:
+            # the bank from one half, completion trained on the other: retrieval during the
+            # refit is as good as for a clip never seen (no clip finds itself); the shipped
+            # bank is then rebuilt from every training clip
+            half = np.random.default_rng([args.seed, 78]).permutation(len(train_clips))
+            init_bank(model, cfg, [train_clips[i] for i in half[::2]], layout, args)
+            fit_clips = [train_clips[i] for i in half[1::2]]
+        else:
+            init_bank(model, cfg, train_clips, layout, args)
     if val_clips:
         val0 = completion_validation(model, cfg, layout, val_clips, device)
         log.info("before refit: validation 60%% bursts (%d clips): completion %.4f, linear "
                  "%.4f (ratio %.3f)", len(val_clips), val0["completion"],
                  val0["interpolation"], val0["ratio"])
-    history = refine_completion(model, cfg, layout, train_clips, args, args.epochs, device,
+    history = refine_completion(model, cfg, layout, fit_clips, args, args.epochs, device,
                                 val_clips)
+    if fit_clips is not train_clips:
+        init_bank(model, cfg, train_clips, layout, args)
+        if val_clips:
+            val = completion_validation(model, cfg, layout, val_clips, device)
+            history[-1]["val_burst60_ratio_full_bank"] = val["ratio"]
+            log.info("bank rebuilt from all %d training clips: validation 60%% bursts ratio "
+                     "%.3f", len(train_clips), val["ratio"])
     model.eval()
     ck = {k: v for k, v in base.items() if k not in ("optimizer",)}
     ck.update({
@@ -581,7 +661,8 @@ def _train(args, command: str) -> int:
     if args.strides:
         kw["strides"] = tuple(args.strides)
     for name in ("completion_hidden", "completion_blocks", "completion_mixing",
-                 "completion_dilation_cycle", "completion_attention", "interp"):
+                 "completion_dilation_cycle", "completion_attention", "completion_bank",
+                 "completion_bank_k", "interp"):
         if getattr(args, name):
             kw[name] = getattr(args, name)
     cfg = ModelConfig(num_classes=len(class_names), layout=layout, method=args.method,
@@ -591,6 +672,8 @@ def _train(args, command: str) -> int:
     model = FinetecNet(cfg)
     prior = torch.from_numpy(mean_sequence(train_clips, cfg.T, layout))
     model.set_prior(prior)
+    if cfg.completion and cfg.completion_bank and args.resume is None:
+        init_bank(model, cfg, train_clips, layout, args)
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s (completion=%s decomposition=%s physics=%s): %d parameters",
