@@ -80,23 +80,37 @@ class PrototypeBank(nn.Module):
         self.k = int(k)
         self.register_buffer("protos", torch.zeros(size, T, V, 2))  # (K, T, V, 2)
         self.log_temp = nn.Parameter(torch.zeros(()))  # temperature exp(0) = 1: near-uniform
+        # derived from the prototypes, for one matrix product per query: (3 L, K), L = T V,
+        # rows (p_x, p_y, |p|^2) of every entry; rebuilt by set() and after loading a state
+        self.register_buffer("keys", torch.zeros(3 * T * V, size), persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, _: module._refresh_keys())
+
+    def _refresh_keys(self) -> None:
+        K = self.protos.shape[0]
+        pf = self.protos.reshape(K, -1, 2)  # (K, L, 2)
+        keys = torch.cat([pf, (pf ** 2).sum(-1, keepdim=True)], dim=-1)  # (K, L, 3)
+        with torch.no_grad():
+            self.keys.copy_(keys.reshape(K, -1).T)
 
     def set(self, protos: torch.Tensor) -> None:
         if protos.shape != self.protos.shape:
             raise ValueError(f"prototypes of shape {tuple(protos.shape)} for a bank of "
                              f"{tuple(self.protos.shape)}")
-        self.protos.copy_(protos.to(self.protos))
+        with torch.no_grad():
+            self.protos.copy_(protos.to(self.protos))
+        self._refresh_keys()
 
     def distances(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean squared distance ``(N, K)`` on the observed joints."""
-        N, K = x.shape[0], self.protos.shape[0]
-        m = mask.reshape(N, -1)  # (N, L), L = T * V
-        xf = x.reshape(N, -1, 2) * m.unsqueeze(-1)  # (N, L, 2)
-        pf = self.protos.reshape(K, -1, 2)  # (K, L, 2)
-        xx = (xf ** 2).sum((1, 2)).unsqueeze(1)  # (N, 1)
-        xp = torch.einsum("nlc,klc->nk", xf, pf)  # (N, K)
-        pp = m @ (pf ** 2).sum(-1).T  # (N, K)
-        return (xx - 2 * xp + pp).clamp_min(0) / m.sum(1, keepdim=True).clamp_min(1.0)
+        """Mean squared distance ``(N, K)`` on the observed joints (float32, autocast off:
+        the expansion below cancels, and the ranking must not depend on the precision)."""
+        N = x.shape[0]
+        with torch.autocast(x.device.type, enabled=False):
+            m = mask.reshape(N, -1).float()  # (N, L)
+            xm = x.reshape(N, -1, 2).float() * m.unsqueeze(-1)  # (N, L, 2)
+            # sum_l m |x - p|^2 = sum m x^2 + sum_l (-2 m x, m) . (p, |p|^2)
+            q = torch.cat([-2 * xm, m.unsqueeze(-1)], dim=-1).reshape(N, -1)  # (N, 3 L)
+            d = (xm ** 2).sum((1, 2)).unsqueeze(1) + q @ self.keys  # (N, K)
+            return d.clamp_min(0) / m.sum(1, keepdim=True).clamp_min(1.0)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # x: (N, T, V, 2) zeros where missing; mask: (N, T, V) -> template (N, T, V, 2)

@@ -90,6 +90,12 @@ def test_model_with_bank_round_trips_its_state():
     b = FinetecNet(ModelConfig.from_dict(cfg.to_dict()))
     b.load_state_dict(a.state_dict())
     assert torch.equal(b.completion.bank.protos, a.completion.bank.protos)
+    # the derived keys are rebuilt on load: both models retrieve the same template
+    x, mask = torch.randn(2, T, V, 2), (torch.rand(2, T, V) > 0.5).float()
+    assert torch.allclose(b.completion.bank(x, mask), a.completion.bank(x, mask))
+    d = ((x.unsqueeze(1) - a.completion.bank.protos) ** 2).sum(-1)  # (2, 6, T, V)
+    direct = (d * mask.unsqueeze(1)).sum((2, 3)) / mask.sum((1, 2)).unsqueeze(1)
+    assert torch.allclose(b.completion.bank.distances(x, mask), direct, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="no prototype bank"):
         FinetecNet(ModelConfig(num_classes=3, T=T)).set_bank(torch.zeros(6, T, V, 2))
     with pytest.raises(ValueError, match="completion_bank"):
