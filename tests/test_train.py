@@ -10,6 +10,8 @@ from _tools import load_tool
 from finetec_live import Recognizer
 from finetec_live.datasets import load_penn_action
 from finetec_live.errors import FinetecError
+from finetec_live.layouts import get_layout
+from finetec_live.training import initial_prototypes, long_gap_mask, prototype_windows
 
 train = load_tool("train")
 TINY = ["--channels", "24", "32", "--strides", "2", "2", "--threads", "1", "--quiet"]
@@ -101,7 +103,7 @@ def test_refit_completion_then_frozen_fine_tune(tmp_path):
 def test_long_gap_masks_are_contiguous_and_long():
     rng = np.random.default_rng(0)
     for _ in range(200):
-        frames, joints = train.long_gap_mask(64, 13, rng)
+        frames, joints = long_gap_mask(64, 13, rng)
         missing = ~frames
         assert 0.25 * 64 <= missing.sum() <= 0.85 * 64
         runs = np.count_nonzero(np.diff(np.r_[0, missing.astype(int), 0]) == 1)
@@ -156,3 +158,27 @@ def test_refit_adds_a_prototype_bank_and_fits_its_gate(tmp_path):
     fv[5:40] = False
     done = rb.complete(clip.positions, fv, clip.joint_valid)
     assert np.isfinite(done).all() and done.shape == clip.positions.shape
+
+
+def test_prototype_windows_are_normalised_and_mirrored():
+    clips = list(load_penn_action().train())[:6]
+    w, ids = prototype_windows(clips, 64, "penn13", np.random.default_rng(0), 2, (1.2, 3.5))
+    short = sum(c.num_frames <= round(1.2 * c.fps) for c in clips)  # no crops of those
+    assert len(w) == len(ids) and np.isfinite(w).all()
+    assert 2 * (6 + 2 * (6 - short)) >= len(w) >= 2 * 6
+    half = len(w) // 2
+    flip = get_layout("penn13").flip_permutation()
+    assert np.allclose(w[half:], w[:half][:, :, flip] * np.array([-1.0, 1.0]))
+    assert np.array_equal(ids[half:], ids[:half]) and set(ids) == set(range(6))
+    assert np.abs(w).max() < 10  # body-size units, not pixels
+
+
+def test_every_prototype_averages_several_clips():
+    clips = list(load_penn_action().train())[:40]
+    w, ids = prototype_windows(clips, 64, "penn13", np.random.default_rng(0), 2, (1.2, 3.5))
+    protos = initial_prototypes(w, ids, 30, seed=0)
+    assert protos.shape == (30, 64, 13, 2)
+    flat = w.reshape(len(w), -1).astype(np.float64)
+    for p in protos.reshape(30, -1):
+        # never a training window itself (plain k-means leaves 3 of these 30 as one)
+        assert np.sqrt(((flat - p) ** 2).mean(1)).min() > 1e-4

@@ -26,236 +26,41 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from finetec_live.corruption import Corruption, diverse_mask, joint_dropout
+from finetec_live.corruption import Corruption
 from finetec_live.errors import FinetecError
-from finetec_live.layouts import get_layout
 from finetec_live.models import FinetecNet, ModelConfig, compute_losses
-from finetec_live.preprocess import interpolate_missing, normalize, resample_batch
+from finetec_live.preprocess import interpolate_missing
 from finetec_live.recognizer import CHECKPOINT_FORMAT, KERNEL_GRAVITY, prepare_windows
+from finetec_live.training import (
+    Sampler,
+    initial_prototypes,
+    load_dataset,
+    make_batch,
+    mean_sequence,
+    prototype_windows,
+    split_train_val,
+    whole_windows,
+)
 
 log = logging.getLogger("train")
 
 
 # --------------------------------------------------------------------------- data
-def load_dataset(spec: str, data_root: str | None):
-    from finetec_live import datasets
-
-    if spec == "penn":
-        return datasets.load_penn_action(data_root), "penn"
-    if spec == "jhmdb":
-        return datasets.load_jhmdb(data_root), "jhmdb"
-    if spec.startswith("pyskl:"):
-        path = spec.split(":", 1)[1]
-        return datasets.load_pyskl(path), Path(path).stem
-    raise FinetecError(f"unknown dataset {spec!r}; use penn, jhmdb or pyskl:PATH")
-
-
-def split_train_val(clips, fraction: float, seed: int):
-    """Carve a stratified validation subset out of the training clips."""
-    if fraction <= 0:
-        return list(clips), []
-    rng = np.random.default_rng(seed + 7)
-    labels = np.array([c.label for c in clips])
-    val_idx = []
-    for k in np.unique(labels):
-        idx = np.flatnonzero(labels == k)
-        n = max(1, round(fraction * len(idx)))
-        val_idx += list(rng.choice(idx, size=n, replace=False))
-    val = set(int(i) for i in val_idx)
-    return [c for i, c in enumerate(clips) if i not in val], [clips[i] for i in sorted(val)]
-
-
-def clip_scale(clip, layout) -> float:
-    _, _, s = normalize(clip.positions, np.ones(clip.num_frames, bool), clip.joint_valid, layout)
-    return float(s)
-
-
-def whole_windows(clips, T: int):
-    """Every clip resampled whole to ``T`` frames, all frames valid: ``(N, T, V, 2)`` etc."""
-    out = [resample_batch(c.positions[None], np.ones((1, c.num_frames), bool),
-                          c.joint_valid[None], np.arange(c.num_frames)[None] / c.fps, T)
-           for c in clips]
-    pos = np.concatenate([o[0] for o in out])
-    fv = np.concatenate([o[1] for o in out])
-    jv = np.concatenate([o[2] for o in out])
-    ts = np.concatenate([o[3] for o in out])
-    return pos, fv, jv, ts
-
-
-def mean_sequence(clips, T: int, layout) -> np.ndarray:
-    """The prior for completion: the mean normalised, gap-filled training sequence ``(T, V, 2)``."""
-    pos, fv, jv, _ = whole_windows(clips, T)
-    xn, _, _ = normalize(pos, fv, jv, layout)
-    return interpolate_missing(xn, fv, jv).mean(axis=0).astype(np.float32)
-
-
-def prototype_windows(clips, T: int, layout, rng: np.random.Generator, crops_per_clip: int,
-                      crop_seconds: tuple[float, float]) -> np.ndarray:
-    """Windows the completion's prototype bank is drawn from ``(M, T, V, 2)``: every clip
-    whole and ``crops_per_clip`` crops of live-window durations, normalised, gaps
-    interpolated, each also mirrored left-right."""
-    lay = get_layout(layout)
-    parts = [whole_windows(clips, T)[:3]]
-    for c in clips:
-        for _ in range(crops_per_clip):
-            n = int(np.clip(round(rng.uniform(*crop_seconds) * c.fps), 8, c.num_frames))
-            s = int(rng.integers(0, c.num_frames - n + 1))
-            parts.append(resample_batch(c.positions[None, s:s + n], np.ones((1, n), bool),
-                                        c.joint_valid[None, s:s + n],
-                                        np.arange(n)[None] / c.fps, T)[:3])
-    pos, fv, jv = (np.concatenate([p[i] for p in parts]) for i in range(3))
-    xn, _, _ = normalize(pos, fv, jv, lay)
-    w = interpolate_missing(xn, fv, jv & fv[..., None])  # (M, T, V, 2)
-    mirrored = w[:, :, lay.flip_permutation()] * np.array([-1.0, 1.0], np.float32)
-    return np.concatenate([w, mirrored]).astype(np.float32)
-
-
 def init_bank(model, cfg: ModelConfig, clips, layout, args) -> None:
     """Put k-means centroids of the training windows in the completion's prototype bank."""
     t0 = time.time()
-    windows = prototype_windows(clips, cfg.T, layout, np.random.default_rng([args.seed, 77]),
-                                args.bank_crops, tuple(args.crop_seconds))
-    protos = initial_prototypes(windows, cfg.completion_bank, args.seed)
+    windows, clip_index = prototype_windows(clips, cfg.T, layout,
+                                            np.random.default_rng([args.seed, 77]),
+                                            args.bank_crops, tuple(args.crop_seconds))
+    protos = initial_prototypes(windows, clip_index, cfg.completion_bank, args.seed)
     model.set_bank(torch.from_numpy(protos))
-    log.info("prototype bank: %d k-means centroids of %d training windows (%.0f s)",
-             len(protos), len(windows), time.time() - t0)
-
-
-def initial_prototypes(windows: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """``size`` k-means centroids ``(size, T, V, 2)`` of ``windows`` (scipy's kmeans2)."""
-    from scipy.cluster.vq import kmeans2
-
-    flat = windows.reshape(len(windows), -1).astype(np.float64)
-    centroids, _ = kmeans2(flat, min(size, len(flat)), iter=30, minit="points", seed=seed)
-    return centroids.reshape(-1, *windows.shape[1:]).astype(np.float32)
-
-
-GAP_KINDS = ("burst", "burst", "prefix", "tail", "middle")
-
-
-def long_gap_mask(T: int, V: int, rng: np.random.Generator, min_rate: float = 0.3,
-                  max_rate: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
-    """A mask with long contiguous gaps, where completion has to beat interpolation:
-    1-4 bursts (twice as likely as each other kind), a missing prefix, tail or middle, at a
-    rate uniform in [min_rate, max_rate], plus joint dropout up to 15 %. Returns
-    ``(frame_valid (T,), joint_valid (T, V))`` like :func:`diverse_mask`."""
-    kind = GAP_KINDS[int(rng.integers(len(GAP_KINDS)))]
-    runs = int(rng.integers(1, 5)) if kind == "burst" else 1
-    frames = Corruption(kind, float(rng.uniform(min_rate, max_rate)), runs).frame_mask(T, rng)
-    joints = joint_dropout(T, V, float(rng.uniform(0.0, 0.15)), rng) & frames[:, None]
-    return frames, joints
-
-
-class Sampler:
-    """Draws augmented, corrupted training windows (NumPy; seeded)."""
-
-    def __init__(self, clips, layout, T: int, rng: np.random.Generator, *,
-                 crop_prob: float, crop_seconds: tuple[float, float], mask_prob: float,
-                 native_prob: float, augment: bool = True, gap_prob: float = 0.0) -> None:
-        self.clips = clips
-        self.gap_prob = gap_prob  # share of the masks drawn as long contiguous gaps
-        self.layout = get_layout(layout)
-        self.T = T
-        self.rng = rng
-        self.crop_prob = crop_prob
-        self.crop_seconds = crop_seconds
-        self.mask_prob = mask_prob
-        self.native_prob = native_prob
-        self.augment = augment
-        self.flip = self.layout.flip_permutation()
-        self.scales = np.array([clip_scale(c, self.layout) for c in clips], dtype=np.float32)
-
-    def _one(self, i: int):
-        rng, c = self.rng, self.clips[i]
-        pos = c.positions.copy()  # (Tc, V, 2)
-        jv = c.joint_valid.copy()
-        Tc = c.num_frames
-        ts = np.arange(Tc) / c.fps
-        # temporal crop to a live-window duration
-        if self.augment and Tc / c.fps > self.crop_seconds[0] and rng.random() < self.crop_prob:
-            dur = rng.uniform(*self.crop_seconds)
-            n = int(np.clip(round(dur * c.fps), 8, Tc))
-            s = int(rng.integers(0, Tc - n + 1))
-            pos, jv, ts = pos[s:s + n], jv[s:s + n], ts[s:s + n]
-        Tn = len(pos)
-        fv = np.ones(Tn, dtype=bool)
-        clean = pos
-        if self.augment:
-            # spatial augmentation about the clip's centre
-            valid = jv
-            ctr = pos[valid].mean(0) if valid.any() else np.zeros(2, np.float32)
-            ang = rng.uniform(-0.3, 0.3)
-            sh = rng.uniform(-0.2, 0.2)
-            sx, sy = rng.uniform(0.8, 1.2, size=2)
-            R = np.array([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]])
-            M = R @ np.array([[1.0, sh], [0.0, 1.0]]) @ np.diag([sx, sy])
-            if rng.random() < 0.5:
-                M = M @ np.diag([-1.0, 1.0])
-                pos, jv = pos[:, self.flip], jv[:, self.flip]
-            pos = ((pos - ctr) @ M.T.astype(np.float32) + ctr).astype(np.float32)
-            # keypoint jitter (pose-estimator noise), in units of the body size
-            sig = rng.uniform(0.0, 0.04) * self.scales[i]
-            clean = pos
-            pos = pos + rng.normal(0, 1, size=pos.shape).astype(np.float32) * sig
-            # missing joints (whole tracks and single samples)
-            if rng.random() < 0.3:
-                jv = jv & (rng.random(jv.shape) > rng.uniform(0.0, 0.15))
-            if rng.random() < 0.1:
-                jv = jv.copy()
-                jv[:, rng.integers(jv.shape[1])] = False
-            # frames dropped at the native rate, before resampling
-            if rng.random() < self.native_prob and Tn > 4:
-                keep = rng.random(Tn) > rng.uniform(0.0, 0.6)
-                keep[rng.integers(Tn)] = True
-                fv = keep
-        p, f, j, t = resample_batch(pos[None], fv[None], jv[None], ts[None], self.T)
-        pc = resample_batch(clean[None], fv[None], jv[None], ts[None], self.T)[0]
-        return p[0], f[0], j[0], t[0], c.label, pc[0]
-
-    def batch(self, idx):
-        items = [self._one(int(i)) for i in idx]
-        pos = np.stack([it[0] for it in items])  # (B, T, V, 2) augmented, resampled
-        fv = np.stack([it[1] for it in items])
-        jv = np.stack([it[2] for it in items])
-        ts = np.stack([it[3] for it in items])
-        labels = np.array([it[4] for it in items], dtype=np.int64)
-        self.last_clean = np.stack([it[5] for it in items])  # the same windows without jitter
-        # diverse temporal masking of the model's window
-        ofv, ojv = fv.copy(), jv.copy()
-        if self.augment:
-            V = jv.shape[2]
-            for b in range(len(idx)):
-                if self.rng.random() < self.mask_prob:
-                    if self.gap_prob > 0 and self.rng.random() < self.gap_prob:
-                        f_m, j_m = long_gap_mask(self.T, V, self.rng)
-                    else:
-                        f_m, j_m = diverse_mask(self.T, V, self.rng, max_rate=0.85,
-                                                max_joint_rate=0.15)
-                    ofv[b] &= f_m
-                    ojv[b] &= j_m
-        # at least one observed frame per window
-        none = ~ofv.any(1)
-        ofv[none, 0] = fv[none, 0]
-        ojv[none, 0] = jv[none, 0]
-        return pos, fv, jv, ts, ofv, ojv, labels
+    log.info("prototype bank: %d k-means centroids of %d windows of %d training clips, each "
+             "over 3 clips or more (%.0f s)", len(protos), len(windows), len(clips),
+             time.time() - t0)
 
 
 def to_tensors(arrays, device):
     return [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
-
-
-def make_batch(model_cfg: ModelConfig, layout, pos, fv, jv, ts, ofv, ojv, clean=None):
-    """Prepare the observed windows; the completion target is the clean window (``clean``:
-    without the keypoint jitter, when given) in their frame."""
-    obs = np.where((ofv[..., None] & ojv)[..., None], pos, 0.0).astype(np.float32)
-    batch = prepare_windows(obs, ofv, ojv, ts, T=model_cfg.T, layout=layout,
-                            fill=model_cfg.fill, kernels=model_cfg.needs_kernels,
-                            interp=model_cfg.interp)
-    ref = pos if clean is None else clean
-    target = ((ref - batch.centre[:, None, None, :]) / batch.scale[:, None, None, None])
-    tvalid = (fv[..., None] & jv)
-    target = np.where(tvalid[..., None], target, 0.0).astype(np.float32)
-    return batch, target, tvalid.astype(np.float32)
 
 
 # --------------------------------------------------------------------------- evaluation
