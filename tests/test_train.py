@@ -111,15 +111,21 @@ def test_long_gap_masks_are_contiguous_and_long():
         assert not joints[missing].any()
 
 
-def test_grown_completion_starts_where_the_old_one_ended(tmp_path):
+def _train_then_refit(tmp_path, args, refit):
+    """A one-epoch model with a small completion, then ``--refit-completion`` of it."""
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
-    args = ["--subset", "24", "--batch-size", "12", "--no-test", *TINY]
     assert train.main([*args, "--epochs", "1", "--completion-hidden", "32", "--out",
                        str(a)]) == 0
-    assert train.main([*args, "--epochs", "1", "--refit-completion", str(a), "--lr", "0",
-                       "--grow-completion", "--completion-blocks", "4",
-                       "--completion-dilation-cycle", "4", "--completion-attention", "1",
-                       "--val-fraction", "0.2", "--gap-prob", "0.5", "--out", str(b)]) == 0
+    assert train.main([*args, "--refit-completion", str(a), *refit, "--out", str(b)]) == 0
+    return a, b
+
+
+def test_grown_completion_starts_where_the_old_one_ended(tmp_path):
+    args = ["--subset", "24", "--batch-size", "12", "--no-test", *TINY]
+    a, b = _train_then_refit(tmp_path, args, [
+        "--epochs", "1", "--lr", "0", "--grow-completion", "--completion-blocks", "4",
+        "--completion-dilation-cycle", "4", "--completion-attention", "1",
+        "--val-fraction", "0.2", "--gap-prob", "0.5"])
     ra, rb = Recognizer.from_checkpoint(a), Recognizer.from_checkpoint(b)
     assert rb.model.cfg.completion_blocks == 4 and rb.model.cfg.completion_attention == 1
     assert "val_burst60_ratio" in torch.load(b, weights_only=True)["refit_history"][-1]
@@ -136,13 +142,10 @@ def test_grown_completion_starts_where_the_old_one_ended(tmp_path):
 
 
 def test_refit_adds_a_prototype_bank_and_fits_its_gate(tmp_path):
-    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
     args = ["--subset", "30", "--batch-size", "10", "--no-test", *TINY]
-    assert train.main([*args, "--epochs", "1", "--completion-hidden", "32", "--out",
-                       str(a)]) == 0
-    assert train.main([*args, "--epochs", "2", "--refit-completion", str(a), "--lr", "0.05",
-                       "--completion-bank", "12", "--completion-bank-k", "3", "--bank-only",
-                       "--bank-split", "--bank-crops", "1", "--out", str(b)]) == 0
+    a, b = _train_then_refit(tmp_path, args, [
+        "--epochs", "2", "--lr", "0.05", "--completion-bank", "12", "--completion-bank-k", "3",
+        "--bank-only", "--bank-split", "--bank-crops", "1"])
     sa = torch.load(a, weights_only=True)["state_dict"]
     ckb = torch.load(b, weights_only=True)
     sb = ckb["state_dict"]
