@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from _tools import load_tool
 
+from finetec_live import evaluation
 from finetec_live.corruption import Corruption, missing_count
 from finetec_live.datasets import PENN_CLASSES
 
@@ -39,7 +40,7 @@ def _untrained(method: str, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def clips(data_root):
-    test, names, layout = ev.load_test_clips("penn", str(data_root), limit=24)
+    test, names, layout = evaluation.load_test_clips("penn", str(data_root), limit=24)
     assert layout == "penn13" and names == list(PENN_CLASSES)
     assert all(c.split == "test" for c in test)
     return test
@@ -54,8 +55,8 @@ def recs():
 
 
 def test_official_test_split_sizes(data_root):
-    penn, _, _ = ev.load_test_clips("penn", str(data_root))
-    jh, jnames, jlayout = ev.load_test_clips("jhmdb", str(data_root))
+    penn, _, _ = evaluation.load_test_clips("penn", str(data_root))
+    jh, jnames, jlayout = evaluation.load_test_clips("jhmdb", str(data_root))
     assert len(penn) == 1068 and len(jh) == 176
     assert jlayout == "jhmdb15" and len(jnames) == 14
 
@@ -64,8 +65,8 @@ def test_official_test_split_sizes(data_root):
                                   "tail:0.5"])
 def test_protocol_masks_are_exact_and_reproducible(clips, spec):
     c = Corruption.parse(spec)
-    a = ev.build_protocol(clips, spec, 64, "penn13", seed=0)
-    b = ev.build_protocol(clips, spec, 64, "penn13", seed=0)
+    a = evaluation.build_protocol(clips, spec, 64, "penn13", seed=0)
+    b = evaluation.build_protocol(clips, spec, 64, "penn13", seed=0)
     assert a.mask_digest == b.mask_digest
     for ma, mb, clip in zip(a.frame_masks, b.frame_masks, clips, strict=True):
         np.testing.assert_array_equal(ma, mb)
@@ -83,7 +84,7 @@ def test_protocol_masks_are_exact_and_reproducible(clips, spec):
         assert not np.any(g.joint_valid & g.missing)
         assert np.all(g.scale > 0)
     if not c.is_clean:
-        other = ev.build_protocol(clips, spec, 64, "penn13", seed=1)
+        other = evaluation.build_protocol(clips, spec, 64, "penn13", seed=1)
         assert (other.mask_digest != a.mask_digest) == (c.kind != "tail")
 
 
@@ -105,7 +106,7 @@ def test_same_masks_for_every_method(clips, recs):
 @pytest.mark.parametrize("spec", ["burst:0.6:3", "native:0.5"])
 def test_one_forward_equals_classify_and_complete(clips, spec):
     rec = _untrained("finetec")
-    inputs = ev.build_protocol(clips[:10], spec, rec.T, "penn13")
+    inputs = evaluation.build_protocol(clips[:10], spec, rec.T, "penn13")
     g = inputs.groups[0]
     probs, comp = ev.infer(rec, g.positions, g.frame_valid, g.joint_valid, g.timestamps)
     np.testing.assert_allclose(probs, rec.classify(g.positions, g.frame_valid, g.joint_valid,
@@ -117,8 +118,8 @@ def test_one_forward_equals_classify_and_complete(clips, spec):
 @pytest.mark.parametrize("spec", ["random:0.75", "burst:0.6:3", "tail:0.5"])
 def test_interpolation_baseline_equals_pure_interpolation(clips, recs, spec):
     """A method whose completion is pure interpolation scores exactly the baseline."""
-    inputs = ev.build_protocol(clips, spec, 64, "penn13")
-    base, count = ev.interpolation_error(inputs, "penn13")
+    inputs = evaluation.build_protocol(clips, spec, 64, "penn13")
+    base, count = evaluation.interpolation_error(inputs, "penn13")
     got = ev.evaluate_method(recs["interp"], inputs, len(PENN_CLASSES))
     assert count > 0 and got["missing_joints"] == count
     assert got["completion_error"] == pytest.approx(base, rel=1e-4)
@@ -130,7 +131,7 @@ def test_interpolation_baseline_equals_pure_interpolation(clips, recs, spec):
     from finetec_live.preprocess import interpolate_missing
 
     g = inputs.groups[0]
-    ours = ev.interpolate_window(g.positions, g.frame_valid, g.joint_valid, "penn13")
+    ours = evaluation.interpolate_window(g.positions, g.frame_valid, g.joint_valid, "penn13")
     plain = interpolate_missing(g.positions, g.frame_valid, g.joint_valid)
     seen = g.joint_valid.any(axis=1)[:, None, :].repeat(g.positions.shape[1], 1)
     np.testing.assert_allclose(ours[seen], plain[seen], atol=1e-2)
@@ -139,7 +140,7 @@ def test_interpolation_baseline_equals_pure_interpolation(clips, recs, spec):
 def test_metrics_on_known_values():
     probs = np.eye(3, dtype=np.float32)[[0, 1, 1, 2]]  # predictions 0, 1, 1, 2
     labels = np.array([0, 1, 2, 2])
-    top1, mean_class = ev.accuracies(probs, labels, 3)
+    top1, mean_class = evaluation.accuracies(probs, labels, 3)
     assert top1 == pytest.approx(0.75)
     assert mean_class == pytest.approx((1 + 1 + 0.5) / 3)
     truth = np.zeros((2, 4, 3, 2), np.float32)
@@ -147,7 +148,7 @@ def test_metrics_on_known_values():
     comp[..., 0] += 3.0  # 3 units off everywhere
     missing = np.zeros((2, 4, 3), bool)
     missing[0, 1, 2] = missing[1, 3, 0] = True
-    total, count = ev.completion_error_sums(comp, truth, missing, np.array([1.5, 3.0]))
+    total, count = evaluation.completion_error_sums(comp, truth, missing, np.array([1.5, 3.0]))
     assert count == 2 and total == pytest.approx(3 / 1.5 + 3 / 3.0)
 
 
@@ -169,7 +170,7 @@ def test_shipped_model_on_a_penn_subset(data_root):
     from finetec_live.recognizer import Recognizer
 
     rec = Recognizer.from_checkpoint("penn", device="cpu")
-    clips, _, _ = ev.load_test_clips("penn", str(data_root), limit=60)
+    clips, _, _ = evaluation.load_test_clips("penn", str(data_root), limit=60)
     specs = ["clean", "random:0.75", "burst:0.6:3", "tail:0.5"]
     res = ev.run_evaluation([], "penn", specs, progress=False, recognizers={"ours": rec},
                             clips=clips)
