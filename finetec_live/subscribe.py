@@ -10,18 +10,14 @@ import time
 
 from finetec_live.errors import FinetecError
 from finetec_live.messages import unpack
+from finetec_live.options import OneLineParser
 from finetec_live.publisher import DEFAULT_BIND, check_endpoint, load_public_key, load_secret_key
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage dump
-        self.exit(2, f"error: {message}; see {self.prog} --help\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="finetec-subscribe",
-                description="Print the labels (and optionally the heartbeats) published by "
-                            "finetec-live.")
+    p = OneLineParser(prog="finetec-subscribe",
+                      description="Print the labels (and optionally the heartbeats) published by "
+                                  "finetec-live.")
     p.add_argument("--connect", default=DEFAULT_BIND, metavar="ENDPOINT",
                    help=f"publisher endpoint (default {DEFAULT_BIND})")
     p.add_argument("--json", action="store_true", help="one JSON object per line, with 'topic'")

@@ -1,0 +1,143 @@
+"""Command-line options of ``finetec-live`` (and its ``keygen`` command): the parsers,
+their value checks, and one-line usage errors."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+EPILOG = """\
+examples:
+  finetec-live --video clip.mp4 --no-display --jsonl -      labels as JSON lines on stdout
+  finetec-live --camera 0 --show                            webcam, with a preview window
+  finetec-live --video clip.mp4 --fast --drop 0.5 --seed 1  drop half the frames after pose
+  finetec-live --video clip.mp4 --record poses.fkp          keep the poses for replay
+  finetec-live --keypoints poses.fkp --fast                 replay them without video
+  finetec-live keygen keys/                                 CURVE keys for --bind tcp://*:5557
+  finetec-subscribe --connect tcp://127.0.0.1:5557          print the labels
+"""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line naming the problem, exit 2."""
+
+    def error(self, message: str):  # one line, no usage dump
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
+def _positive(name: str):
+    def conv(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} needs a number, got {text!r}") from None
+        if not math.isfinite(v) or v <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {text}")
+        return v
+    return conv
+
+
+def _fraction(name: str, upper_open: bool):
+    def conv(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} needs a number, got {text!r}") from None
+        ok = 0.0 <= v < 1.0 if upper_open else 0.0 <= v <= 1.0
+        if not ok:
+            rng = "[0, 1)" if upper_open else "[0, 1]"
+            raise argparse.ArgumentTypeError(f"{name} must be in {rng}, got {text}")
+        return v
+    return conv
+
+
+def _positive_int(name: str):
+    def conv(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} needs an integer, got {text!r}") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {text}")
+        return v
+    return conv
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="finetec-live", epilog=EPILOG,
+                      formatter_class=argparse.RawDescriptionHelpFormatter,
+                      description="Recognise the action of the person in view, window by window, "
+                                  "and publish the labels over ZeroMQ (msgpack). Frames without a "
+                                  "pose are missing frames; the model completes them. "
+                                  "`finetec-live keygen DIR` writes CURVE keys.")
+    src = p.add_argument_group("source (one of)")
+    one = src.add_mutually_exclusive_group(required=True)
+    one.add_argument("--camera", metavar="N", help="camera index (0) or device (/dev/video0)")
+    one.add_argument("--video", metavar="FILE", help="video file, replayed at its frame rate")
+    one.add_argument("--keypoints", metavar="FILE", help="replay a pose recording (--record)")
+    src.add_argument("--fast", action="store_true",
+                     help="replay files as fast as the pipeline goes, every window classified "
+                          "(default: at the file's frame rate, dropping windows when behind)")
+    src.add_argument("--loop", action="store_true", help="restart files at their end")
+    src.add_argument("--record", metavar="FILE", help="also write the poses to FILE for replay")
+    src.add_argument("--camera-retry", type=_positive("--camera-retry"), default=10.0,
+                     metavar="S", help="keep retrying a camera that stopped for S seconds "
+                                       "(default 10)")
+
+    pose = p.add_argument_group("pose and corruption")
+    pose.add_argument("--min-visibility", type=_fraction("--min-visibility", False), default=0.5,
+                      metavar="V", help="joints below this MediaPipe visibility are missing "
+                                        "(default 0.5)")
+    pose.add_argument("--drop", type=_fraction("--drop", True), default=0.0, metavar="R",
+                      help="drop a fraction R of the frames after pose estimation (default 0)")
+    pose.add_argument("--seed", type=int, default=0, help="seed of --drop (default 0)")
+
+    model = p.add_argument_group("model and windows")
+    model.add_argument("--model", metavar="PATH",
+                       help="checkpoint file, or a shipped name (penn, jhmdb); default penn")
+    model.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where the model runs (default auto: CUDA when present)")
+    model.add_argument("--window", type=_positive("--window"), metavar="S",
+                       help="window length in seconds (default: the checkpoint's)")
+    model.add_argument("--hop", type=_positive("--hop"), metavar="S",
+                       help="seconds between windows (default: the checkpoint's)")
+    model.add_argument("--min-valid", type=_fraction("--min-valid", False), default=0.2,
+                       metavar="F", help="classify a window only when at least this fraction "
+                                         "of its frames have a pose (default 0.2)")
+    model.add_argument("--topk", type=_positive_int("--topk"), default=5, metavar="K",
+                       help="labels in the message's topk list (default 5)")
+
+    pub = p.add_argument_group("publishing")
+    pub.add_argument("--bind", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+                     help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5557)")
+    pub.add_argument("--stream", metavar="ID", help="stream id in the topics (default: from the "
+                                                    "source name)")
+    pub.add_argument("--curve-secret", metavar="FILE",
+                     help="server key pair (server.key_secret from `finetec-live keygen`)")
+    pub.add_argument("--curve-clients", metavar="DIR",
+                     help="accept only the client public keys (*.key) in DIR (with CURVE)")
+    pub.add_argument("--insecure", action="store_true",
+                     help="allow a non-loopback --bind without CURVE encryption")
+
+    out = p.add_argument_group("outputs")
+    out.add_argument("--show", action="store_true", help="show the skeleton, label and fps")
+    out.add_argument("--output", metavar="FILE", help="write the annotated video to FILE")
+    out.add_argument("--no-display", action="store_true", help="no window (overrides --show)")
+    out.add_argument("--jsonl", metavar="FILE", help="also write every label as a JSON line "
+                                                     "('-' for stdout)")
+    out.add_argument("--stats-json", metavar="FILE", help="write run statistics at exit")
+    out.add_argument("--max-seconds", type=_positive("--max-seconds"), metavar="S",
+                     help="stop after S seconds of running")
+    out.add_argument("--log-level", default="INFO", type=str.upper,
+                     choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                     help="logging on stderr (default INFO)")
+    return p
+
+
+def build_keygen_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="finetec-live keygen",
+                      description="Write CURVE key pairs: DIR/server.key(_secret) for finetec-live "
+                                  "--curve-secret, DIR/client.key(_secret) for subscribers.")
+    p.add_argument("dir", metavar="DIR", help="folder for the key files (created)")
+    p.add_argument("--force", action="store_true", help="overwrite existing key files")
+    return p
