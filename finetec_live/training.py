@@ -13,8 +13,8 @@ import numpy as np
 from finetec_live.corruption import Corruption, diverse_mask, joint_dropout
 from finetec_live.errors import FinetecError
 from finetec_live.layouts import get_layout
+from finetec_live.prepare import prepare_windows
 from finetec_live.preprocess import interpolate_missing, normalize, resample_batch
-from finetec_live.recognizer import prepare_windows
 
 
 def load_dataset(spec: str, data_root: str | None):

@@ -80,7 +80,7 @@ def _prepare_key(rec) -> tuple:
 
 
 def _concat_batches(batches):
-    from finetec_live.recognizer import PreparedBatch
+    from finetec_live.prepare import PreparedBatch
 
     if len(batches) == 1:
         return batches[0]
@@ -90,7 +90,7 @@ def _concat_batches(batches):
 
 
 def _slice_batch(batch, lo: int, hi: int):
-    from finetec_live.recognizer import PreparedBatch
+    from finetec_live.prepare import PreparedBatch
 
     names = ("x", "mask", "interp", "dynamic", "kin", "frame_valid", "timestamps", "centre",
              "scale")

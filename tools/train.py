@@ -7,7 +7,7 @@ Every training sample is a whole clip or a random crop of the durations live
 windows use, augmented in space (rotation, shear, anisotropic scale,
 left-right flip, jitter, dropped joints) and in time (frames dropped at the
 native rate, then diverse temporal masking of the model's window), and goes
-through the same :func:`finetec_live.recognizer.prepare_windows` as live
+through the same :func:`finetec_live.prepare.prepare_windows` as live
 inference and evaluation. A checkpoint is written atomically after every
 epoch and can be resumed with ``--resume``.
 """
@@ -29,8 +29,9 @@ from tqdm import tqdm
 from finetec_live.corruption import Corruption
 from finetec_live.errors import FinetecError
 from finetec_live.models import FinetecNet, ModelConfig, compute_losses
+from finetec_live.prepare import KERNEL_GRAVITY, prepare_windows
 from finetec_live.preprocess import interpolate_missing
-from finetec_live.recognizer import CHECKPOINT_FORMAT, KERNEL_GRAVITY, prepare_windows
+from finetec_live.recognizer import CHECKPOINT_FORMAT
 from finetec_live.training import (
     Sampler,
     initial_prototypes,

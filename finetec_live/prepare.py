@@ -1,0 +1,187 @@
+"""The one preprocessing path from windows to network inputs (NumPy + Numba, no torch).
+
+:func:`prepare_windows` is used by live inference, evaluation and training alike:
+resample each window to the model's ``T`` by time, normalise it (units cancel),
+fill the gaps the way the method expects, and run the kernels (region motion,
+windowed Lagrangian acceleration). The result is a :class:`PreparedBatch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from finetec_live.errors import FinetecError
+from finetec_live.layouts import get_layout
+from finetec_live.preprocess import (
+    interpolate_missing,
+    interpolate_missing_akima,
+    normalize,
+    resample_batch,
+)
+
+MIN_FRAMES = 8
+# Gravity in body units per frame^2 for the kernel (body unit ~ an upper arm,
+# ~0.3 m; frames at a nominal 30 fps): 9.81 / 0.3 / 30^2.
+KERNEL_GRAVITY = (0.0, 9.81 / 0.3 / 900.0)
+KIN_CLIP = 2.0
+# Lagrangian fits on the model's grid, in frame units: at most 2*3+1 samples, none
+# further than 6 frames from the frame being fitted (longer gaps stay unfitted).
+KERNEL_HALF_WINDOW = 3
+KERNEL_MAX_SPAN = 6.0
+SERIAL_KERNELS_UP_TO = 8
+
+
+@dataclass
+class PreparedBatch:
+    """Windows ready for the network (NumPy), plus what is needed to map results back.
+
+    Shapes: ``x``/``interp (N, T, V, 2)``, ``mask (N, T, V)``, ``dynamic (N, V)``,
+    ``kin (N, T, V, 4)``, ``frame_valid (N, T)``, ``timestamps (N, T)`` (the
+    model's time grid, seconds), ``centre (N, 2)``, ``scale (N,)``.
+    """
+
+    x: np.ndarray
+    mask: np.ndarray
+    interp: np.ndarray
+    dynamic: np.ndarray
+    kin: np.ndarray
+    frame_valid: np.ndarray
+    timestamps: np.ndarray
+    centre: np.ndarray
+    scale: np.ndarray
+
+    def __post_init__(self) -> None:
+        N, T, V, C = self.x.shape
+        want = {"mask": (N, T, V), "interp": (N, T, V, C), "dynamic": (N, V),
+                "kin": (N, T, V, 4), "frame_valid": (N, T), "timestamps": (N, T),
+                "centre": (N, C), "scale": (N,)}
+        for name, shape in want.items():
+            got = getattr(self, name).shape
+            if got != shape:
+                raise ValueError(f"PreparedBatch.{name} has shape {got}, expected {shape}")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def network_inputs(self) -> tuple[np.ndarray, ...]:
+        """``(x, mask, interp, dynamic, kin)`` in the order of ``FinetecNet.forward``."""
+        return self.x, self.mask, self.interp, self.dynamic, self.kin
+
+
+def check_windows(positions, frame_valid, joint_valid, timestamps, V: int, layout: str):
+    """Validate and complete the arguments of a batch of windows (one window ``(T, V, 2)``
+    becomes a batch of one): ``(positions, frame_valid, joint_valid, timestamps)`` with
+    defaults filled in, or a :class:`FinetecError` naming what is wrong."""
+    positions = np.asarray(positions, dtype=np.float32)
+    if positions.ndim == 3:  # one window
+        positions = positions[None]
+        frame_valid = np.asarray(frame_valid)[None]
+        joint_valid = None if joint_valid is None else np.asarray(joint_valid)[None]
+        timestamps = None if timestamps is None else np.asarray(timestamps)[None]
+    if positions.ndim != 4 or positions.shape[-1] != 2:
+        raise FinetecError(f"positions must be (N, T, V, 2), got shape {positions.shape}")
+    N, T = positions.shape[:2]
+    if positions.shape[2] != V:
+        raise FinetecError(f"positions have {positions.shape[2]} joints but the model uses layout "
+                           f"{layout} ({V} joints); map them with layouts.map_layout first")
+    if T < MIN_FRAMES:
+        raise FinetecError(f"a window needs at least {MIN_FRAMES} frames, got {T}")
+    frame_valid = np.asarray(frame_valid, dtype=bool)
+    if frame_valid.shape != (N, T):
+        raise FinetecError(f"frame_valid must be {(N, T)}, got {frame_valid.shape}")
+    if joint_valid is None:
+        joint_valid = np.ones((N, T, V), dtype=bool)
+    joint_valid = np.asarray(joint_valid, dtype=bool)
+    if joint_valid.shape != (N, T, V):
+        raise FinetecError(f"joint_valid must be {(N, T, V)}, got {joint_valid.shape}")
+    if timestamps is None:
+        timestamps = np.broadcast_to(np.arange(T, dtype=np.float64) / 30.0, (N, T))
+    timestamps = np.asarray(timestamps, dtype=np.float64)
+    if timestamps.shape != (N, T):
+        raise FinetecError(f"timestamps must be {(N, T)} seconds, got {timestamps.shape}")
+    if T > 1 and np.any(np.diff(timestamps, axis=1) <= 0):
+        raise FinetecError("timestamps must increase strictly along each window")
+    return positions, frame_valid, joint_valid, timestamps
+
+
+@contextlib.contextmanager
+def _torch_threads_kept():
+    """Undo what Numba's OpenMP layer does to torch's thread count.
+
+    Numba's parallel kernels (threading layer ``omp``) set the process's OpenMP
+    thread count, which torch shares: after a batched kernel call torch would
+    run on every core whatever ``torch.set_num_threads`` said. Torch is only
+    consulted when something has already imported it.
+    """
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if torch is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, layout: str,
+                    fill: str = "zeros", kernels: bool = True,
+                    interp: str = "linear") -> PreparedBatch:
+    """Resample, normalise, fill and run the kernels: ``(N, T_in, V, 2)`` -> :class:`PreparedBatch`.
+
+    ``fill`` is ``"zeros"`` (missing entries are 0 and the mask says so) or
+    ``"interp"`` (the linear interpolation, for the ``stgcn-interp`` baseline).
+    With ``kernels=False`` the dynamic regions and kinematics are zeros.
+    ``interp`` picks the interpolation given to completion (``"linear"`` or
+    ``"akima"``); the ``"interp"`` fill is always linear (the baseline).
+    """
+    lay = get_layout(layout)
+    V = lay.num_joints
+    positions, frame_valid, joint_valid, timestamps = check_windows(
+        positions, frame_valid, joint_valid, timestamps, V, lay.name)
+    N = positions.shape[0]
+    pos, fv, jv, ts = resample_batch(positions, frame_valid, joint_valid, timestamps, T)
+    xn, centre, scale = normalize(pos, fv, jv, lay)  # (N, T, V, 2), zeros where missing
+    jv = jv & fv[..., None]
+    linear = interpolate_missing(xn, fv, jv)
+    x = linear if fill == "interp" else xn
+    interp_arr = interpolate_missing_akima(xn, fv, jv) if interp == "akima" else linear
+    dynamic = np.zeros((N, V), dtype=np.float32)
+    kin = np.zeros((N, T, V, 4), dtype=np.float32)
+    if kernels:
+        from finetec_live.kernels import (
+            lagrangian_acceleration,
+            lagrangian_acceleration_batch,
+            region_motion,
+            region_motion_batch,
+        )
+
+        regions = lay.regions_array()
+        frames = np.arange(T, dtype=np.float64)  # per-frame units, like finite differences
+        args = (lay.parents_array(), lay.masses_array())
+        kw = {"gravity": KERNEL_GRAVITY, "half_window": KERNEL_HALF_WINDOW,
+              "max_span": KERNEL_MAX_SPAN}
+        if N <= SERIAL_KERNELS_UP_TO:
+            # the parallel kernels' thread start-up dominates for a few windows
+            dyn_regions = np.stack([region_motion(xn[n], jv[n], regions)[1] for n in range(N)])
+            parts = [lagrangian_acceleration(xn[n], jv[n], frames, *args, **kw)
+                     for n in range(N)]
+            acc = np.stack([r.acc for r in parts])
+            acc_valid = np.stack([r.acc_valid for r in parts])
+            tau = np.stack([r.tau for r in parts])
+            tau_valid = np.stack([r.tau_valid for r in parts])
+        else:
+            with _torch_threads_kept():
+                _, dyn_regions = region_motion_batch(xn, jv, regions)  # (N, R) bool
+                res = lagrangian_acceleration_batch(xn, jv, np.broadcast_to(frames, (N, T)),
+                                                    *args, **kw)
+            acc, acc_valid, tau, tau_valid = res.acc, res.acc_valid, res.tau, res.tau_valid
+        dynamic = dyn_regions[:, regions].astype(np.float32)  # (N, V)
+        kin[..., 0:2] = np.clip(np.where(acc_valid[..., None], acc, 0.0), -KIN_CLIP, KIN_CLIP)
+        kin[..., 2] = np.clip(np.where(tau_valid, tau, 0.0), -KIN_CLIP, KIN_CLIP)
+        kin[..., 3] = acc_valid
+    return PreparedBatch(x=x.astype(np.float32), mask=jv.astype(np.float32),
+                         interp=interp_arr.astype(np.float32), dynamic=dynamic, kin=kin,
+                         frame_valid=fv, timestamps=ts, centre=centre, scale=scale)
