@@ -25,42 +25,34 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see {self.prog} --help\n")
 
 
-def _positive(name: str):
-    def conv(text: str) -> float:
+def _checked(name: str, parse, ok, rule: str):
+    """An argparse converter: ``parse`` the text, then require ``ok(value)`` (``rule`` says
+    what in the error)."""
+    kind = "an integer" if parse is int else "a number"
+
+    def conv(text: str):
         try:
-            v = float(text)
+            v = parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} needs a number, got {text!r}") from None
-        if not math.isfinite(v) or v <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {text}")
+            raise argparse.ArgumentTypeError(f"{name} needs {kind}, got {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{name} must be {rule}, got {text}")
         return v
     return conv
+
+
+def _positive(name: str):
+    return _checked(name, float, lambda v: math.isfinite(v) and v > 0, "> 0")
 
 
 def _fraction(name: str, upper_open: bool):
-    def conv(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} needs a number, got {text!r}") from None
-        ok = 0.0 <= v < 1.0 if upper_open else 0.0 <= v <= 1.0
-        if not ok:
-            rng = "[0, 1)" if upper_open else "[0, 1]"
-            raise argparse.ArgumentTypeError(f"{name} must be in {rng}, got {text}")
-        return v
-    return conv
+    if upper_open:
+        return _checked(name, float, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+    return _checked(name, float, lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
 
 
 def _positive_int(name: str):
-    def conv(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} needs an integer, got {text!r}") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {text}")
-        return v
-    return conv
+    return _checked(name, int, lambda v: v >= 1, ">= 1")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,6 +46,20 @@ def _counted(pos, valid, t, v):
     return True
 
 
+@ijit
+def _sum_sq_dev(x, ok, n):
+    """Sum of squared deviations from their mean of the ``n`` entries of ``x`` where ``ok``."""
+    m = 0.0
+    for i in range(x.shape[0]):
+        m += x[i] if ok[i] else 0.0
+    m /= n
+    ss = 0.0
+    for i in range(x.shape[0]):
+        d = x[i] - m if ok[i] else 0.0
+        ss += d * d
+    return ss
+
+
 @jit
 def _region_motion_one(pos, valid, regions, threshold, floor, scores, dynamic):
     """One window: fills ``scores (R,)`` and ``dynamic (R,)`` in place.
@@ -69,29 +83,11 @@ def _region_motion_one(pos, valid, regions, threshold, floor, scores, dynamic):
     ss_joint = np.zeros(n_v)  # squared distances to the joint's temporal mean
     for c in range(n_c):
         for t in range(n_t):
-            if n_frame[t] < 2:
-                continue
-            m = 0.0
-            for v in range(n_v):
-                m += pos[t, v, c] if ok[t, v] else 0.0
-            m /= n_frame[t]
-            ss = 0.0
-            for v in range(n_v):
-                d = pos[t, v, c] - m if ok[t, v] else 0.0
-                ss += d * d
-            ss_frame[t] += ss
+            if n_frame[t] >= 2:
+                ss_frame[t] += _sum_sq_dev(pos[t, :, c], ok[t], n_frame[t])
         for v in range(n_v):
-            if n_joint[v] < 2:
-                continue
-            m = 0.0
-            for t in range(n_t):
-                m += pos[t, v, c] if ok[t, v] else 0.0
-            m /= n_joint[v]
-            ss = 0.0
-            for t in range(n_t):
-                d = pos[t, v, c] - m if ok[t, v] else 0.0
-                ss += d * d
-            ss_joint[v] += ss
+            if n_joint[v] >= 2:
+                ss_joint[v] += _sum_sq_dev(pos[:, v, c], ok[:, v], n_joint[v])
     # body size: mean over frames of the RMS distance to the centroid
     size_sum = 0.0
     size_n = 0
