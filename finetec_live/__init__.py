@@ -8,13 +8,13 @@ __version__ = "0.1.0"
 __all__ = ["Recognizer", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from finetec_live.recognizer import Recognizer
+    from finetec_live.inference.recognizer import Recognizer
 
 
 def __getattr__(name: str):
     # The recognizer pulls in torch; import it only when asked for.
     if name == "Recognizer":
-        from finetec_live.recognizer import Recognizer
+        from finetec_live.inference.recognizer import Recognizer
 
         return Recognizer
     raise AttributeError(f"module 'finetec_live' has no attribute {name!r}")

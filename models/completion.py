@@ -38,7 +38,7 @@ def fill_gaps(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     ``values (N, T, V, C)``, ``valid (N, T, V)`` bool. Before the first and
     after the last valid frame the nearest valid value is held; a joint never
     valid in the window gets 0. Valid entries are returned unchanged. The same
-    rule as :func:`finetec_live.preprocess.interpolate_missing`, in torch.
+    rule as :func:`finetec_live.inference.preprocess.interpolate_missing`, in torch.
     """
     T, C = values.shape[1], values.shape[3]
     t, prev, nxt = _neighbours(valid)

@@ -6,7 +6,7 @@ zero-filled or linearly interpolated windows) are the same code with every
 part off. ``forward`` maps tensors to tensors; the losses are in
 :func:`compute_losses`; nothing here reads files.
 
-Inputs (from :func:`finetec_live.prepare.prepare_windows`, all float32):
+Inputs (from :func:`finetec_live.inference.prepare.prepare_windows`, all float32):
 
 - ``x (N, T, V, 2)``: normalised positions; missing entries are 0 (or the
   linear interpolation for the ``stgcn-interp`` baseline).
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from finetec_live.layouts import get_layout
+from finetec_live.skeleton.layouts import get_layout
 
 from .completion import Completion
 

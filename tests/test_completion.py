@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from finetec_live import Recognizer
-from finetec_live.corruption import Corruption
-from finetec_live.datasets import load_penn_action
+from finetec_live.data.corruption import Corruption
+from finetec_live.data.datasets import load_penn_action
+from finetec_live.inference.preprocess import interpolate_missing, normalize, resample
 from finetec_live.models import FinetecNet, ModelConfig
 from finetec_live.models.completion import Completion, PrototypeBank, fill_gaps, gap_lengths
-from finetec_live.preprocess import interpolate_missing, normalize, resample
 
 T, V = 24, 13
 

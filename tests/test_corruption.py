@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from finetec_live import corruption as C
-from finetec_live.corruption import Corruption, FrameDropper
+from finetec_live.data import corruption as C
+from finetec_live.data.corruption import Corruption, FrameDropper
 from finetec_live.errors import FinetecError
 
 

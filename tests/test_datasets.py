@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from finetec_live.datasets import (
+from finetec_live.data.datasets import (
     JHMDB_CLASSES,
     PENN_CLASSES,
     PENN_PLACEHOLDER_MAX,
@@ -24,7 +24,7 @@ from finetec_live.datasets import (
     safe_load_pickle,
 )
 from finetec_live.errors import FinetecError
-from finetec_live.layouts import JHMDB15, PENN13
+from finetec_live.skeleton.layouts import JHMDB15, PENN13
 
 
 # --------------------------------------------------------------------------- Penn Action

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from _tools import load_tool
 
-from finetec_live import evaluation
-from finetec_live.corruption import Corruption, missing_count
-from finetec_live.datasets import PENN_CLASSES
+from finetec_live.data.corruption import Corruption, missing_count
+from finetec_live.data.datasets import PENN_CLASSES
+from finetec_live.learning import protocol as evaluation
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "models" / "weights" / "penn.pt"
@@ -29,8 +29,8 @@ ev = load_tool("evaluate")
 def _untrained(method: str, seed: int = 0):
     import torch
 
+    from finetec_live.inference.recognizer import Recognizer
     from finetec_live.models import FinetecNet, ModelConfig
-    from finetec_live.recognizer import Recognizer
 
     torch.manual_seed(seed)
     cfg = ModelConfig(num_classes=len(PENN_CLASSES), method=method)
@@ -128,7 +128,7 @@ def test_interpolation_baseline_equals_pure_interpolation(clips, recs, spec):
     assert zero["completion_error"] > 2 * base
     # the baseline agrees with interpolate_missing in the caller's units wherever a joint
     # was seen somewhere in its window
-    from finetec_live.preprocess import interpolate_missing
+    from finetec_live.inference.preprocess import interpolate_missing
 
     g = inputs.groups[0]
     ours = evaluation.interpolate_window(g.positions, g.frame_valid, g.joint_valid, "penn13")
@@ -167,7 +167,7 @@ def test_reports(tmp_path, clips, recs):
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped Penn weights not in the tree yet")
 def test_shipped_model_on_a_penn_subset(data_root):
-    from finetec_live.recognizer import Recognizer
+    from finetec_live.inference.recognizer import Recognizer
 
     rec = Recognizer.from_checkpoint("penn", device="cpu")
     clips, _, _ = evaluation.load_test_clips("penn", str(data_root), limit=60)

@@ -32,12 +32,12 @@ def bench():
 @pytest.fixture(scope="module")
 def windows():
     """``(positions (N, T, 13, 2), frame_valid, joint_valid, timestamps)`` with gaps."""
-    from finetec_live.corruption import Corruption, protocol_rng
-    from finetec_live.preprocess import resample
+    from finetec_live.data.corruption import Corruption, protocol_rng
+    from finetec_live.inference.preprocess import resample
 
     n, T = 96, 64
     try:
-        from finetec_live.datasets import load_penn_action
+        from finetec_live.data.datasets import load_penn_action
 
         clips = list(load_penn_action().test())[::11][:n]
         rows = [resample(c.positions, c.frame_valid, c.joint_valid, c.timestamps(), T)
@@ -61,8 +61,8 @@ def windows():
 
 
 def _recognizer(device: str):
+    from finetec_live.inference.recognizer import Recognizer
     from finetec_live.models import FinetecNet, ModelConfig
-    from finetec_live.recognizer import Recognizer
 
     if SHIPPED.is_file():
         return Recognizer.from_checkpoint(str(SHIPPED), device=device)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from finetec_live import kernels
 from finetec_live.kernels import reference
-from finetec_live.layouts import PENN13
+from finetec_live.skeleton.layouts import PENN13
 
 PARENTS = PENN13.parents_array()
 # CI runs a fixed set of examples (reproducible); FINETEC_FUZZ=N explores N fresh ones.

@@ -7,7 +7,7 @@ import pytest
 
 from finetec_live import kernels
 from finetec_live.kernels import reference
-from finetec_live.layouts import MEDIAPIPE33, PENN13
+from finetec_live.skeleton.layouts import MEDIAPIPE33, PENN13
 
 # Penn-13 standing pose in pixels (x right, y down)
 PENN_POSE = np.array([

@@ -8,7 +8,7 @@ from scipy.integrate import solve_ivp
 
 from finetec_live import kernels
 from finetec_live.kernels import reference
-from finetec_live.layouts import MEDIAPIPE33, PENN13
+from finetec_live.skeleton.layouts import MEDIAPIPE33, PENN13
 
 G = 9.81
 

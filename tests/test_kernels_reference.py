@@ -7,7 +7,7 @@ import pytest
 
 from finetec_live import kernels
 from finetec_live.kernels import reference
-from finetec_live.layouts import MEDIAPIPE33, PENN13
+from finetec_live.skeleton.layouts import MEDIAPIPE33, PENN13
 
 LAYOUTS = [PENN13, MEDIAPIPE33]
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from finetec_live.errors import FinetecError
-from finetec_live.layouts import (
+from finetec_live.skeleton.layouts import (
     LAYOUTS,
     MEDIAPIPE33,
     PENN13,

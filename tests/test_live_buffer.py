@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 
-from finetec_live.buffer import RingBuffer, Window, Windower
-from finetec_live.pipeline import Handoff, Stats, enough_valid
-from finetec_live.pose import Pose
+from finetec_live.live.buffer import RingBuffer, Window, Windower
+from finetec_live.live.pose import Pose
+from finetec_live.live.worker import Handoff, Stats, enough_valid
 
 
 def _poses(n: int, fps: float, rng: np.random.Generator, jitter: float = 0.0,

@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import zmq
 
-from finetec_live.messages import LABEL_KEYS
-from finetec_live.paths import data_root
-from finetec_live.sources import DEMO_VIDEO
+from finetec_live.data.paths import data_root
+from finetec_live.live.sources import DEMO_VIDEO
+from finetec_live.wire.messages import LABEL_KEYS
 
 VIDEOS = data_root() / "videos"
 CLEAN_AND_JERK = VIDEOS / "clean_and_jerk.mp4"
-LIVE = [sys.executable, "-m", "finetec_live.cli"]
+LIVE = [sys.executable, "-m", "finetec_live.cli.live"]
 # The shipped default weights; FINETEC_LIVE_TEST_MODEL runs these tests on another checkpoint.
 MODEL = (["--model", os.environ["FINETEC_LIVE_TEST_MODEL"]]
          if os.environ.get("FINETEC_LIVE_TEST_MODEL") else [])
@@ -93,7 +93,7 @@ def junk_files(tmp_path_factory) -> dict[str, Path]:
     ckpt.write_bytes(b"not a checkpoint at all")
     import torch
 
-    from finetec_live.recognizer import CHECKPOINT_FORMAT
+    from finetec_live.inference.recognizer import CHECKPOINT_FORMAT
 
     mismatched = d / "mismatched.pt"  # right format, weights of another shape
     torch.save({"format": CHECKPOINT_FORMAT, "layout": "penn13", "class_names": ["a", "b"],

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from finetec_live.messages import LABEL_KEYS, LabelMessage
-from finetec_live.publisher import Publisher
+from finetec_live.wire.messages import LABEL_KEYS, LabelMessage
+from finetec_live.wire.publisher import Publisher
 
 JS = Path(__file__).resolve().parent / "js"
 NODE = shutil.which("node")

@@ -13,8 +13,8 @@ import zmq
 import zmq.auth
 
 from finetec_live.errors import FinetecError
-from finetec_live.messages import LABEL_KEYS, LabelMessage, StatusMessage
-from finetec_live.publisher import Publisher, generate_keys, is_loopback
+from finetec_live.wire.messages import LABEL_KEYS, LabelMessage, StatusMessage
+from finetec_live.wire.publisher import Publisher, generate_keys, is_loopback
 
 
 def _label(seq: int = 0, **kw) -> LabelMessage:
@@ -126,10 +126,13 @@ def test_curve_encrypted_stream(tmp_path):
         plain.close()
 
 
+SUBSCRIBE = [sys.executable, "-m", "finetec_live.cli.subscribe"]
+
+
 def test_subscriber_command_prints_json_lines():
     with Publisher("tcp://127.0.0.1:*") as pub:
         ep = pub.last_endpoint
-        proc = subprocess.Popen([sys.executable, "-m", "finetec_live.subscribe", "--connect", ep,
+        proc = subprocess.Popen([*SUBSCRIBE, "--connect", ep,
                                  "--json", "--count", "2", "--timeout", "20"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 30
@@ -148,7 +151,7 @@ def test_subscriber_command_prints_json_lines():
 
 
 def test_subscriber_command_bad_endpoint_is_one_line():
-    r = subprocess.run([sys.executable, "-m", "finetec_live.subscribe", "--connect", "nonsense"],
+    r = subprocess.run([*SUBSCRIBE, "--connect", "nonsense"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0
     assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
@@ -159,7 +162,7 @@ def test_key_files_are_read_or_refused_in_one_line(tmp_path):
     import zmq.auth
 
     from finetec_live.errors import FinetecError
-    from finetec_live.publisher import load_public_key, load_secret_key
+    from finetec_live.wire.publisher import load_public_key, load_secret_key
 
     public_file, secret_file = zmq.auth.create_certificates(str(tmp_path), "srv")
     public, secret = load_secret_key(secret_file)

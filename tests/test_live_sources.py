@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
+from finetec_live.data.paths import data_root
 from finetec_live.errors import FinetecError
-from finetec_live.paths import data_root
-from finetec_live.pose import Pose, PoseEstimator
-from finetec_live.sources import (
+from finetec_live.live.pose import Pose, PoseEstimator
+from finetec_live.live.sources import (
     DEMO_VIDEO,
     CameraSource,
     KeypointRecorder,

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from finetec_live.layouts import PENN13
 from finetec_live.models import (
     FinetecNet,
     ModelConfig,
@@ -16,6 +15,7 @@ from finetec_live.models import (
     finite_differences,
     spatial_partitions,
 )
+from finetec_live.skeleton.layouts import PENN13
 
 T, V, K, N = 16, 13, 5, 3
 SMALL = {"channels": (16, 24), "strides": (2, 1), "completion_hidden": 32, "physics_hidden": 8,

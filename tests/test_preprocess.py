@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from finetec_live import preprocess as P
-from finetec_live.layouts import PENN13
-from finetec_live.paths import data_root
+from finetec_live.data.paths import data_root
+from finetec_live.inference import preprocess as P
+from finetec_live.skeleton.layouts import PENN13
 
 
 def _penn_clip(index: int = 1):

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from finetec_live import Recognizer
-from finetec_live.datasets import load_penn_action
+from finetec_live.data.datasets import load_penn_action
 from finetec_live.errors import FinetecError
+from finetec_live.inference.prepare import prepare_windows
+from finetec_live.inference.preprocess import resample
+from finetec_live.inference.recognizer import CHECKPOINT_FORMAT, resolve_checkpoint
 from finetec_live.models import FinetecNet, ModelConfig
-from finetec_live.prepare import prepare_windows
-from finetec_live.preprocess import resample
-from finetec_live.recognizer import CHECKPOINT_FORMAT, resolve_checkpoint
 
 SMALL = {"channels": (16, 24), "strides": (2, 1), "completion_hidden": 32, "physics_hidden": 8}
 
@@ -195,7 +195,7 @@ def test_cpu_cuda_agree(tmp_path, penn_clips):
 
 @pytest.mark.parametrize("name,loader", [("penn", "penn"), ("jhmdb", "jhmdb")])
 def test_shipped_weights_recognise_real_test_clips(name, loader):
-    from finetec_live.datasets import load_jhmdb
+    from finetec_live.data.datasets import load_jhmdb
 
     path = resolve_checkpoint(name)
     if name == "jhmdb" and not path.exists():
@@ -228,7 +228,7 @@ def test_batched_kernels_leave_torch_thread_count_alone():
     # Numba's OpenMP layer sets the shared OpenMP thread count; prepare undoes it
     import torch
 
-    from finetec_live.prepare import SERIAL_KERNELS_UP_TO, prepare_windows
+    from finetec_live.inference.prepare import SERIAL_KERNELS_UP_TO, prepare_windows
 
     before = torch.get_num_threads()
     try:

@@ -8,10 +8,10 @@ import torch
 from _tools import load_tool
 
 from finetec_live import Recognizer
-from finetec_live.datasets import load_penn_action
+from finetec_live.data.datasets import load_penn_action
 from finetec_live.errors import FinetecError
-from finetec_live.layouts import get_layout
-from finetec_live.training import initial_prototypes, long_gap_mask, prototype_windows
+from finetec_live.learning.windows import initial_prototypes, long_gap_mask, prototype_windows
+from finetec_live.skeleton.layouts import get_layout
 
 train = load_tool("train")
 TINY = ["--channels", "24", "32", "--strides", "2", "2", "--threads", "1", "--quiet"]

@@ -31,7 +31,7 @@ import numpy as np
 
 from finetec_live import kernels
 from finetec_live.kernels import reference
-from finetec_live.layouts import MEDIAPIPE33, PENN13
+from finetec_live.skeleton.layouts import MEDIAPIPE33, PENN13
 
 TARGETS = """targets: lagrangian >= 20x its reference and < 1000 us per Penn-13 window on one core;
          region_motion >= 5x its reference; batched lagrangian >= 20,000 Penn-13 windows/s"""
@@ -56,7 +56,7 @@ def synthetic_windows(layout, n, n_t, missing_frames, missing_joints, seed=0):
 def penn_windows(n, n_t):
     """First ``n_t`` frames of the real Penn Action clips that long, tiled to ``n``."""
     try:
-        from finetec_live.datasets import load_penn_action
+        from finetec_live.data.datasets import load_penn_action
 
         clips = [c for c in load_penn_action() if c.num_frames >= n_t]
     except Exception as exc:  # no data here: say so and fall back to synthetic windows

@@ -32,7 +32,7 @@ def bare_fps(video: Path) -> tuple[float, int]:
     """Decode + MediaPipe on every frame, nothing else: frames per second."""
     import cv2
 
-    from finetec_live.pose import PoseEstimator
+    from finetec_live.live.pose import PoseEstimator
 
     cap = cv2.VideoCapture(str(video))
     n = 0
@@ -53,7 +53,7 @@ def bare_fps(video: Path) -> tuple[float, int]:
 def live_stats(args: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as d:
         stats = Path(d) / "stats.json"
-        cmd = [sys.executable, "-m", "finetec_live.cli", *args, "--no-display",
+        cmd = [sys.executable, "-m", "finetec_live.cli.live", *args, "--no-display",
                "--device", "cpu", "--stats-json", str(stats), "--log-level", "WARNING"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
@@ -62,7 +62,7 @@ def live_stats(args: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from finetec_live.paths import data_root
+    from finetec_live.data.paths import data_root
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--video", type=Path, help="clip (default: clean_and_jerk.mp4 in the data)")

@@ -54,7 +54,7 @@ def penn_window(data_root: str | None = None, T: int = T_WINDOW):
     timestamps (1, T), source)``.
     """
     try:
-        from finetec_live.datasets import load_penn_action
+        from finetec_live.data.datasets import load_penn_action
 
         clip = next(c for c in load_penn_action(data_root).test() if c.num_frames >= T)
         pos = np.asarray(clip.positions[:T], np.float32)
@@ -83,8 +83,8 @@ def standard_stgcn(num_classes: int, layout: str = "penn13", T: int = T_WINDOW,
     """A standard ST-GCN recognizer (the ``stgcn-interp`` method, 6 blocks), untrained."""
     import torch
 
+    from finetec_live.inference.recognizer import Recognizer
     from finetec_live.models import FinetecNet, ModelConfig
-    from finetec_live.recognizer import Recognizer
 
     cfg = ModelConfig(num_classes=num_classes, layout=layout, method="stgcn-interp", T=T,
                       **STANDARD_STGCN)
@@ -96,7 +96,7 @@ def standard_stgcn(num_classes: int, layout: str = "penn13", T: int = T_WINDOW,
 
 def load_models(checkpoint: str, device: str):
     """``{name: Recognizer}``: the shipped model and the standard ST-GCN."""
-    from finetec_live.recognizer import Recognizer
+    from finetec_live.inference.recognizer import Recognizer
 
     ours = Recognizer.from_checkpoint(checkpoint, device=device)
     base = standard_stgcn(len(ours.class_names), ours.layout, ours.T, device)

@@ -6,12 +6,12 @@
     python tools/evaluate.py --checkpoint ours=models/weights/penn.pt \\
         --checkpoint zero=runs/penn_stgcn_zero.pt --limit 100
 
-For each protocol of :data:`finetec_live.corruption.EVAL_PROTOCOLS` the corrupted
+For each protocol of :data:`finetec_live.data.corruption.EVAL_PROTOCOLS` the corrupted
 test windows are built once (one generator per sample from
-:func:`~finetec_live.corruption.protocol_rng`), then given to every method:
+:func:`~finetec_live.data.corruption.protocol_rng`), then given to every method:
 
 - ``clean``, ``random:R``, ``burst:R:K``, ``tail:R``: the whole clip is resampled
-  to the model's ``T`` frames with :func:`finetec_live.preprocess.resample`, then
+  to the model's ``T`` frames with :func:`finetec_live.inference.preprocess.resample`, then
   the protocol's frames are removed (zeros in the positions, False in the masks).
 - ``native:R``: the frames are removed from the clip at its native rate and the
   native clip goes in with its ``frame_valid``; the recognizer resamples it.
@@ -20,8 +20,8 @@ Reported per method and protocol: top-1 and mean-class accuracy, and the
 completion error on the removed joints that have ground truth (valid in the
 clean clip): mean Euclidean distance between the method's completed positions
 (what :meth:`Recognizer.complete` returns) and the clean ones, in body-size
-units (the clean window's scale from :func:`finetec_live.preprocess.normalize`),
-next to the same error for :func:`finetec_live.preprocess.interpolate_missing`
+units (the clean window's scale from :func:`finetec_live.inference.preprocess.normalize`),
+next to the same error for :func:`finetec_live.inference.preprocess.interpolate_missing`
 and their ratio. Writes ``<prefix>.json``, ``<prefix>.md`` and ``<prefix>.png``.
 
 One forward pass per window gives both the class probabilities and the
@@ -42,9 +42,10 @@ from pathlib import Path
 
 import numpy as np
 
-from finetec_live.corruption import EVAL_PROTOCOLS, Corruption
+from finetec_live.data.corruption import EVAL_PROTOCOLS, Corruption
 from finetec_live.errors import FinetecError
-from finetec_live.evaluation import (
+from finetec_live.inference.preprocess import denormalize
+from finetec_live.learning.protocol import (
     DEFAULT_SEED,
     ProtocolInputs,
     accuracies,
@@ -53,7 +54,6 @@ from finetec_live.evaluation import (
     interpolation_error,
     load_test_clips,
 )
-from finetec_live.preprocess import denormalize
 
 log = logging.getLogger("evaluate")
 
@@ -80,7 +80,7 @@ def _prepare_key(rec) -> tuple:
 
 
 def _concat_batches(batches):
-    from finetec_live.prepare import PreparedBatch
+    from finetec_live.inference.prepare import PreparedBatch
 
     if len(batches) == 1:
         return batches[0]
@@ -90,7 +90,7 @@ def _concat_batches(batches):
 
 
 def _slice_batch(batch, lo: int, hi: int):
-    from finetec_live.prepare import PreparedBatch
+    from finetec_live.inference.prepare import PreparedBatch
 
     names = ("x", "mask", "interp", "dynamic", "kin", "frame_valid", "timestamps", "centre",
              "scale")
@@ -242,7 +242,7 @@ def run_evaluation(checkpoints: Sequence[tuple[str, str]], dataset: str = "penn"
     """
     from tqdm import tqdm
 
-    from finetec_live.recognizer import Recognizer
+    from finetec_live.inference.recognizer import Recognizer
 
     test, class_names, layout = load_test_clips(dataset, data_root, limit)
     clips = list(test if clips is None else clips)

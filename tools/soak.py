@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     import msgpack
     import zmq
 
-    from finetec_live.paths import data_root
+    from finetec_live.data.paths import data_root
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=10.0, help="duration (default 10)")
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as d:
         stats_file = Path(d) / "stats.json"
-        cmd = [sys.executable, "-m", "finetec_live.cli", "--video", str(video), "--loop",
+        cmd = [sys.executable, "-m", "finetec_live.cli.live", "--video", str(video), "--loop",
                "--no-display", "--bind", endpoint, "--max-seconds", str(seconds),
                "--stats-json", str(stats_file), "--log-level", "WARNING"]
         if args.fast:

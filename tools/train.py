@@ -7,7 +7,7 @@ Every training sample is a whole clip or a random crop of the durations live
 windows use, augmented in space (rotation, shear, anisotropic scale,
 left-right flip, jitter, dropped joints) and in time (frames dropped at the
 native rate, then diverse temporal masking of the model's window), and goes
-through the same :func:`finetec_live.prepare.prepare_windows` as live
+through the same :func:`finetec_live.inference.prepare.prepare_windows` as live
 inference and evaluation. A checkpoint is written atomically after every
 epoch and can be resumed with ``--resume``.
 """
@@ -26,13 +26,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from finetec_live.corruption import Corruption
+from finetec_live.data.corruption import Corruption
 from finetec_live.errors import FinetecError
-from finetec_live.models import FinetecNet, ModelConfig, compute_losses
-from finetec_live.prepare import KERNEL_GRAVITY, prepare_windows
-from finetec_live.preprocess import interpolate_missing
-from finetec_live.recognizer import CHECKPOINT_FORMAT
-from finetec_live.training import (
+from finetec_live.inference.prepare import KERNEL_GRAVITY, prepare_windows
+from finetec_live.inference.preprocess import interpolate_missing
+from finetec_live.inference.recognizer import CHECKPOINT_FORMAT
+from finetec_live.learning.windows import (
     Sampler,
     initial_prototypes,
     load_dataset,
@@ -42,6 +41,7 @@ from finetec_live.training import (
     split_train_val,
     whole_windows,
 )
+from finetec_live.models import FinetecNet, ModelConfig, compute_losses
 
 log = logging.getLogger("train")
 
@@ -69,7 +69,7 @@ def to_tensors(arrays, device):
 def evaluate(model, cfg, layout, clips, device, spec: str = "clean", seed: int = 0,
              batch_size: int = 256) -> float:
     """Top-1 accuracy (%) of whole clips resampled to T, with an optional corruption spec."""
-    from finetec_live.corruption import Corruption, protocol_rng
+    from finetec_live.data.corruption import Corruption, protocol_rng
 
     if not clips:
         return float("nan")
@@ -99,7 +99,7 @@ def completion_validation(model, cfg, layout, clips, device, spec: str = "burst:
     """Completion error on the missing joints of whole clips under ``spec`` (seeded masks),
     in normalised body units, against linear interpolation of the same windows:
     ``{"completion", "interpolation", "ratio"}``."""
-    from finetec_live.corruption import protocol_rng
+    from finetec_live.data.corruption import protocol_rng
 
     if not clips or model.completion is None:
         return {}
@@ -318,7 +318,7 @@ def grow_completion(comp, old_blocks: int) -> None:
 
 def _refit_completion(args, command: str) -> int:
     """Second stage: retrain the completion module alone, everything else frozen."""
-    from finetec_live.recognizer import load_checkpoint
+    from finetec_live.inference.recognizer import load_checkpoint
 
     torch.set_num_threads(max(1, args.threads))
     device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
@@ -502,7 +502,7 @@ def _train(args, command: str) -> int:
 
     start_epoch, train_seconds, history = 0, 0.0, []
     if args.resume is not None:
-        from finetec_live.recognizer import load_checkpoint
+        from finetec_live.inference.recognizer import load_checkpoint
 
         ck = load_checkpoint(args.resume)
         if ModelConfig.from_dict(ck["config"]).to_dict() != cfg.to_dict():

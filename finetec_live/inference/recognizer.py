@@ -5,7 +5,7 @@ rec = Recognizer.from_checkpoint()          # shipped Penn Action weights
 probs = rec.classify(positions, frame_valid)  # (N, K) numpy
 ```
 
-Windows go through :func:`finetec_live.prepare.prepare_windows` (the one
+Windows go through :func:`finetec_live.inference.prepare.prepare_windows` (the one
 preprocessing path of live inference, evaluation and training), then the network.
 """
 
@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from finetec_live.errors import FinetecError
-from finetec_live.layouts import get_layout
-from finetec_live.prepare import PreparedBatch, check_windows, prepare_windows
-from finetec_live.preprocess import denormalize
+from finetec_live.inference.prepare import PreparedBatch, check_windows, prepare_windows
+from finetec_live.inference.preprocess import denormalize
+from finetec_live.skeleton.layouts import get_layout
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "finetec-live/1"
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "models" / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "models" / "weights"
 NAMED_WEIGHTS = {"penn": "penn.pt", "jhmdb": "jhmdb.pt"}
 MAX_CUDA_GRAPHS = 8  # captured input shapes kept per recognizer
 

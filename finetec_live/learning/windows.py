@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from finetec_live.corruption import Corruption, diverse_mask, joint_dropout
+from finetec_live.data.corruption import Corruption, diverse_mask, joint_dropout
 from finetec_live.errors import FinetecError
-from finetec_live.layouts import get_layout
-from finetec_live.prepare import prepare_windows
-from finetec_live.preprocess import interpolate_missing, normalize, resample_batch
+from finetec_live.inference.prepare import prepare_windows
+from finetec_live.inference.preprocess import interpolate_missing, normalize, resample_batch
+from finetec_live.skeleton.layouts import get_layout
 
 
 def load_dataset(spec: str, data_root: str | None):
-    from finetec_live import datasets
+    from finetec_live.data import datasets
 
     if spec == "penn":
         return datasets.load_penn_action(data_root), "penn"

@@ -3,7 +3,7 @@
 Every reader returns a :class:`ClipSet` of :class:`Clip` objects: positions
 ``(T, V, 2)`` float32, a joint-valid mask ``(T, V)`` bool, an integer label with
 its name, the split (``"train"`` / ``"test"``), the frame rate and the layout
-name (see :mod:`finetec_live.layouts`).
+name (see :mod:`finetec_live.skeleton.layouts`).
 
 Positions of invalid joints are kept as the file holds them (Penn Action: an
 estimated position for an occluded joint, a placeholder near (1, 1) for a joint
@@ -11,9 +11,10 @@ outside the image); code must look at ``joint_valid``, never at the values.
 Arrays inside clips are read-only because parsed data sets are cached per
 process and shared between callers: copy before changing them.
 
-Pickled files are read with :class:`~finetec_live.safepickle.RestrictedUnpickler`, which can rebuild
-numpy arrays and plain containers and refuses every other global, so a
-malicious file cannot execute code.
+Pickled files are read with
+:class:`~finetec_live.data.safepickle.RestrictedUnpickler`, which can rebuild numpy
+arrays and plain containers and refuses every other global, so a malicious file
+cannot execute code.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from finetec_live.data.paths import data_root
+from finetec_live.data.safepickle import RestrictedUnpickler, safe_load_pickle  # noqa: F401 (re-exported)
 from finetec_live.errors import FinetecError
-from finetec_live.layouts import LAYOUTS, get_layout
-from finetec_live.paths import data_root
-from finetec_live.safepickle import RestrictedUnpickler, safe_load_pickle  # noqa: F401 (re-exported)
+from finetec_live.skeleton.layouts import LAYOUTS, get_layout
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class Clip:
     label_name : the class name.
     split : ``"train"`` or ``"test"``.
     fps : nominal frame rate of the clip.
-    layout : layout name from :data:`finetec_live.layouts.LAYOUTS`.
+    layout : layout name from :data:`finetec_live.skeleton.layouts.LAYOUTS`.
     """
 
     name: str
@@ -272,7 +273,7 @@ def load_penn_action(root: str | os.PathLike | None = None,
 
     Parameters
     ----------
-    root : the data root (default :func:`finetec_live.paths.data_root`); the
+    root : the data root (default :func:`finetec_live.data.paths.data_root`); the
         files are ``<root>/penn_action/labels/*.mat``.
     mask : ``"visibility"`` (default): a joint is valid where the file's
         ``visibility`` flag is 1, and never where it holds the outside-the-image

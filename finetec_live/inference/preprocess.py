@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from finetec_live.layouts import Layout, get_layout
+from finetec_live.skeleton.layouts import Layout, get_layout
 
 __all__ = [
     "denormalize",

@@ -21,8 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from finetec_live.cli.options import build_keygen_parser, build_parser
 from finetec_live.errors import FinetecError
-from finetec_live.options import build_keygen_parser, build_parser
 
 log = logging.getLogger("finetec_live")
 COMPLETION_DISPLAY_S = 0.25  # how long a window's completed pose may stand in for a frame
@@ -32,7 +32,7 @@ COMPLETION_DISPLAY_S = 0.25  # how long a window's completed pose may stand in f
 CAPTURE_NICE = int(os.environ.get("FINETEC_CAPTURE_NICE", "5") or 0)
 
 def keygen_main(argv: list[str]) -> int:
-    from finetec_live.publisher import generate_keys
+    from finetec_live.wire.publisher import generate_keys
 
     args = build_keygen_parser().parse_args(argv)
     keys = generate_keys(args.dir, overwrite=args.force)
@@ -50,7 +50,7 @@ def load_recognizer(model: str | None, device: str):
     import pickle
 
     try:
-        from finetec_live.recognizer import Recognizer
+        from finetec_live.inference.recognizer import Recognizer
     except ImportError as exc:
         raise FinetecError(f"the recognizer cannot be imported ({exc}); reinstall finetec-live "
                            "with `pip install -e .`") from None
@@ -63,14 +63,14 @@ def load_recognizer(model: str | None, device: str):
         raise FinetecError(f"cannot load checkpoint {model or 'penn'} ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else ''}); pass --model with a "
                            "finetec-live checkpoint (.pt) or a shipped name such as penn") from None
-    from finetec_live.layouts import mapping_matrix
+    from finetec_live.skeleton.layouts import mapping_matrix
 
     mapping_matrix("mediapipe33", rec.layout)  # FinetecError when the layout cannot be fed
     return rec
 
 
 def open_source(args: argparse.Namespace, stop: threading.Event):
-    from finetec_live.sources import CameraSource, KeypointSource, VideoSource
+    from finetec_live.live.sources import CameraSource, KeypointSource, VideoSource
 
     if args.video is not None:
         return VideoSource(args.video, realtime=not args.fast, loop=args.loop, stop=stop)
@@ -115,11 +115,11 @@ def run(args: argparse.Namespace) -> int:
     """One live session; returns the exit status."""
     os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from finetec_live.buffer import RingBuffer, Windower
-    from finetec_live.messages import check_stream_name
-    from finetec_live.pipeline import Handoff, InferenceWorker, Stats, enough_valid, warm_up
-    from finetec_live.pose import Pose
-    from finetec_live.publisher import Publisher, start_authenticator
+    from finetec_live.live.buffer import RingBuffer, Windower
+    from finetec_live.live.pose import Pose
+    from finetec_live.live.worker import Handoff, InferenceWorker, Stats, enough_valid, warm_up
+    from finetec_live.wire.messages import check_stream_name
+    from finetec_live.wire.publisher import Publisher, start_authenticator
 
     if args.hop is not None and args.window is not None and args.hop > args.window:
         raise FinetecError(f"--hop {args.hop:g} is longer than --window {args.window:g}: frames "
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             raise FinetecError(f"{exc}; pass --stream with such a name") from None
         show = args.show and not args.no_display
         if show or args.output:
-            from finetec_live.display import Display
+            from finetec_live.live.display import Display
 
             display = Display(show, args.output, source.fps, title=f"finetec-live {stream}")
         if args.curve_clients:  # the authenticator must run before the socket binds
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             auth = start_authenticator(zmq.Context.instance(), args.curve_clients)
         publisher = Publisher(args.bind, curve_secret=args.curve_secret, insecure=args.insecure)
         rec = load_recognizer(args.model, args.device)
-        from finetec_live import recognizer as _recognizer_module
+        from finetec_live.inference import recognizer as _recognizer_module
 
         min_frames = int(getattr(_recognizer_module, "MIN_FRAMES", 8))
         _limit_threads()
@@ -181,18 +181,18 @@ def run(args: argparse.Namespace) -> int:
                                f"the model needs at {source.fps:g} fps; use --window "
                                f"{math.ceil(100 * min_frames / source.fps) / 100:g} or more")
         layout = rec.layout
-        from finetec_live.layouts import get_layout
+        from finetec_live.skeleton.layouts import get_layout
 
         num_joints = get_layout(layout).num_joints
         windower = Windower(window_s, hop_s, 1.0 / source.fps)
         ring = RingBuffer(windower.capacity_for(), num_joints, 2, layout)
         dropper = None
         if args.drop > 0:
-            from finetec_live.corruption import FrameDropper
+            from finetec_live.data.corruption import FrameDropper
 
             dropper = FrameDropper(args.drop, args.seed)
         if args.record:
-            from finetec_live.sources import KeypointRecorder
+            from finetec_live.live.sources import KeypointRecorder
 
             recorder = KeypointRecorder(args.record, source.fps, source.width, source.height,
                                         str(args.video or args.keypoints or args.camera))
@@ -212,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.fast and CAPTURE_NICE:
             _lower_this_thread(CAPTURE_NICE)
         if args.keypoints is None:
-            from finetec_live.pose import PoseEstimator
+            from finetec_live.live.pose import PoseEstimator
 
             if not log.isEnabledFor(logging.DEBUG):
                 restore_stderr = _silence_native_stderr()

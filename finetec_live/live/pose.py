@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from finetec_live.layouts import get_layout, map_layout
+from finetec_live.skeleton.layouts import get_layout, map_layout
 
 log = logging.getLogger(__name__)
 

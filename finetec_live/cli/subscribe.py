@@ -8,10 +8,15 @@ import signal
 import sys
 import time
 
+from finetec_live.cli.options import OneLineParser
 from finetec_live.errors import FinetecError
-from finetec_live.messages import unpack
-from finetec_live.options import OneLineParser
-from finetec_live.publisher import DEFAULT_BIND, check_endpoint, load_public_key, load_secret_key
+from finetec_live.wire.messages import unpack
+from finetec_live.wire.publisher import (
+    DEFAULT_BIND,
+    check_endpoint,
+    load_public_key,
+    load_secret_key,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

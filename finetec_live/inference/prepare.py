@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from finetec_live.errors import FinetecError
-from finetec_live.layouts import get_layout
-from finetec_live.preprocess import (
+from finetec_live.inference.preprocess import (
     interpolate_missing,
     interpolate_missing_akima,
     normalize,
     resample_batch,
 )
+from finetec_live.skeleton.layouts import get_layout
 
 MIN_FRAMES = 8
 # Gravity in body units per frame^2 for the kernel (body unit ~ an upper arm,

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from finetec_live.buffer import Window
-from finetec_live.messages import LabelMessage, StatusMessage
+from finetec_live.live.buffer import Window
+from finetec_live.wire.messages import LabelMessage, StatusMessage
 
 
 class Handoff:
@@ -282,7 +282,7 @@ def warm_up(recognizer, window_s: float, fps: float, want_completion: bool = Fal
     The synthetic skeleton is the layout's tree laid out at unit bone length,
     swaying, with a quarter of its frames missing. Returns the seconds spent.
     """
-    from finetec_live.layouts import get_layout
+    from finetec_live.skeleton.layouts import get_layout
 
     t0 = time.perf_counter()
     lay = get_layout(recognizer.layout)

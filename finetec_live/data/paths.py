@@ -8,7 +8,7 @@ from pathlib import Path
 from finetec_live.errors import FinetecError
 
 ENV_VAR = "FINETEC_DATA"
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_data_candidates() -> list[Path]:

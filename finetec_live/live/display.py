@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from finetec_live.errors import FinetecError
-from finetec_live.layouts import get_layout
+from finetec_live.skeleton.layouts import get_layout
 
 log = logging.getLogger(__name__)
 

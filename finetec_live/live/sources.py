@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from finetec_live.errors import FinetecError
-from finetec_live.pose import Pose, quiet_native_stderr
+from finetec_live.live.pose import Pose, quiet_native_stderr
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ RECORD_VERSION = 1
 DEFAULT_FPS = 30.0
 #: The shipped demo clip (BSD-3-Clause, see demo/LICENSE.txt): 5 s, 30 fps, 320x180,
 #: a person jumping off a box, another walking behind a tree.
-DEMO_VIDEO = Path(__file__).resolve().parent / "demo" / "sports2d_demo.mp4"
+DEMO_VIDEO = Path(__file__).resolve().parents[1] / "demo" / "sports2d_demo.mp4"
 
 
 @dataclass

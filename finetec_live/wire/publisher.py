@@ -19,7 +19,7 @@ from pathlib import Path
 import zmq
 
 from finetec_live.errors import FinetecError
-from finetec_live.messages import LabelMessage, StatusMessage
+from finetec_live.wire.messages import LabelMessage, StatusMessage
 
 log = logging.getLogger(__name__)
 

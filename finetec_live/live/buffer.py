@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from finetec_live.pose import Pose
+from finetec_live.live.pose import Pose
 
 
 @dataclass

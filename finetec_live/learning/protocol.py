@@ -1,8 +1,8 @@
 """Corrupted test windows and the metrics of the evaluation protocol.
 
 :func:`build_protocol` corrupts every test clip with one protocol of
-:data:`finetec_live.corruption.EVAL_PROTOCOLS` (one generator per sample from
-:func:`~finetec_live.corruption.protocol_rng`, so every method sees the same
+:data:`finetec_live.data.corruption.EVAL_PROTOCOLS` (one generator per sample from
+:func:`~finetec_live.data.corruption.protocol_rng`, so every method sees the same
 masks), grouped by window length for batched inference. The metrics: top-1 and
 mean-class accuracy, and the completion error on the removed joints that have
 ground truth, in body-size units, next to linear interpolation's.
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from finetec_live.corruption import Corruption, protocol_rng
+from finetec_live.data.corruption import Corruption, protocol_rng
 from finetec_live.errors import FinetecError
-from finetec_live.preprocess import denormalize, interpolate_missing, normalize, resample
+from finetec_live.inference.preprocess import denormalize, interpolate_missing, normalize, resample
 
 DEFAULT_SEED = 0
 
@@ -29,7 +29,7 @@ def load_test_clips(dataset: str, data_root: str | None = None, limit: int | Non
 
     ``limit`` keeps an evenly spaced subset (every class stays represented).
     """
-    from finetec_live import datasets
+    from finetec_live.data import datasets
 
     if dataset == "penn":
         cs = datasets.load_penn_action(data_root)
