@@ -121,5 +121,5 @@ def test_shipped_completion_beats_interpolation_under_long_bursts():
         lin = interpolate_missing(obs, keep, jv & keep[:, None])
         err_model += np.linalg.norm(done - pos, axis=-1)[missing].sum() / scale
         err_lin += np.linalg.norm(lin - pos, axis=-1)[missing].sum() / scale
-    # the full test split measures 0.71x (models/EVALUATION.md); the target is 0.8x
+    # the full test split measures 0.71x (docs/EVALUATION.md); the target is 0.8x
     assert err_model < 0.8 * err_lin, err_model / err_lin

@@ -12,13 +12,8 @@ import pytest
 from finetec_live.data.paths import data_root
 from finetec_live.errors import FinetecError
 from finetec_live.live.pose import Pose, PoseEstimator
-from finetec_live.live.sources import (
-    DEMO_VIDEO,
-    CameraSource,
-    KeypointRecorder,
-    KeypointSource,
-    VideoSource,
-)
+from finetec_live.live.recording import KeypointRecorder, KeypointSource
+from finetec_live.live.sources import DEMO_VIDEO, CameraSource, VideoSource
 
 VIDEOS = data_root() / "videos"
 

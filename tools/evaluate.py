@@ -471,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", type=Path, default=None,
-                    help="output prefix (default models/results/<dataset>_evaluation)")
+                    help="output prefix (default docs/results/<dataset>_evaluation)")
     ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
                     help="combine earlier evaluations (same seed and masks) into one report "
                     "instead of evaluating")
@@ -490,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             labels = dict(args.label)
             results["methods"] = {labels.get(k, k): v for k, v in results["methods"].items()}
             results["primary"] = labels.get(results["primary"], results["primary"])
-            prefix = args.out or ROOT / "models" / "results" / f"{results['dataset']}_evaluation"
+            prefix = args.out or ROOT / "docs" / "results" / f"{results['dataset']}_evaluation"
             paths = write_reports(results, Path(prefix))
             print(markdown_table(results) + targets_table(results))
             print("wrote " + ", ".join(os.fspath(p) for p in paths), file=sys.stderr)
@@ -504,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  progress=not args.quiet)
         results["total_seconds"] = time.perf_counter() - t0
         results["threads"] = torch.get_num_threads()
-        prefix = args.out or ROOT / "models" / "results" / f"{args.dataset}_evaluation"
+        prefix = args.out or ROOT / "docs" / "results" / f"{args.dataset}_evaluation"
         paths = write_reports(results, Path(prefix))
     except FinetecError as e:
         print(f"error: {e}", file=sys.stderr)

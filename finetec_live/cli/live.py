@@ -70,7 +70,8 @@ def load_recognizer(model: str | None, device: str):
 
 
 def open_source(args: argparse.Namespace, stop: threading.Event):
-    from finetec_live.live.sources import CameraSource, KeypointSource, VideoSource
+    from finetec_live.live.recording import KeypointSource
+    from finetec_live.live.sources import CameraSource, VideoSource
 
     if args.video is not None:
         return VideoSource(args.video, realtime=not args.fast, loop=args.loop, stop=stop)
@@ -192,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
 
             dropper = FrameDropper(args.drop, args.seed)
         if args.record:
-            from finetec_live.live.sources import KeypointRecorder
+            from finetec_live.live.recording import KeypointRecorder
 
             recorder = KeypointRecorder(args.record, source.fps, source.width, source.height,
                                         str(args.video or args.keypoints or args.camera))
