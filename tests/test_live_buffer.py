@@ -7,7 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from finetec_live.live.buffer import RingBuffer, Window, Windower
+from finetec_live.inference.window import Window
+from finetec_live.live.buffer import RingBuffer, Windower
 from finetec_live.live.pose import Pose
 from finetec_live.live.worker import Handoff, Stats, enough_valid
 

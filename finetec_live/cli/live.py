@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from finetec_live.cli.options import build_keygen_parser, build_parser
+from finetec_live.cli.options import build_parser
 from finetec_live.errors import FinetecError
 
 log = logging.getLogger("finetec_live")
@@ -30,20 +30,6 @@ COMPLETION_DISPLAY_S = 0.25  # how long a window's completed pose may stand in f
 # Measured on 2 loaded cores, 30 s real-time replays: window latency p95 23-25 ms at
 # nice 0, 11-20 ms at nice 5, for a few more frames lost to pose falling behind.
 CAPTURE_NICE = int(os.environ.get("FINETEC_CAPTURE_NICE", "5") or 0)
-
-def keygen_main(argv: list[str]) -> int:
-    from finetec_live.wire.publisher import generate_keys
-
-    args = build_keygen_parser().parse_args(argv)
-    keys = generate_keys(args.dir, overwrite=args.force)
-    d = Path(args.dir)
-    print(f"wrote {', '.join(str(f) for pair in keys.values() for f in pair)}\n"
-          f"publisher:  finetec-live ... --bind tcp://*:5557 --curve-secret "
-          f"{d / 'server.key_secret'} [--curve-clients DIR_WITH_client.key]\n"
-          f"subscriber: finetec-subscribe --connect tcp://HOST:5557 --curve-server-key "
-          f"{d / 'server.key'} --curve-secret {d / 'client.key_secret'}")
-    return 0
-
 
 def load_recognizer(model: str | None, device: str):
     """The recognizer, or a :class:`FinetecError` naming the checkpoint problem."""
@@ -408,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "keygen":
+            from finetec_live.cli.keygen import keygen_main
+
             return keygen_main(argv[1:])
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=args.log_level, stream=sys.stderr,

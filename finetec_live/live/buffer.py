@@ -15,67 +15,11 @@ tick it can hold). Windows end at ``t0 + length + k * hop``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
+from finetec_live.inference.window import Window
 from finetec_live.live.pose import Pose
-
-
-@dataclass
-class Window:
-    """A window of ``T`` frame ticks for the recognizer.
-
-    positions (T, V, C) float32 (0 where missing), frame_valid (T,) bool,
-    joint_valid (T, V) bool, timestamps (T,) float64 seconds, strictly increasing.
-    """
-
-    positions: np.ndarray
-    frame_valid: np.ndarray
-    joint_valid: np.ndarray
-    timestamps: np.ndarray
-    t_start: float = 0.0  # window bounds, seconds of source time
-    t_end: float = 0.0
-    seq: int = 0
-    first_index: int = 0  # frame tick of positions[0]
-    wall_last: float = 0.0  # perf_counter() when the newest tick was read
-    wall_ready: float = 0.0  # perf_counter() when the window was cut (its last pose done)
-    pose_ms: float = 0.0  # mean pose-estimation time per tick in the window
-    layout: str = ""
-
-    def __post_init__(self) -> None:
-        self.positions = np.asarray(self.positions, dtype=np.float32)
-        self.frame_valid = np.asarray(self.frame_valid, dtype=bool)
-        self.joint_valid = np.asarray(self.joint_valid, dtype=bool)
-        self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
-        if self.positions.ndim != 3:
-            raise ValueError(f"positions must be (T, V, C), got shape {self.positions.shape}")
-        t, v, _ = self.positions.shape
-        if self.frame_valid.shape != (t,):
-            raise ValueError(f"frame_valid has shape {self.frame_valid.shape}, needs ({t},)")
-        if self.joint_valid.shape != (t, v):
-            raise ValueError(f"joint_valid has shape {self.joint_valid.shape}, needs ({t}, {v})")
-        if self.timestamps.shape != (t,):
-            raise ValueError(f"timestamps has shape {self.timestamps.shape}, needs ({t},)")
-        if t > 1 and not np.all(np.diff(self.timestamps) > 0):
-            raise ValueError("timestamps must be strictly increasing")
-        if np.any(self.joint_valid & ~self.frame_valid[:, None]):
-            raise ValueError("a missing frame (frame_valid False) cannot have valid joints")
-        if np.any(self.frame_valid & ~self.joint_valid.any(1)):
-            raise ValueError("a valid frame needs at least one valid joint")
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.positions.shape[0])
-
-    @property
-    def num_valid(self) -> int:
-        return int(self.frame_valid.sum())
-
-    @property
-    def missing_fraction(self) -> float:
-        """Fraction of the window's ticks that are missing frames (1.0 when empty)."""
-        return 1.0 - self.num_valid / self.num_frames if self.num_frames else 1.0
 
 
 class RingBuffer:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from finetec_live.live.buffer import Window
+from finetec_live.inference.window import Window
 from finetec_live.wire.messages import LabelMessage, StatusMessage
 
 
