@@ -103,8 +103,10 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from finetec_live.live.buffer import RingBuffer, Windower
+    from finetec_live.live.handoff import Handoff
     from finetec_live.live.pose import Pose
-    from finetec_live.live.worker import Handoff, InferenceWorker, Stats, enough_valid, warm_up
+    from finetec_live.live.stats import Stats
+    from finetec_live.live.worker import InferenceWorker, enough_valid, warm_up
     from finetec_live.wire.messages import check_stream_name
     from finetec_live.wire.publisher import Publisher, start_authenticator
 

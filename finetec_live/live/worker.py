@@ -1,4 +1,4 @@
-"""Concurrency glue for the live command: hand-off, inference step, statistics.
+"""The inference side of the live command: classify a window, the worker loop, warm-up.
 
 These are steps the command-line tool composes; none of them starts a thread
 or opens a socket on its own. The capture thread (source + pose + buffer) puts
@@ -10,148 +10,16 @@ counts it: nothing ever waits for inference or for a subscriber.
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from finetec_live.inference.window import Window
-from finetec_live.wire.messages import LabelMessage, StatusMessage
-
-
-class Handoff:
-    """Bounded FIFO between threads that drops the *oldest* item when full.
-
-    ``put(item)`` never blocks (unless ``force``, used for the last window of a
-    file, which must not be lost); ``dropped`` counts items evicted as stale.
-    ``close()`` lets ``get`` return None once the queue is drained.
-    """
-
-    def __init__(self, maxsize: int = 1) -> None:
-        if maxsize < 1:
-            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
-        self.maxsize = maxsize
-        self._q: collections.deque = collections.deque()
-        self._cv = threading.Condition()
-        self._closed = False
-        self.dropped = 0
-
-    def put(self, item: Any, force: bool = False) -> bool:
-        """Queue ``item``; False (item not queued) once the hand-off is closed."""
-        with self._cv:
-            if force:
-                while len(self._q) >= self.maxsize and not self._closed:
-                    self._cv.wait(0.05)
-            if self._closed:
-                return False
-            while len(self._q) >= self.maxsize:
-                self._q.popleft()
-                self.dropped += 1
-            self._q.append(item)
-            self._cv.notify_all()
-            return True
-
-    def get(self, timeout: float | None = None) -> Any:
-        """The oldest item; None on timeout or when closed and drained."""
-        with self._cv:
-            end = None if timeout is None else time.monotonic() + timeout
-            while not self._q:
-                if self._closed:
-                    return None
-                remaining = None if end is None else end - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._cv.wait(remaining)
-            item = self._q.popleft()
-            self._cv.notify_all()
-            return item
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __len__(self) -> int:
-        return len(self._q)
-
-
-@dataclass
-class Stats:
-    """Counters of one run; written as ``--stats-json`` and sent as heartbeats.
-
-    ``windows`` (due) = ``published`` + ``dropped_windows`` (stale, evicted by
-    the hand-off) + ``skipped_windows`` (too few valid frames) + ``pending``.
-    """
-
-    frames: int = 0
-    pose_missing: int = 0  # ticks where pose estimation gave no usable pose
-    no_image: int = 0  # ticks without picture (camera gap, replay behind real time)
-    drop_injected: int = 0  # ticks removed by --drop
-    windows: int = 0
-    published: int = 0
-    dropped_windows: int = 0
-    skipped_windows: int = 0
-    first_frame_wall: float | None = None
-    last_frame_wall: float | None = None
-    latency: dict[str, list[float]] = field(default_factory=lambda: {
-        "pose": [], "kernels": [], "model": [], "total": [], "ready": []})
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    max_latency_samples: int = 100_000
-
-    def add_latency(self, values: dict[str, float]) -> None:
-        with self.lock:
-            for k, v in values.items():
-                lst = self.latency.setdefault(k, [])
-                if len(lst) >= self.max_latency_samples:  # bounded memory on long runs
-                    del lst[: len(lst) // 2]
-                lst.append(float(v))
-
-    @property
-    def elapsed_s(self) -> float:
-        if self.first_frame_wall is None or self.last_frame_wall is None:
-            return 0.0
-        return self.last_frame_wall - self.first_frame_wall
-
-    def percentiles(self) -> dict[str, dict[str, float]]:
-        out = {}
-        with self.lock:
-            for k, v in self.latency.items():
-                if v:
-                    a = np.asarray(v)
-                    out[k] = {"p50": float(np.percentile(a, 50)),
-                              "p95": float(np.percentile(a, 95)),
-                              "p99": float(np.percentile(a, 99)),
-                              "max": float(a.max()), "mean": float(a.mean()), "n": len(v)}
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        el = self.elapsed_s
-        return {
-            "frames": self.frames, "elapsed_s": el,
-            "fps": (self.frames - 1) / el if el > 0 and self.frames > 1 else 0.0,
-            "windows": self.windows, "published": self.published,
-            "dropped_windows": self.dropped_windows, "skipped_windows": self.skipped_windows,
-            "pose_missing": self.pose_missing, "no_image": self.no_image,
-            "drop_injected": self.drop_injected,
-            "latency_ms": self.percentiles(),
-        }
-
-    def status(self, stream: str, fps: float, uptime_s: float,
-               state: str = "running") -> StatusMessage:
-        return StatusMessage(stream=stream, fps=fps, frames=self.frames,
-                             pose_missing=self.pose_missing, windows=self.windows,
-                             published=self.published, dropped_windows=self.dropped_windows,
-                             skipped_windows=self.skipped_windows, uptime_s=uptime_s,
-                             state=state, wall_ns=time.time_ns(),
-                             extra={"no_image": self.no_image,
-                                    "drop_injected": self.drop_injected})
+from finetec_live.live.handoff import Handoff
+from finetec_live.live.stats import Stats
+from finetec_live.wire.messages import LabelMessage
 
 
 def enough_valid(window: Window, min_valid_fraction: float, min_valid_frames: int = 2,
