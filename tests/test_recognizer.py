@@ -253,3 +253,79 @@ def test_precision_is_checked_and_cpu_runs_eager_fp32():
     pos = rng.normal(size=(2, 64, 13, 2)).astype(np.float32)
     probs = rec.classify(pos, np.ones((2, 64), bool))
     assert probs.dtype == np.float32 and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_classify_and_complete_is_one_forward_pass(tmp_path, penn_clips):
+    path, _ = _checkpoint(tmp_path)
+    rec = Recognizer.from_checkpoint(path, device="cpu")
+    pos, fv, jv = _clip_window(penn_clips[3])
+    T = pos.shape[1]
+    fv[0, T // 3: T // 2] = False
+    ts = (np.arange(T) / 25.0)[None]  # not the model's grid: completion is mapped back
+    calls = []
+    hook = rec.model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        probs, done = rec.classify_and_complete(pos, fv, jv, ts)
+        assert len(calls) == 1
+        batch = rec.prepare(pos, fv, jv, ts)
+        p2, grid = rec.predict(batch, with_completion=True)
+        assert len(calls) == 2 and grid.shape == (1, rec.T, 13, 2)
+    finally:
+        hook.remove()
+    np.testing.assert_allclose(probs, rec.classify(pos, fv, jv, ts), atol=1e-6)
+    np.testing.assert_allclose(done, rec.complete(pos, fv, jv, ts), atol=1e-5)
+    np.testing.assert_allclose(p2, probs, atol=1e-6)
+    np.testing.assert_allclose(rec.to_caller_frames(grid, batch, pos, fv, jv, ts), done,
+                               atol=1e-5)
+    # one window without the leading N, as complete() takes it
+    _, one = rec.classify_and_complete(pos[0], fv[0], jv[0], ts[0])
+    assert one.shape == pos.shape[1:]
+
+
+def test_map_to_frames_interpolates_in_time_and_keeps_observed():
+    from finetec_live.inference.recognizer import map_to_frames
+
+    grid = np.array([[0.0, 1.0, 2.0]])
+    comp = np.array([0.0, 10.0, 20.0], np.float32).reshape(1, 3, 1, 1).repeat(2, -1)
+    ts = np.array([[0.5, 1.5, 2.0, 9.0]])
+    pos = np.full((1, 4, 1, 2), -1.0, np.float32)
+    observed = np.array([False, False, True, False]).reshape(1, 4, 1)
+    out = map_to_frames(comp, grid, ts, pos, observed)
+    assert out[0, :, 0, 0].tolist() == [5.0, 15.0, -1.0, 20.0]  # held past the grid's end
+    held = map_to_frames(comp[:, :1], np.zeros((1, 1)), ts, pos, np.zeros((1, 4, 1), bool))
+    assert (held == 0).all()  # a grid of one instant is held
+
+
+def test_error_reasons_are_cut_at_a_word_with_an_ellipsis():
+    from finetec_live.inference.checkpoint import short_reason
+
+    e = RuntimeError("Error(s) in loading state_dict for FinetecNet: " + "size mismatch " * 30)
+    msg = short_reason(e, 60)
+    assert len(msg) <= 61 and msg.endswith("…") and msg[:-1].endswith(("size", "mismatch"))
+    assert short_reason(ValueError("short")) == "short"
+    assert short_reason(KeyError()) == "KeyError"
+    long_word = short_reason(ValueError("x" * 300), 50)
+    assert long_word == "x" * 50 + "…"  # no space to cut at: cut at the limit
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without a GPU")
+def test_cuda_without_a_gpu_names_flag_and_argument(tmp_path):
+    path, _ = _checkpoint(tmp_path)
+    with pytest.raises(FinetecError, match=r"--device cpu \(device='cpu'\)"):
+        Recognizer.from_checkpoint(path, device="cuda")
+
+
+def test_stages_read_old_and_new_checkpoints():
+    from finetec_live.inference.checkpoint import checkpoint_stages, load_checkpoint
+
+    old = {"command": "python tools/train.py --refit-completion D.pt",
+           "base_command": "python tools/train.py --resume C.pt",
+           "stages": [{"command": "train.py --dataset penn", "seconds": 1.0},
+                      {"command": "python tools/train.py --resume C.pt", "seconds": 2.0}]}
+    got = [s["command"] for s in checkpoint_stages(old)]
+    assert got == ["train.py --dataset penn", "python tools/train.py --resume C.pt",
+                   "python tools/train.py --refit-completion D.pt"]
+    assert [s["command"] for s in checkpoint_stages({"command": "x"})] == ["x"]
+    shipped = checkpoint_stages(load_checkpoint("penn"))
+    assert len(shipped) == 5 and "--completion-bank 1024" in shipped[-1]["command"]
+    assert len(checkpoint_stages(load_checkpoint("jhmdb"))) == 3

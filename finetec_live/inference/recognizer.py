@@ -3,6 +3,11 @@
 ```
 rec = Recognizer.from_checkpoint()          # shipped Penn Action weights
 probs = rec.classify(positions, frame_valid)  # (N, K) numpy
+probs, done = rec.classify_and_complete(positions, frame_valid)  # one forward pass
+
+batch = rec.prepare(positions, frame_valid)  # timed apart (the live worker)
+probs, on_grid = rec.predict(batch, with_completion=True)
+done = rec.to_caller_frames(on_grid, batch, positions, frame_valid)
 ```
 
 Windows go through :func:`finetec_live.inference.prepare.prepare_windows` (the one
@@ -12,78 +17,70 @@ preprocessing path of live inference, evaluation and training), then the network
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 
 from finetec_live.errors import FinetecError
-from finetec_live.inference.prepare import PreparedBatch, check_windows, prepare_windows
+from finetec_live.inference.checkpoint import (
+    CHECKPOINT_FORMAT,
+    NAMED_WEIGHTS,
+    hash_state,
+    load_checkpoint,
+    resolve_checkpoint,
+    resolve_device,
+    short_reason,
+)
+from finetec_live.inference.prepare import (
+    MIN_FRAMES,
+    PreparedBatch,
+    check_windows,
+    prepare_windows,
+)
 from finetec_live.inference.preprocess import denormalize
 from finetec_live.skeleton.layouts import get_layout
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "finetec-live/1"
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "models" / "weights"
-NAMED_WEIGHTS = {"penn": "penn.pt", "jhmdb": "jhmdb.pt"}
+__all__ = ["CHECKPOINT_FORMAT", "MIN_FRAMES", "NAMED_WEIGHTS", "Recognizer", "load_checkpoint",
+           "map_to_frames", "resolve_checkpoint"]
+
 MAX_CUDA_GRAPHS = 8  # captured input shapes kept per recognizer
 
 
-def _weights_dir() -> Path:
-    # installed package: finetec_live/models/weights; editable: <repo>/models/weights
-    try:
-        import finetec_live.models as m
+def map_to_frames(completed: np.ndarray, grid: np.ndarray, timestamps: np.ndarray,
+                  positions: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Completed windows on the model's time grid -> the caller's frames.
 
-        return Path(m.__file__).resolve().parent / "weights"
-    except ImportError:  # pragma: no cover
-        return WEIGHTS_DIR
-
-
-def _hash_state(state: dict) -> str:
-    h = hashlib.sha256()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
-    """``None``/``"penn"`` -> shipped Penn weights, ``"jhmdb"`` -> J-HMDB, else a file path."""
-    if path is None:
-        path = "penn"
-    if isinstance(path, str) and path in NAMED_WEIGHTS:
-        return _weights_dir() / NAMED_WEIGHTS[path]
-    return Path(path)
-
-
-def load_checkpoint(path: str | os.PathLike | None) -> dict:
-    """Read a checkpoint with ``weights_only=True``; one-line :class:`FinetecError` on failure."""
-    import torch
-
-    p = resolve_checkpoint(path)
-    if not p.is_file():
-        raise FinetecError(f"model checkpoint {p} not found; pass a .pt file written by "
-                           "tools/train.py or one of: " + ", ".join(NAMED_WEIGHTS))
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt, truncated, or not a torch file
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FinetecError(f"cannot read model checkpoint {p} ({msg[:120]}); re-download it or "
-                           "retrain with tools/train.py") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise FinetecError(f"{p} is not a finetec-live checkpoint (format "
-                           f"{CHECKPOINT_FORMAT!r} expected); retrain with tools/train.py")
-    for key in ("state_dict", "config", "layout", "class_names"):
-        if key not in ckpt:
-            raise FinetecError(f"checkpoint {p} lacks {key!r}; retrain with tools/train.py")
-    return ckpt
+    ``completed (N, T_m, V, 2)`` sits at ``grid (N, T_m)`` (seconds, the
+    ``PreparedBatch.timestamps``); the result ``(N, T, V, 2)`` is linear in time
+    from the grid to the caller's ``timestamps (N, T)`` (a grid of one instant
+    is held), and ``positions`` wherever ``observed (N, T, V)`` is True.
+    """
+    completed = np.asarray(completed, np.float32)
+    grid = np.asarray(grid, np.float64)
+    ts = np.asarray(timestamps, np.float64)
+    n, t_m = completed.shape[:2]
+    t_in = ts.shape[1]
+    tail = completed.shape[2:]
+    if t_in == t_m and np.allclose(grid, ts, rtol=0, atol=1e-9):
+        res = completed
+    else:
+        res = np.empty((n, t_in, *tail), dtype=np.float32)
+        for k in range(n):
+            src = completed[k].reshape(t_m, -1)  # (T_m, V*2)
+            if grid[k, -1] > grid[k, 0]:
+                cols = [np.interp(ts[k], grid[k], src[:, j]) for j in range(src.shape[1])]
+                res[k] = np.stack(cols, axis=-1).reshape(t_in, *tail)
+            else:
+                res[k] = np.repeat(src[:1], t_in, axis=0).reshape(t_in, *tail)
+    return np.where(np.asarray(observed, bool)[..., None], positions, res).astype(np.float32)
 
 
 class Recognizer:
-    """A trained model: ``prepare``, ``predict``, ``classify``, ``complete``."""
+    """A trained model: ``prepare``, ``predict``, ``classify``, ``complete``,
+    ``classify_and_complete``."""
 
     def __init__(self, model, config, layout: str, class_names: list[str], *,
                  device: str = "cpu", window_seconds: float = 2.5, hop_seconds: float = 0.5,
@@ -116,7 +113,6 @@ class Recognizer:
         launch overhead; a capture that fails falls back to eager execution. On
         the CPU both are ignored (fp32, eager).
         """
-        import torch
 
         if precision not in ("fp32", "bf16"):
             raise FinetecError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
@@ -134,23 +130,16 @@ class Recognizer:
             model = FinetecNet(cfg)
             model.load_state_dict(ckpt["state_dict"], strict=True)
         except (TypeError, ValueError, RuntimeError, KeyError, FinetecError) as e:
-            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
             raise FinetecError(f"checkpoint {p} does not fit this version of the model "
-                               f"({first}); retrain with tools/train.py") from None
+                               f"({short_reason(e)}); retrain with tools/train.py") from None
         if cfg.layout != ck_layout or len(ckpt["class_names"]) != cfg.num_classes:
             raise FinetecError(f"checkpoint {p} is inconsistent (layout {ck_layout} vs "
                                f"{cfg.layout}, {len(ckpt['class_names'])} class names vs "
                                f"{cfg.num_classes} outputs); retrain with tools/train.py")
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device == "cuda" and not torch.cuda.is_available():
-            raise FinetecError("device 'cuda' asked for but no CUDA device is available; "
-                               "use device='auto' or 'cpu'")
-        elif device not in ("cpu", "cuda"):
-            raise FinetecError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        device = resolve_device(device)
         model.to(device).eval()
         dataset = str(ckpt.get("dataset", p.stem))
-        model_id = f"{dataset}-{cfg.method}-{_hash_state(ckpt['state_dict'])[:8]}"
+        model_id = f"{dataset}-{cfg.method}-{hash_state(ckpt['state_dict'])[:8]}"
         return cls(model, cfg, ck_layout, [str(c) for c in ckpt["class_names"]], device=device,
                    window_seconds=float(ckpt.get("window_seconds", 2.5)),
                    hop_seconds=float(ckpt.get("hop_seconds", 0.5)), model_id=model_id,
@@ -230,16 +219,50 @@ class Recognizer:
         graph.replay()
         return {k: v.clone() for k, v in outputs.items()}
 
-    def predict(self, batch: PreparedBatch) -> np.ndarray:
-        """Class probabilities ``(N, K)`` float32."""
+    def predict(self, batch: PreparedBatch, with_completion: bool = False):
+        """Class probabilities ``(N, K)`` float32 of a prepared batch.
+
+        With ``with_completion``, the same forward pass also gives the completed
+        positions: returns ``(probs (N, K), completed (N, T_m, V, 2))``, the
+        completion on the model's time grid (``batch.timestamps``) in the caller's
+        units; :meth:`to_caller_frames` maps it to the caller's frames.
+        """
         import torch
 
         out = self._forward(batch)
-        return torch.softmax(out["logits"].float(), dim=-1).cpu().numpy().astype(np.float32)
+        probs = torch.softmax(out["logits"].float(), dim=-1).cpu().numpy().astype(np.float32)
+        if not with_completion:
+            return probs
+        done = out["completed"].float().cpu().numpy()  # (N, T_m, V, 2), normalised
+        return probs, denormalize(done, batch.centre, batch.scale).astype(np.float32)
+
+    def to_caller_frames(self, completed: np.ndarray, batch: PreparedBatch, positions,
+                         frame_valid, joint_valid=None, timestamps=None) -> np.ndarray:
+        """``completed (N, T_m, V, 2)`` from ``predict(batch, with_completion=True)`` at the
+        frames of the windows ``batch`` was prepared from: ``(N, T, V, 2)``, observed joints
+        unchanged (see :func:`map_to_frames`)."""
+        pos, fv, jv, ts = check_windows(positions, frame_valid, joint_valid, timestamps,
+                                        get_layout(self.layout).num_joints, self.layout)
+        observed = fv[..., None] & jv & np.isfinite(pos).all(-1)
+        return map_to_frames(completed, batch.timestamps, ts, pos, observed)
 
     def classify(self, positions, frame_valid, joint_valid=None, timestamps=None) -> np.ndarray:
         """``predict(prepare(...))``: class probabilities ``(N, K)``."""
         return self.predict(self.prepare(positions, frame_valid, joint_valid, timestamps))
+
+    def classify_and_complete(self, positions, frame_valid, joint_valid=None, timestamps=None
+                              ) -> tuple[np.ndarray, np.ndarray]:
+        """``(classify(...), complete(...))`` from ONE forward pass of the network:
+        ``probs (N, K)`` and the completed positions ``(N, T, V, 2)`` at the caller's frames
+        in the caller's units (one window ``(T, V, 2)`` in gives ``(T, V, 2)`` back, as
+        :meth:`complete` does)."""
+        single = np.asarray(positions).ndim == 3
+        pos, fv, jv, ts = check_windows(positions, frame_valid, joint_valid, timestamps,
+                                        get_layout(self.layout).num_joints, self.layout)
+        batch = self.prepare(pos, fv, jv, ts)
+        probs, done = self.predict(batch, with_completion=True)
+        result = self.to_caller_frames(done, batch, pos, fv, jv, ts)
+        return probs, (result[0] if single else result)
 
     def complete(self, positions, frame_valid, joint_valid=None, timestamps=None) -> np.ndarray:
         """Completed positions ``(N, T, V, 2)`` at the caller's frames and in the caller's units.
@@ -248,23 +271,4 @@ class Recognizer:
         model's completion (or, for the baselines, their filled input),
         interpolated in time from the model's grid to the caller's timestamps.
         """
-        single = np.asarray(positions).ndim == 3
-        pos, fv, jv, ts = check_windows(positions, frame_valid, joint_valid, timestamps,
-                                    get_layout(self.layout).num_joints, self.layout)
-        batch = self.prepare(pos, fv, jv, ts)
-        out = self._forward(batch)["completed"].float().cpu().numpy()  # (N, T_m, V, 2)
-        comp = denormalize(out, batch.centre, batch.scale)
-        N, T_in = pos.shape[:2]
-        result = np.empty_like(pos)
-        for n in range(N):
-            grid = batch.timestamps[n]
-            src = comp[n].reshape(comp.shape[1], -1)  # (T_m, V*2)
-            if grid[-1] > grid[0]:
-                cols = [np.interp(ts[n], grid, src[:, k]) for k in range(src.shape[1])]
-                res = np.stack(cols, axis=-1)
-            else:
-                res = np.repeat(src[:1], T_in, axis=0)
-            result[n] = res.reshape(T_in, *comp.shape[2:])
-        observed = (fv[..., None] & jv & np.isfinite(pos).all(-1))[..., None]
-        result = np.where(observed, pos, result).astype(np.float32)
-        return result[0] if single else result
+        return self.classify_and_complete(positions, frame_valid, joint_valid, timestamps)[1]
