@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from finetec_live.wire.messages import LABEL_KEYS, LabelMessage
-from finetec_live.wire.publisher import Publisher
+from finetec_live.wire.publisher import open_publisher
 
 JS = Path(__file__).resolve().parent / "js"
 NODE = shutil.which("node")
@@ -37,8 +37,8 @@ def _label(seq: int) -> LabelMessage:
 
 
 def test_node_subscriber_decodes_labels():
-    with Publisher("tcp://127.0.0.1:*") as pub:
-        proc = subprocess.Popen([NODE, str(JS / "subscribe.mjs"), pub.last_endpoint, "3",
+    with open_publisher("tcp://127.0.0.1:*") as pub:
+        proc = subprocess.Popen([NODE, str(JS / "subscribe.mjs"), pub.endpoint, "3",
                                  "20000"], cwd=JS, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         deadline, seq = time.time() + 30, 0

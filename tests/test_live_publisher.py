@@ -13,8 +13,10 @@ import zmq
 import zmq.auth
 
 from finetec_live.errors import FinetecError
+from finetec_live.wire.endpoints import is_loopback
+from finetec_live.wire.keys import generate_keys
 from finetec_live.wire.messages import LABEL_KEYS, LabelMessage, StatusMessage
-from finetec_live.wire.publisher import Publisher, generate_keys, is_loopback
+from finetec_live.wire.publisher import Publisher, open_publisher
 
 
 def _label(seq: int = 0, **kw) -> LabelMessage:
@@ -69,8 +71,8 @@ def test_label_message_checks(field, value, match):
 
 
 def test_publish_and_decode_on_loopback():
-    with Publisher("tcp://127.0.0.1:*") as pub:
-        sub = _sub(pub.last_endpoint, "label.")
+    with open_publisher("tcp://127.0.0.1:*") as pub:
+        sub = _sub(pub.endpoint, "label.")
         topic, payload = _send_until_received(pub, sub, _label(0))
         assert topic == b"label.cam0"
         got = msgpack.unpackb(payload, raw=False)
@@ -95,13 +97,13 @@ def test_loopback_detection():
 
 def test_non_loopback_needs_curve_or_insecure():
     with pytest.raises(FinetecError, match="--curve-secret"):
-        Publisher("tcp://0.0.0.0:*")
+        open_publisher("tcp://0.0.0.0:*")
 
 
 def test_address_in_use_is_a_user_error():
-    with Publisher("tcp://127.0.0.1:*") as first:
+    with open_publisher("tcp://127.0.0.1:*") as first:
         with pytest.raises(FinetecError, match="already in use"):
-            Publisher(first.last_endpoint)
+            open_publisher(first.endpoint)
 
 
 def test_curve_encrypted_stream(tmp_path):
@@ -110,13 +112,13 @@ def test_curve_encrypted_stream(tmp_path):
     client_pub, client_sec = zmq.auth.load_certificate(str(keys["client"][1]))
     with pytest.raises(FinetecError, match="already exist"):
         generate_keys(tmp_path)
-    with Publisher("tcp://127.0.0.1:*", curve_secret=keys["server"][1]) as pub:
-        good = _sub(pub.last_endpoint, "label.", curve_serverkey=server_pub,
+    with open_publisher("tcp://127.0.0.1:*", curve_secret=keys["server"][1]) as pub:
+        good = _sub(pub.endpoint, "label.", curve_serverkey=server_pub,
                     curve_publickey=client_pub, curve_secretkey=client_sec)
         _, payload = _send_until_received(pub, good, _label(0))
         assert msgpack.unpackb(payload, raw=False)["label"] == "squat"
         # a plain subscriber cannot join a CURVE publisher
-        plain = _sub(pub.last_endpoint, "label.")
+        plain = _sub(pub.endpoint, "label.")
         plain.setsockopt(zmq.RCVTIMEO, 300)
         for _ in range(3):
             pub.send(_label(1))
@@ -130,8 +132,8 @@ SUBSCRIBE = [sys.executable, "-m", "finetec_live.cli.subscribe"]
 
 
 def test_subscriber_command_prints_json_lines():
-    with Publisher("tcp://127.0.0.1:*") as pub:
-        ep = pub.last_endpoint
+    with open_publisher("tcp://127.0.0.1:*") as pub:
+        ep = pub.endpoint
         proc = subprocess.Popen([*SUBSCRIBE, "--connect", ep,
                                  "--json", "--count", "2", "--timeout", "20"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -162,7 +164,7 @@ def test_key_files_are_read_or_refused_in_one_line(tmp_path):
     import zmq.auth
 
     from finetec_live.errors import FinetecError
-    from finetec_live.wire.publisher import load_public_key, load_secret_key
+    from finetec_live.wire.keys import load_public_key, load_secret_key
 
     public_file, secret_file = zmq.auth.create_certificates(str(tmp_path), "srv")
     public, secret = load_secret_key(secret_file)

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="server key pair (server.key_secret from `finetec-live keygen`)")
     pub.add_argument("--curve-clients", metavar="DIR",
                      help="accept only the client public keys (*.key) in DIR (with CURVE)")
+    pub.add_argument("--curve-any-client", action="store_true",
+                     help="with CURVE beyond loopback, accept any subscriber holding server.key "
+                          "(encryption only, no allow-list)")
     pub.add_argument("--insecure", action="store_true",
                      help="allow a non-loopback --bind without CURVE encryption")
 

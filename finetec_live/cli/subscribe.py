@@ -10,13 +10,10 @@ import time
 
 from finetec_live.cli.options import OneLineParser
 from finetec_live.errors import FinetecError
-from finetec_live.wire.messages import unpack
-from finetec_live.wire.publisher import (
-    DEFAULT_BIND,
-    check_endpoint,
-    load_public_key,
-    load_secret_key,
-)
+from finetec_live.wire.endpoints import DEFAULT_BIND
+from finetec_live.wire.messages import LabelMessage, StatusMessage
+
+REPORT_EVERY_S = 5.0  # at most one stderr line about malformed messages this often
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,65 +36,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def format_message(topic: str, msg: dict) -> str:
-    """One human-readable line for a label or status payload."""
-    if topic.startswith("label."):
-        lat = msg.get("latency_ms", {})
-        return (f"{msg['stream']} #{msg['seq']:<5d} {msg['t_start'] / 1e9:8.2f}-"
-                f"{msg['t_end'] / 1e9:8.2f}s  {msg['label']:<20s} {msg['score']:.2f}  "
-                f"missing {msg['missing']:.0%}{' (completed)' if msg['completed'] else ''}  "
-                f"latency {lat.get('total', float('nan')):.1f} ms")
-    return (f"{msg.get('stream', '?')} status: {msg.get('state', '?')}, {msg.get('fps', 0):.1f} "
-            f"fps, {msg.get('frames', 0)} frames, {msg.get('pose_missing', 0)} without pose, "
-            f"{msg.get('published', 0)} published, {msg.get('dropped_windows', 0)} dropped, "
-            f"{msg.get('skipped_windows', 0)} skipped")
+def format_message(message: LabelMessage | StatusMessage) -> str:
+    """One human-readable line for a label or status message."""
+    m = message
+    if isinstance(m, LabelMessage):
+        return (f"{m.stream} #{m.seq:<5d} {m.t_start / 1e9:8.2f}-{m.t_end / 1e9:8.2f}s  "
+                f"{m.label:<20s} {m.score:.2f}  missing {m.missing:.0%}"
+                f"{' (completed)' if m.completed else ''}  "
+                f"latency {m.latency_ms['total']:.1f} ms")
+    return (f"{m.stream} status: {m.state}, {m.fps:.1f} fps, {m.frames} frames, "
+            f"{m.pose_missing} without pose, {m.published} published, "
+            f"{m.dropped_windows} dropped, {m.skipped_windows} skipped")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    import zmq
+    from finetec_live.wire.subscriber import ThrottledReport, open_subscriber
 
-    check_endpoint(args.connect, "--connect")
     if args.count < 0 or args.timeout < 0:
         raise FinetecError("--count and --timeout must be >= 0")
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.SUB)
-    sock.setsockopt(zmq.LINGER, 0)
-    if args.curve_server_key:
-        sock.curve_serverkey = load_public_key(args.curve_server_key)
-        if args.curve_secret:
-            public, secret = load_secret_key(args.curve_secret)
-        else:
-            public, secret = zmq.curve_keypair()
-        sock.curve_publickey, sock.curve_secretkey = public, secret
-    topics = ["label."] + (["status."] if args.status else [])
-    for t in topics:
-        sock.setsockopt_string(zmq.SUBSCRIBE, t + args.stream)
-    sock.connect(args.connect)
-    poller = zmq.Poller()
-    poller.register(sock, zmq.POLLIN)
+    topics = [t + args.stream for t in ["label.", *(["status."] if args.status else [])]]
+    sub = open_subscriber(args.connect, topics=topics, curve_server_key=args.curve_server_key,
+                          curve_secret=args.curve_secret)
+    report = ThrottledReport(_stderr, interval_s=REPORT_EVERY_S)
     n_labels, last = 0, time.monotonic()
     try:
         while True:
-            if not poller.poll(200):
+            got = sub.receive(200)
+            report.update(sub.malformed, sub.last_error)
+            if got is None:
                 if args.timeout and time.monotonic() - last > args.timeout:
-                    print(f"error: nothing received from {args.connect} for {args.timeout:g} s; "
-                          "is finetec-live running there?", file=sys.stderr)
+                    _stderr(f"error: nothing received from {args.connect} for "
+                            f"{args.timeout:g} s; is finetec-live running there?")
                     return 1
                 continue
             last = time.monotonic()
-            topic_b, payload = sock.recv_multipart()[:2]
-            topic = topic_b.decode("utf-8", "replace")
-            msg = unpack(payload)
             if args.json:
-                print(json.dumps({"topic": topic, **msg}), flush=True)
+                line = json.dumps({"topic": got.topic, **got.message.to_dict()}, allow_nan=False)
             else:
-                print(format_message(topic, msg), flush=True)
-            if topic.startswith("label."):
+                line = format_message(got.message)
+            print(line, flush=True)
+            if got.is_label:
                 n_labels += 1
                 if args.count and n_labels >= args.count:
                     return 0
     finally:
-        sock.close()
+        sub.close()
+        if sub.malformed:
+            _stderr(f"finetec-subscribe: {sub.malformed} malformed messages ignored "
+                    f"({sub.received} good)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     except FinetecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # a corrupt payload, a zmq failure: one line, no traceback
+    except Exception as exc:  # a zmq failure: one line, no traceback
         print(f"error: {type(exc).__name__}: {exc}; check --connect and that the publisher is "
               "finetec-live", file=sys.stderr)
         return 1

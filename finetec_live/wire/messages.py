@@ -29,6 +29,7 @@ key            type        meaning
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -39,15 +40,93 @@ SCHEMA_VERSION = 1
 LABEL_KEYS = ("v", "stream", "seq", "t_start", "t_end", "label", "score", "topk", "missing",
               "completed", "latency_ms", "model", "wall_ns")
 LATENCY_KEYS = ("pose", "kernels", "model", "total")
+STATUS_COUNTERS = ("frames", "pose_missing", "windows", "published", "dropped_windows",
+                   "skipped_windows")
+# Largest payload either side accepts (zmq.MAXMSGSIZE on the sockets): a label is
+# a few hundred bytes, so this only stops garbage, never a real message.
+MAX_MESSAGE_BYTES = 1 << 20
 _STREAM_RE = re.compile(r"^[A-Za-z0-9_\-.]+$")
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_PROBABILITY_SLACK = 1e-6
+
+
+class MalformedMessage(ValueError):
+    """A payload that is not a finetec-live message: not msgpack, not a map, a key
+    missing, a value of the wrong type or out of range."""
 
 
 def check_stream_name(stream: str) -> str:
     """A stream id usable in a topic: letters, digits, ``_ - .``."""
-    if not stream or not _STREAM_RE.match(stream):
+    if not isinstance(stream, str) or not stream or not _STREAM_RE.match(stream):
         raise ValueError(f"stream id {stream!r} must be non-empty and use only letters, digits, "
                          "'_', '-' and '.'")
     return stream
+
+
+def _int(name: str, v: Any, lo: int = _INT64_MIN, hi: int = _INT64_MAX) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {type(v).__name__}")
+    v = int(v)
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {v}")
+    return v
+
+
+def _real(name: str, v: Any, lo: float = -math.inf, hi: float = math.inf,
+          what: str = "a finite number") -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {type(v).__name__}")
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not (math.isfinite(f) and lo <= f <= hi):
+        raise ValueError(f"{name} must be {what}, got {v!r}")
+    return f
+
+
+def _probability(name: str, v: Any) -> float:
+    return _real(name, v, 0.0, 1.0 + _PROBABILITY_SLACK, "a probability in [0, 1]")
+
+
+def _str(name: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError(f"{name} must be a string, got {type(v).__name__}")
+    return v
+
+
+def _bool(name: str, v: Any) -> bool:
+    if isinstance(v, bool) or type(v).__name__ == "bool_":  # numpy's bool too
+        return bool(v)
+    raise ValueError(f"{name} must be true or false, got {type(v).__name__}")
+
+
+def _plain(name: str, v: Any, depth: int = 0) -> Any:
+    """``v`` when it is JSON-ready: None, bool, int, finite float, str, or lists
+    and string-keyed maps of those."""
+    if depth > 16:
+        raise ValueError(f"{name} is nested too deeply")
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return _real(name, v)
+    if isinstance(v, (list, tuple)):
+        return [_plain(name, x, depth + 1) for x in v]
+    if isinstance(v, dict) and all(isinstance(k, str) for k in v):
+        return {k: _plain(f"{name}.{k}", x, depth + 1) for k, x in v.items()}
+    raise ValueError(f"{name} must be a plain value (number, string, list, map), "
+                     f"got {type(v).__name__}")
+
+
+def _map(what: str, d: Any, required: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise MalformedMessage(f"a {what} payload is a map, got {type(d).__name__}")
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise MalformedMessage(f"{what} message lacks keys {missing}")
+    return d
 
 
 def label_topic(stream: str) -> str:
@@ -56,6 +135,14 @@ def label_topic(stream: str) -> str:
 
 def status_topic(stream: str) -> str:
     return f"status.{stream}"
+
+
+def _packed(d: dict[str, Any]) -> bytes:
+    payload = msgpack.packb(d, use_bin_type=True)
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message of {len(payload)} bytes exceeds MAX_MESSAGE_BYTES "
+                         f"({MAX_MESSAGE_BYTES}); subscribers would refuse it")
+    return payload
 
 
 @dataclass
@@ -77,27 +164,29 @@ class LabelMessage:
     v: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        check_stream_name(self.stream)
-        if self.seq < 0:
-            raise ValueError(f"seq must be >= 0, got {self.seq}")
+        # types first, then ranges; plain Python types after, so msgpack writes
+        # plain ints/floats/bools. Every failure is a ValueError naming the field.
+        self.stream = check_stream_name(self.stream)
+        self.v = _int("v", self.v, 1)
+        self.seq = _int("seq", self.seq, 0)
+        self.t_start, self.t_end = _int("t_start", self.t_start), _int("t_end", self.t_end)
+        self.wall_ns = _int("wall_ns", self.wall_ns)
         if self.t_end < self.t_start:
             raise ValueError(f"t_end ({self.t_end}) is before t_start ({self.t_start})")
-        if not (0.0 <= self.score <= 1.0 + 1e-6) or math.isnan(self.score):
-            raise ValueError(f"score must be a probability, got {self.score}")
-        if not (0.0 <= self.missing <= 1.0):
-            raise ValueError(f"missing must be a fraction in [0, 1], got {self.missing}")
-        if not self.topk or any(len(p) != 2 for p in self.topk):
-            raise ValueError(f"topk must be a non-empty list of [label, score], got {self.topk}")
-        if set(self.latency_ms) != set(LATENCY_KEYS):
-            raise ValueError(f"latency_ms needs exactly the keys {LATENCY_KEYS}, "
-                             f"got {sorted(self.latency_ms)}")
-        # plain Python types only, so msgpack writes plain ints/floats/bools
-        self.seq, self.t_start, self.t_end = int(self.seq), int(self.t_start), int(self.t_end)
-        self.score, self.missing = float(self.score), float(self.missing)
-        self.completed = bool(self.completed)
-        self.topk = [[str(lab), float(s)] for lab, s in self.topk]
-        self.latency_ms = {k: float(self.latency_ms[k]) for k in LATENCY_KEYS}
-        self.wall_ns = int(self.wall_ns)
+        self.label, self.model = _str("label", self.label), _str("model", self.model)
+        self.score = _probability("score", self.score)
+        self.missing = _real("missing", self.missing, 0.0, 1.0, "a fraction in [0, 1]")
+        self.completed = _bool("completed", self.completed)
+        topk = self.topk
+        if (not isinstance(topk, (list, tuple)) or not topk
+                or any(not isinstance(p, (list, tuple)) or len(p) != 2 for p in topk)):
+            raise ValueError(f"topk must be a non-empty list of [label, score], got {topk!r:.80}")
+        self.topk = [[_str("topk label", lab), _probability("topk score", sc)] for lab, sc in topk]
+        lat = self.latency_ms
+        if not isinstance(lat, dict) or set(lat) != set(LATENCY_KEYS):
+            got = sorted(map(str, lat)) if isinstance(lat, dict) else type(lat).__name__
+            raise ValueError(f"latency_ms needs exactly the keys {LATENCY_KEYS}, got {got}")
+        self.latency_ms = {k: _real(f"latency_ms.{k}", lat[k]) for k in LATENCY_KEYS}
 
     @property
     def topic(self) -> str:
@@ -108,18 +197,23 @@ class LabelMessage:
         return {k: d[k] for k in LABEL_KEYS}
 
     def pack(self) -> bytes:
-        return msgpack.packb(self.to_dict(), use_bin_type=True)
+        return _packed(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LabelMessage:
-        missing = [k for k in LABEL_KEYS if k not in d and k != "wall_ns"]
-        if missing:
-            raise ValueError(f"label message lacks keys {missing}")
-        return cls(**{k: d[k] for k in LABEL_KEYS if k in d})
+        """The message of a decoded payload; keys beyond the schema are ignored.
+
+        Raises :class:`MalformedMessage` (a ``ValueError``) for anything else.
+        """
+        d = _map("label", d, tuple(k for k in LABEL_KEYS if k != "wall_ns"))
+        try:
+            return cls(**{k: d[k] for k in LABEL_KEYS if k in d})
+        except ValueError as exc:
+            raise MalformedMessage(f"label message: {exc}") from None
 
     @classmethod
     def unpack(cls, payload: bytes) -> LabelMessage:
-        return cls.from_dict(msgpack.unpackb(payload, raw=False))
+        return cls.from_dict(unpack(payload))
 
 
 @dataclass
@@ -145,13 +239,17 @@ class StatusMessage:
     v: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        check_stream_name(self.stream)
+        self.stream = check_stream_name(self.stream)
         if self.state not in ("running", "stopped"):
             raise ValueError(f"state must be 'running' or 'stopped', got {self.state!r}")
-        for name in ("frames", "pose_missing", "windows", "published", "dropped_windows",
-                     "skipped_windows"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in STATUS_COUNTERS:
+            setattr(self, name, _int(name, getattr(self, name), 0))
+        self.fps = _real("fps", self.fps, 0.0, what="a finite number >= 0")
+        self.uptime_s = _real("uptime_s", self.uptime_s, 0.0, what="a finite number >= 0")
+        self.wall_ns, self.v = _int("wall_ns", self.wall_ns), _int("v", self.v, 1)
+        self.extra = _plain("extra", self.extra)
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"extra must be a map, got {type(self.extra).__name__}")
 
     @property
     def topic(self) -> str:
@@ -165,9 +263,35 @@ class StatusMessage:
         return d
 
     def pack(self) -> bytes:
-        return msgpack.packb(self.to_dict(), use_bin_type=True)
+        return _packed(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StatusMessage:
+        """The heartbeat of a decoded payload; keys beyond the fields go to ``extra``.
+
+        Raises :class:`MalformedMessage` (a ``ValueError``) for anything else.
+        """
+        fields = (*STATUS_COUNTERS, "stream", "fps", "uptime_s", "state", "wall_ns", "v")
+        d = _map("status", d, ("stream", "fps", *STATUS_COUNTERS, "uptime_s"))
+        extra = {k: v for k, v in d.items() if k not in fields}
+        try:
+            return cls(**{k: d[k] for k in fields if k in d}, extra=extra)
+        except ValueError as exc:
+            raise MalformedMessage(f"status message: {exc}") from None
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> StatusMessage:
+        return cls.from_dict(unpack(payload))
 
 
-def unpack(payload: bytes) -> dict[str, Any]:
-    """Decode any payload to a plain dict (strings as ``str``)."""
-    return msgpack.unpackb(payload, raw=False)
+def unpack(payload: bytes) -> Any:
+    """Decode any payload (strings as ``str``); :class:`MalformedMessage` when it is
+    not one msgpack value of at most :data:`MAX_MESSAGE_BYTES`."""
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise MalformedMessage(f"a payload is bytes, got {type(payload).__name__}")
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise MalformedMessage(f"payload of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        return msgpack.unpackb(payload, raw=False)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise MalformedMessage(f"not a msgpack value ({type(exc).__name__}: {exc})") from None
