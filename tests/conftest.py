@@ -30,7 +30,7 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def penn(data_root):
     """Penn Action as a ClipSet (parsed once per session)."""
-    from finetec_live.data.datasets import load_penn_action
+    from finetec_live.data import load_penn_action
 
     return load_penn_action(data_root)
 
@@ -38,6 +38,6 @@ def penn(data_root):
 @pytest.fixture(scope="session")
 def jhmdb(data_root):
     """J-HMDB split 1 as a ClipSet (parsed once per session)."""
-    from finetec_live.data.datasets import load_jhmdb
+    from finetec_live.data import load_jhmdb
 
     return load_jhmdb(data_root)

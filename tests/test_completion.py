@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from finetec_live import Recognizer
+from finetec_live.data import load_penn_action
 from finetec_live.data.corruption import Corruption
-from finetec_live.data.datasets import load_penn_action
 from finetec_live.inference.preprocess import interpolate_missing, normalize, resample
 from finetec_live.models import FinetecNet, ModelConfig
 from finetec_live.models.completion import Completion, PrototypeBank, fill_gaps, gap_lengths

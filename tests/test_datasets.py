@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from finetec_live.data.datasets import (
+from finetec_live.data import (
     JHMDB_CLASSES,
     PENN_CLASSES,
     PENN_PLACEHOLDER_MAX,

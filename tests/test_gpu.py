@@ -37,7 +37,7 @@ def windows():
 
     n, T = 96, 64
     try:
-        from finetec_live.data.datasets import load_penn_action
+        from finetec_live.data import load_penn_action
 
         clips = list(load_penn_action().test())[::11][:n]
         rows = [resample(c.positions, c.frame_valid, c.joint_valid, c.timestamps(), T)

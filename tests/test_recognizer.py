@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from finetec_live import Recognizer
-from finetec_live.data.datasets import load_penn_action
+from finetec_live.data import load_penn_action
 from finetec_live.errors import FinetecError
 from finetec_live.inference.prepare import prepare_windows
 from finetec_live.inference.preprocess import resample
@@ -195,7 +195,7 @@ def test_cpu_cuda_agree(tmp_path, penn_clips):
 
 @pytest.mark.parametrize("name,loader", [("penn", "penn"), ("jhmdb", "jhmdb")])
 def test_shipped_weights_recognise_real_test_clips(name, loader):
-    from finetec_live.data.datasets import load_jhmdb
+    from finetec_live.data import load_jhmdb
 
     path = resolve_checkpoint(name)
     if name == "jhmdb" and not path.exists():

@@ -54,7 +54,7 @@ def penn_window(data_root: str | None = None, T: int = T_WINDOW):
     timestamps (1, T), source)``.
     """
     try:
-        from finetec_live.data.datasets import load_penn_action
+        from finetec_live.data import load_penn_action
 
         clip = next(c for c in load_penn_action(data_root).test() if c.num_frames >= T)
         pos = np.asarray(clip.positions[:T], np.float32)
