@@ -6,15 +6,16 @@
   dynamic/static split: a region is dynamic when its score is at least
   ``threshold`` (0.25) times the window's largest and above ``floor`` (0.002).
   See :mod:`finetec_live.kernels.motion`.
-- :func:`lagrangian_acceleration` / :func:`lagrangian_acceleration_batch`:
-  joint accelerations from local quadratic least-squares fits of each bone's
-  length and angle (and the root's position) over the nearest valid samples in
-  time (at most ``2 * half_window + 1``, within ``max_span`` = 0.5 s), recomposed
-  down the tree with radial, centripetal, tangential and Coriolis terms; and the
-  generalised force ``tau`` at each bone's parent joint (uniform rods, masses 1.0
-  per bone unless given; positive towards increasing bone angle). Unsupported
-  entries are 0 and flagged in ``acc_valid`` / ``tau_valid``, never NaN. See
-  :mod:`finetec_live.kernels.lagrangian`.
+- :func:`lagrangian_kinematics` / :func:`lagrangian_kinematics_batch`: the
+  kinematics of the skeleton tree from windowed quadratic least-squares fits of
+  each bone's length and angle (and the root's position) over the nearest valid
+  samples in time (at most ``2 * half_window + 1``, within ``max_span``),
+  recomposed down the tree with radial, centripetal, tangential and Coriolis
+  terms; and the generalised force ``tau`` at each bone's parent joint (inverse
+  dynamics of uniform rods, masses 1.0 per bone unless given; positive towards
+  increasing bone angle). Nothing is learned. Unsupported entries are 0 and
+  flagged in ``acc_valid`` / ``tau_valid``, never NaN. See
+  :mod:`finetec_live.kernels.kinematics`.
 
 Inputs: ``positions`` float32 (float64 is converted), ``joint_valid`` bool
 (other dtypes are refused: convert explicitly), ``timestamps`` strictly
@@ -25,11 +26,11 @@ Plain NumPy twins with the same names and signatures live in
 :mod:`finetec_live.kernels.reference`; ``tools/bench_kernels.py`` times both.
 """
 
-from ._common import LagrangianResult
-from .lagrangian import (
+from ._common import MAX_HALF_WINDOW, MAX_SPAN_LIMIT, KinematicsResult
+from .kinematics import (
     DEFAULT_MAX_SPAN,
-    lagrangian_acceleration,
-    lagrangian_acceleration_batch,
+    lagrangian_kinematics,
+    lagrangian_kinematics_batch,
 )
 from .motion import DEFAULT_FLOOR, DEFAULT_THRESHOLD, region_motion, region_motion_batch
 
@@ -37,9 +38,11 @@ __all__ = [
     "DEFAULT_FLOOR",
     "DEFAULT_MAX_SPAN",
     "DEFAULT_THRESHOLD",
-    "LagrangianResult",
-    "lagrangian_acceleration",
-    "lagrangian_acceleration_batch",
+    "MAX_HALF_WINDOW",
+    "MAX_SPAN_LIMIT",
+    "KinematicsResult",
+    "lagrangian_kinematics",
+    "lagrangian_kinematics_batch",
     "region_motion",
     "region_motion_batch",
 ]

@@ -25,16 +25,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from finetec_live.skeleton.layouts import topological_order
+
 N_REGIONS_MIN = 5
+MAX_HALF_WINDOW = 64  # fits of at most 129 samples
+MAX_SPAN_LIMIT = 1.0e6  # in the timestamps' unit; None means no limit
 
 
 @dataclass(frozen=True)
-class LagrangianResult:
-    """Output of :func:`lagrangian_acceleration` (a leading ``N`` in the batched form).
+class KinematicsResult:
+    """Output of :func:`lagrangian_kinematics` (a leading ``N`` in the batched form).
 
     Attributes
     ----------
-    acc : ``(T, V, 2)`` float32 joint accelerations in position units per s²;
+    acc : ``(T, V, 2)`` float32 fitted joint accelerations in position units per time
+        unit² (the unit of the timestamps);
         0 where ``acc_valid`` is False.
     acc_valid : ``(T, V)`` bool; False where the joint's own fit or any fit on
         its path to the root had too few samples.
@@ -128,25 +133,9 @@ def check_timestamps(timestamps, shape: tuple[int, ...]) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _tree(key: bytes) -> np.ndarray:
-    parents = np.frombuffer(key, dtype=np.int64).tolist()
-    v = len(parents)
-    depth = [-1] * v
-    for k in range(v):
-        chain, j = [], k
-        while j != -1 and depth[j] < 0:
-            if not -1 <= parents[j] < v:
-                raise ValueError(f"parents: joint {j} has parent {parents[j]}, expected -1 or "
-                                 f"an index in [0, {v})")
-            if j in chain:
-                raise ValueError(f"parents: the parent links form a cycle through joint {j}, "
-                                 "expected a tree (-1 at the root)")
-            chain.append(j)
-            j = parents[j]
-        d = -1 if j == -1 else depth[j]
-        for i in reversed(chain):
-            d += 1
-            depth[i] = d
-    order = np.argsort(np.asarray(depth), kind="stable").astype(np.int64)
+    """Topological order of the parents array whose int64 bytes are ``key`` (cached: the
+    same skeleton comes back on every call)."""
+    order = topological_order(np.frombuffer(key, dtype=np.int64))
     order.setflags(write=False)
     return order
 
@@ -183,17 +172,35 @@ def check_gravity(gravity) -> tuple[float, float]:
     return gx, gy
 
 
+def check_gravity_batch(gravity, n: int) -> np.ndarray:
+    """One ``(gx, gy)`` for every window, or ``(n, 2)``: one per window; as ``(n, 2)`` float64."""
+    g = np.asarray(gravity)
+    if g.shape == (2,):
+        return np.ascontiguousarray(np.broadcast_to(np.asarray(check_gravity(g)), (n, 2)))
+    if g.shape != (n, 2) or g.dtype.kind not in "fiu":
+        raise _shape_error("gravity", g, f"(2,) or ({n}, 2) numbers")
+    g = np.ascontiguousarray(g, dtype=np.float64)
+    if not np.isfinite(g).all():
+        raise ValueError("gravity: got non-finite values, expected finite numbers")
+    return g
+
+
 def check_half_window(half_window) -> int:
     if isinstance(half_window, bool) or not isinstance(half_window, int | np.integer) \
-            or half_window < 1:
-        raise ValueError(f"half_window: got {half_window!r}, expected an integer >= 1")
+            or not 1 <= half_window <= MAX_HALF_WINDOW:
+        raise ValueError(f"half_window: got {half_window!r}, expected an integer in "
+                         f"[1, {MAX_HALF_WINDOW}] (fits of at most 2 * half_window + 1 samples)")
     return int(half_window)
 
 
 def check_max_span(max_span) -> float:
     if max_span is None:
         return float("inf")
-    v = float(max_span)
-    if not v > 0:
-        raise ValueError(f"max_span: got {max_span!r}, expected None or seconds > 0")
+    try:
+        v = float(max_span)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not 0 < v <= MAX_SPAN_LIMIT:  # NaN and inf fail too
+        raise ValueError(f"max_span: got {max_span!r}, expected None (no limit) or a finite "
+                         f"time in (0, {MAX_SPAN_LIMIT:g}] in the unit of the timestamps")
     return v

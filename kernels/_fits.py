@@ -1,6 +1,6 @@
 """Local quadratic fits of every joint's generalised coordinates, for every frame.
 
-Used by :mod:`finetec_live.kernels.lagrangian` (whose docstring defines the
+Used by :mod:`finetec_live.kernels.kinematics` (whose docstring defines the
 fits). The root's coordinates are its position (x, y); a bone's are its length
 and its absolute angle, unwrapped along the bone's samples. For frame t each
 coordinate is fitted over the ``2 * half_window + 1`` samples nearest in time

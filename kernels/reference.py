@@ -3,20 +3,18 @@
 Same names, signatures, argument checks and outputs as the Numba kernels in
 :mod:`finetec_live.kernels`; the tests compare the two on many random windows.
 The definitions are documented in :mod:`finetec_live.kernels.motion` and
-:mod:`finetec_live.kernels.lagrangian`.
+:mod:`finetec_live.kernels.kinematics`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._common import LagrangianResult
-from .lagrangian import DEFAULT_MAX_SPAN
-from .lagrangian import _checked as _checked_lagrangian
+from ._common import KinematicsResult
+from .kinematics import _LIMIT, DEFAULT_MAX_SPAN
+from .kinematics import _checked as _checked_kinematics
 from .motion import DEFAULT_FLOOR, DEFAULT_THRESHOLD
 from .motion import _checked as _checked_motion
-
-_LIMIT = 3.0e38
 
 
 # --- region motion -----------------------------------------------------------
@@ -59,7 +57,7 @@ def region_motion_batch(positions, joint_valid, regions, threshold=DEFAULT_THRES
     return scores, dynamic
 
 
-# --- Lagrangian acceleration ---------------------------------------------------
+# --- Lagrangian kinematics and generalised forces ------------------------------
 def _coordinates(pos, ok, parents, k):
     """Samples of joint k's generalised coordinates: (has_sample (T,), q (T, 2))."""
     p = parents[k]
@@ -90,7 +88,7 @@ def _fit(ts, has, q, is_bone, t, n_fit, max_span):
     return coef.T  # rows: coordinate; columns: value, first, second derivative
 
 
-def _lagrangian(pos, valid, ts, parents, order, masses, gx, gy, half_window, max_span):
+def _kinematics(pos, valid, ts, parents, order, masses, gx, gy, half_window, max_span):
     n_t, n_v = valid.shape
     pos = pos.astype(np.float64)
     ok = valid & np.isfinite(pos).all(axis=-1)
@@ -149,25 +147,24 @@ def _lagrangian(pos, valid, ts, parents, order, masses, gx, gy, half_window, max
     return acc.astype(np.float32), acc_valid, tau.astype(np.float32), tau_valid
 
 
-def lagrangian_acceleration(positions, joint_valid, timestamps, parents, masses=None,
-                            gravity=(0.0, 9.81), half_window=3,
-                            max_span=DEFAULT_MAX_SPAN):
-    """Reference of :func:`finetec_live.kernels.lagrangian_acceleration`."""
-    args = _checked_lagrangian(positions, joint_valid, timestamps, parents, masses, gravity,
+def lagrangian_kinematics(positions, joint_valid, timestamps, parents, masses=None,
+                          gravity=(0.0, 9.81), half_window=3, max_span=DEFAULT_MAX_SPAN):
+    """Reference of :func:`finetec_live.kernels.lagrangian_kinematics`."""
+    args = _checked_kinematics(positions, joint_valid, timestamps, parents, masses, gravity,
                                half_window, max_span, 1)
-    return LagrangianResult(*_lagrangian(*args))
+    return KinematicsResult(*_kinematics(*args))
 
 
-def lagrangian_acceleration_batch(positions, joint_valid, timestamps, parents, masses=None,
-                                  gravity=(0.0, 9.81), half_window=3,
-                                  max_span=DEFAULT_MAX_SPAN):
-    """Reference of :func:`finetec_live.kernels.lagrangian_acceleration_batch`."""
-    pos, valid, ts, *rest = _checked_lagrangian(positions, joint_valid, timestamps, parents,
-                                                masses, gravity, half_window, max_span, 2)
+def lagrangian_kinematics_batch(positions, joint_valid, timestamps, parents, masses=None,
+                                gravity=(0.0, 9.81), half_window=3, max_span=DEFAULT_MAX_SPAN):
+    """Reference of :func:`finetec_live.kernels.lagrangian_kinematics_batch`."""
+    pos, valid, ts, par, order, m, g, hw, span = _checked_kinematics(
+        positions, joint_valid, timestamps, parents, masses, gravity, half_window, max_span, 2)
     shape = valid.shape
     out = (np.zeros((*shape, 2), np.float32), np.zeros(shape, bool),
            np.zeros(shape, np.float32), np.zeros(shape, bool))
     for i in range(shape[0]):
-        for whole, part in zip(out, _lagrangian(pos[i], valid[i], ts[i], *rest), strict=True):
-            whole[i] = part
-    return LagrangianResult(*out)
+        part = _kinematics(pos[i], valid[i], ts[i], par, order, m, g[i, 0], g[i, 1], hw, span)
+        for whole, p in zip(out, part, strict=True):
+            whole[i] = p
+    return KinematicsResult(*out)

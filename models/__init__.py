@@ -1,20 +1,18 @@
 """Networks and shipped weights (installed as ``finetec_live.models``)."""
 
+from .config import LIMITS, METHODS, ModelConfig
 from .network import (
-    METHODS,
     FinetecNet,
-    ModelConfig,
-    build_model,
     compute_losses,
     finite_differences,
     spatial_partitions,
 )
 
 __all__ = [
+    "LIMITS",
     "METHODS",
     "FinetecNet",
     "ModelConfig",
-    "build_model",
     "compute_losses",
     "finite_differences",
     "spatial_partitions",

@@ -1,8 +1,9 @@
-"""Context-aware completion: a prototype bank's template, the gaps' interpolation and a mixer.
+"""Context-aware completion: a centroid bank's template, the gaps' interpolation and a mixer.
 
-A window's observed joints pick the nearest prototypes of a learned bank (the
-in-context prompt of FineTec's completion: typical training sequences, in body
-units); their weighted mean, the *template*, carries the shape of the motion
+A window's observed joints pick the nearest sequences of a fixed bank (the
+in-context prompt of FineTec's completion: k-means centroids of training
+windows, in body units, stored in a buffer and not trained); their
+softmax-weighted mean, the *template*, carries the shape of the motion
 through a gap. The template is anchored to the observations by interpolating
 the residual ``observed - template`` across each gap, so an empty bank (or a
 template equal to the truth's offset) reduces to plain interpolation. A stack
@@ -70,10 +71,16 @@ def gap_lengths(valid: torch.Tensor) -> torch.Tensor:
     return torch.where(valid, torch.zeros_like(length), length)
 
 
-class PrototypeBank(nn.Module):
-    """``size`` prototype sequences ``(T, V, 2)`` (a buffer: k-means centroids of training
-    windows, set with :meth:`set`); a window retrieves its ``k`` nearest on its observed
-    joints (mean squared distance) and mixes them with a softmax of learned temperature."""
+class CentroidBank(nn.Module):
+    """A fixed bank of ``size`` sequences ``(T, V, 2)`` with one learned scalar.
+
+    The sequences are a buffer, not parameters: k-means centroids of training
+    windows, set once with :meth:`set` (``tools/train.py``) and never updated
+    by gradient descent. A window retrieves its ``k`` nearest on its observed
+    joints (mean squared distance) and mixes them with a softmax whose
+    temperature ``exp(log_temp)`` is the bank's only learned number (the
+    completion's gate adds two more: slope and log length). Buffer names
+    (``protos``) are those of the shipped weights."""
 
     def __init__(self, size: int, T: int, V: int, k: int = 10) -> None:
         super().__init__()
@@ -120,6 +127,9 @@ class PrototypeBank(nn.Module):
         w = F.softmax(-dk / self.log_temp.exp(), dim=1)  # (N, k)
         chosen = self.protos[idx]  # (N, k, T, V, 2)
         return torch.einsum("nk,nktvc->ntvc", w, chosen).reshape(N, *self.protos.shape[1:])
+
+
+PrototypeBank = CentroidBank  # the former name, still imported by tests/test_completion.py
 
 
 class TemporalAttention(nn.Module):
@@ -175,7 +185,7 @@ class MixerBlock(nn.Module):
 
 class Completion(nn.Module):
     """Context-aware completion: a correction to the interpolation, blended with the
-    prototype bank's template fill where gaps are long.
+    centroid bank's template fill where gaps are long.
 
     Input per frame: the observed positions (zeros where missing), the mask, the
     interpolation and the prior (the mean training sequence). The mixer predicts
@@ -202,13 +212,13 @@ class Completion(nn.Module):
         self.out = nn.Linear(hidden, V * 2)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        self.bank = PrototypeBank(bank_size, T, V, bank_k) if bank_size > 0 else None
+        self.bank = CentroidBank(bank_size, T, V, bank_k) if bank_size > 0 else None
         if self.bank is not None:
             # gate slope a and log L0: half trust in the template at 4-frame gaps at first
             self.gate = nn.Parameter(torch.tensor([2.0, math.log(4.0)]))
 
     def template_fill(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The retrieved template plus the interpolated residual ``(N, T, V, 2)``:
+        """The bank's template plus the interpolated residual ``(N, T, V, 2)``:
         observed entries are ``x`` exactly."""
         xm = x * mask.unsqueeze(-1)
         template = self.bank(xm, mask)  # (N, T, V, 2)

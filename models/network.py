@@ -1,5 +1,9 @@
 """FineTec networks: context-aware completion, decomposition, physics, fusion, ST-GCN.
 
+"Physics" here is a learned per-frame acceleration estimate
+(:class:`PerFrameDynamics`) trained towards the kinematics kernel's windowed
+fit; the kernel's generalised forces enter as input features.
+
 One module, :class:`FinetecNet`, built from a :class:`ModelConfig`. Every part
 can be switched off for ablation, and the two baselines (a standard ST-GCN fed
 zero-filled or linearly interpolated windows) are the same code with every
@@ -14,14 +18,12 @@ Inputs (from :func:`finetec_live.inference.prepare.prepare_windows`, all float32
 - ``interp (N, T, V, 2)``: the interpolation of the gaps completion starts from
   (``ModelConfig.interp``: Akima or linear; edges held).
 - ``dynamic (N, V)``: 1 for joints in a region the motion kernel called dynamic.
-- ``kin (N, T, V, 4)``: the windowed Lagrangian kernel's acceleration (2, in
-  body units per frame^2), generalised force tau (1) and validity (1); zeros
-  where the kernel could not fit.
+- ``kin (N, T, V, 4)``: the kinematics kernel's fitted acceleration (2, in
+  body units per grid step^2), generalised force tau (1) and validity (1);
+  zeros where the kernel could not fit.
 """
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -31,90 +33,7 @@ from torch import nn
 from finetec_live.skeleton.layouts import get_layout
 
 from .completion import Completion
-
-METHODS = ("finetec", "stgcn-zero", "stgcn-interp")
-
-
-@dataclass
-class ModelConfig:
-    """Architecture and switches; stored in the checkpoint as a plain dict."""
-
-    num_classes: int
-    layout: str = "penn13"
-    method: str = "finetec"
-    completion: bool = True
-    decomposition: bool = True
-    physics: bool = True
-    T: int = 64
-    channels: tuple[int, ...] = (32, 64, 64, 64)
-    strides: tuple[int, ...] = (2, 2, 1, 1)
-    temporal_kernel: int = 7
-    completion_hidden: int = 128
-    completion_blocks: int = 3
-    completion_mixing: str = "conv"  # "conv" (dilated, shift-invariant) or "linear" (Mixer)
-    completion_dilation_cycle: int = 3  # conv block i has dilation 2 ** (i % cycle)
-    completion_attention: int = 0  # temporal self-attention blocks after the mixer blocks
-    completion_bank: int = 0  # learned prototype sequences the completion retrieves from (0: off)
-    completion_bank_k: int = 10  # prototypes mixed per window
-    interp: str = "akima"  # the interpolation completion starts from: "akima" or "linear"
-    physics_hidden: int = 16
-    dropout: float = 0.2
-    strong_sigma: float = 0.08  # perturbation of dynamic regions (training only), body units
-    weak_sigma: float = 0.02  # perturbation of static regions (training only)
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        self.channels = tuple(int(c) for c in self.channels)
-        self.strides = tuple(int(s) for s in self.strides)
-        if len(self.channels) != len(self.strides) or not self.channels:
-            raise ValueError(f"channels {self.channels} and strides {self.strides} must have the "
-                             "same non-zero length")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
-        if self.method != "finetec":  # the baselines are plain ST-GCNs
-            self.completion = self.decomposition = self.physics = False
-            self.interp = "linear"
-        if self.interp not in ("akima", "linear"):
-            raise ValueError(f"interp must be 'akima' or 'linear', got {self.interp!r}")
-        if self.completion_mixing not in ("conv", "linear"):
-            raise ValueError(f"completion_mixing must be 'conv' or 'linear', got "
-                             f"{self.completion_mixing!r}")
-        if int(self.completion_attention) < 0:
-            raise ValueError(f"completion_attention must be >= 0, got "
-                             f"{self.completion_attention!r}")
-        if int(self.completion_bank) < 0 or int(self.completion_bank_k) < 1:
-            raise ValueError(f"completion_bank must be >= 0 and completion_bank_k >= 1, got "
-                             f"{self.completion_bank!r} and {self.completion_bank_k!r}")
-        if int(self.completion_dilation_cycle) < 1:
-            raise ValueError(f"completion_dilation_cycle must be >= 1, got "
-                             f"{self.completion_dilation_cycle!r}")
-        get_layout(self.layout)
-
-    @property
-    def fill(self) -> str:
-        """How missing frames are given to the network: ``"zeros"`` or ``"interp"``."""
-        return "interp" if self.method == "stgcn-interp" else "zeros"
-
-    @property
-    def needs_kernels(self) -> bool:
-        return self.method == "finetec" and (self.physics or self.decomposition)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        d["strides"] = list(self.strides)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        names = {f.name for f in fields(cls)}
-        d = dict(d)
-        # checkpoints written before these options existed used linear mixing and interpolation
-        d.setdefault("completion_mixing", "linear")
-        d.setdefault("interp", "linear")
-        return cls(**{k: v for k, v in d.items() if k in names})
+from .config import ModelConfig
 
 
 # --------------------------------------------------------------------------- graph
@@ -126,12 +45,7 @@ def spatial_partitions(layout_name: str) -> np.ndarray:
     """
     layout = get_layout(layout_name)
     V = layout.num_joints
-    depth = np.zeros(V, dtype=np.int64)
-    for k in range(V):
-        j = k
-        while layout.parents[j] != -1:
-            j = layout.parents[j]
-            depth[k] += 1
+    depth = layout.depths()
     adj = layout.adjacency() + np.eye(V, dtype=np.float32)
     deg = adj.sum(1)
     dn = 1.0 / np.sqrt(deg)
@@ -235,12 +149,16 @@ def finite_differences(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return vel, acc
 
 
-class EulerLagrange(nn.Module):
-    """Learned Euler–Lagrange acceleration ``S_dd = M_hat * tau_hat - C_hat * S_d - g_hat``.
+class PerFrameDynamics(nn.Module):
+    """An unconstrained per-frame acceleration estimate shaped like Euler–Lagrange.
 
-    M_hat (positive, diagonal), tau_hat, C_hat (diagonal) and g_hat are
-    predicted per joint and frame from local (the joint's position and
+    ``S_dd = M_hat * tau_hat - C_hat * S_d - g_hat``, with M_hat (positive,
+    diagonal), tau_hat, C_hat (diagonal) and g_hat all predicted by a small
+    pointwise MLP per joint and frame from local (the joint's position and
     velocity) and global (the body's mean position and velocity) features.
+    Nothing ties the four terms to a mass, a force or gravity: it is a learned
+    estimate of each frame's acceleration, pulled towards the kinematics
+    kernel's fit (and finite differences) by the physics loss.
     """
 
     def __init__(self, hidden: int) -> None:
@@ -276,7 +194,8 @@ class FinetecNet(nn.Module):
                                       cfg.completion_attention, cfg.completion_bank,
                                       cfg.completion_bank_k)
                            if cfg.completion else None)
-        self.physics = EulerLagrange(cfg.physics_hidden) if cfg.physics else None
+        # attribute name kept: the shipped weights' keys are physics.net.*
+        self.physics = PerFrameDynamics(cfg.physics_hidden) if cfg.physics else None
         self.backbone = STGCN(self.in_channels, cfg.num_classes, cfg.layout, cfg.channels,
                               cfg.strides, cfg.temporal_kernel, cfg.dropout)
 
@@ -300,7 +219,8 @@ class FinetecNet(nn.Module):
             self.completion.prior.copy_(prior.to(self.completion.prior))
 
     def set_bank(self, protos: torch.Tensor) -> None:
-        """Initialise the completion's prototype bank ``(K, T, V, 2)`` (normalised units)."""
+        """Set the completion's centroid bank ``(K, T, V, 2)``: k-means centroids of training
+        windows (normalised units), a buffer the optimiser never touches."""
         if self.completion is None or self.completion.bank is None:
             raise ValueError("this model's completion has no prototype bank (completion_bank=0)")
         self.completion.bank.set(protos)
@@ -308,7 +228,7 @@ class FinetecNet(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor, interp: torch.Tensor,
                 dynamic: torch.Tensor, kin: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return ``logits (N, K)``, ``completed (N, T, V, 2)`` and, with physics,
-        ``acc_learned``/``acc_target``/``acc_weight`` (one row per stream) for the loss."""
+        ``acc_learned``/``acc_target`` (one row per stream) for the loss."""
         cfg = self.cfg
         out: dict[str, torch.Tensor] = {}
         if cfg.method != "finetec":
@@ -338,7 +258,7 @@ class FinetecNet(nn.Module):
             streams += [s_dyna, s_stat]
             feats += [s_dyna, s_stat, d.expand(-1, s_base.shape[1], -1, -1)]
 
-        # 3. physics: finite differences fused with the learned Euler–Lagrange estimate
+        # 3. physics: finite differences fused with the learned per-frame estimate
         if self.physics is not None:
             S, N = len(streams), s_base.shape[0]
             stacked = torch.cat(streams, dim=0)  # (S*N, T, V, 2): one pass for all streams
@@ -347,7 +267,7 @@ class FinetecNet(nn.Module):
             for i in range(S):
                 feats += [acc_fd[i * N:(i + 1) * N], acc_el[i * N:(i + 1) * N]]
             acc_fd = acc_fd.detach().view(S, N, *acc_fd.shape[1:])  # (S, N, T, V, 2)
-            # the base stream is tied to the kernel's windowed Lagrangian fit where it has one,
+            # the base stream is tied to the kernel's windowed kinematics fit where it has one,
             # the others (and the base elsewhere) to their finite differences
             kv = kin[..., 3:4]  # (N, T, V, 1)
             target = acc_fd.clone()
@@ -355,7 +275,6 @@ class FinetecNet(nn.Module):
             feats.append(kin)  # (N, T, V, 4)
             out["acc_learned"] = acc_el.view(S, N, *acc_el.shape[1:])  # (S, N, T, V, 2)
             out["acc_target"] = target
-            out["acc_weight"] = torch.ones_like(target[..., :1])
 
         # 4. early fusion + ST-GCN head
         fused = torch.cat(feats, dim=-1)  # (N, T, V, C_in)
@@ -381,11 +300,7 @@ def compute_losses(out: dict[str, torch.Tensor], labels: torch.Tensor, mask: tor
         total = total + w_completion * losses["completion"]
     if "acc_learned" in out:
         diff = F.smooth_l1_loss(out["acc_learned"], out["acc_target"], reduction="none", beta=0.1)
-        losses["physics"] = (diff * out["acc_weight"]).mean()
+        losses["physics"] = diff.mean()
         total = total + w_physics * losses["physics"]
     losses["total"] = total
     return losses
-
-
-def build_model(cfg: ModelConfig) -> FinetecNet:
-    return FinetecNet(cfg)

@@ -43,7 +43,15 @@ BAD_LAGRANGIAN = [
     ("masses", dict(masses=-np.ones(13))),
     ("gravity", dict(gravity=(0.0, 9.81, 0.0))),
     ("half_window", dict(half_window=0)),
+    ("half_window", dict(half_window=10**9)),  # would allocate 2e9-sample fit weights
+    ("half_window", dict(half_window=65)),
+    ("half_window", dict(half_window=3.0)),
     ("max_span", dict(max_span=0.0)),
+    ("max_span", dict(max_span=float("inf"))),
+    ("max_span", dict(max_span=float("nan"))),
+    ("max_span", dict(max_span=1e300)),
+    ("max_span", dict(max_span="long")),
+    ("max_span", dict(max_span=[1.0])),
 ]
 
 
@@ -54,17 +62,28 @@ def test_lagrangian_rejects_bad_arguments_naming_them(impl, name, change):
     args = dict(positions=pos, joint_valid=valid, timestamps=ts, parents=PARENTS)
     args.update(change)
     with pytest.raises(ValueError, match=f"^{name}"):
-        impl.lagrangian_acceleration(**args)
+        impl.lagrangian_kinematics(**args)
 
 
 def test_batched_forms_check_their_leading_axis():
     pos, valid, ts = good()
     with pytest.raises(ValueError, match=r"^positions: got shape \(8, 13, 2\).*\(N, T, V, 2\)"):
-        kernels.lagrangian_acceleration_batch(pos, valid, ts, PARENTS)
+        kernels.lagrangian_kinematics_batch(pos, valid, ts, PARENTS)
     with pytest.raises(ValueError, match=r"^timestamps"):
-        kernels.lagrangian_acceleration_batch(pos[None], valid[None], ts, PARENTS)
+        kernels.lagrangian_kinematics_batch(pos[None], valid[None], ts, PARENTS)
     with pytest.raises(ValueError, match=r"^positions.*\(N, T, V, C\)"):
         kernels.region_motion_batch(pos, valid, REGIONS)
+    with pytest.raises(ValueError, match=r"^gravity.*\(2,\) or \(1, 2\)"):
+        kernels.lagrangian_kinematics_batch(pos[None], valid[None], ts[None], PARENTS,
+                                            gravity=np.zeros((2, 2)))
+
+
+def test_largest_half_window_and_span_are_accepted():
+    pos, valid, ts = good()
+    res = kernels.lagrangian_kinematics(pos, valid, ts, PARENTS,
+                                        half_window=kernels.MAX_HALF_WINDOW,
+                                        max_span=kernels.MAX_SPAN_LIMIT)
+    assert res.acc_valid.all()
 
 
 BAD_MOTION = [
@@ -93,15 +112,15 @@ def test_region_motion_rejects_bad_arguments_naming_them(impl, name, change):
 def test_error_message_names_shape_received_and_expected():
     pos, valid, ts = good()
     with pytest.raises(ValueError) as err:
-        kernels.lagrangian_acceleration(pos, valid[:, :5], ts, PARENTS)
+        kernels.lagrangian_kinematics(pos, valid[:, :5], ts, PARENTS)
     assert str(err.value) == ("joint_valid: got shape (8, 5) dtype bool, expected (8, 13) bool "
                               "(convert with .astype(bool))")
 
 
 def test_float64_positions_are_accepted_as_float32():
     pos, valid, ts = good(20)
-    a = kernels.lagrangian_acceleration(pos.astype(np.float64), valid, ts, PARENTS)
-    b = kernels.lagrangian_acceleration(pos, valid, ts, PARENTS)
+    a = kernels.lagrangian_kinematics(pos.astype(np.float64), valid, ts, PARENTS)
+    b = kernels.lagrangian_kinematics(pos, valid, ts, PARENTS)
     np.testing.assert_array_equal(a.acc, b.acc)
 
 
@@ -132,7 +151,7 @@ def windows(draw):
 @given(windows())
 def test_fuzz_lagrangian_is_finite_and_flags_are_consistent(w):
     pos, valid, ts, parents, masses, half, span = w
-    res = kernels.lagrangian_acceleration(pos, valid, ts, parents, masses, (0.0, 9.81), half, span)
+    res = kernels.lagrangian_kinematics(pos, valid, ts, parents, masses, (0.0, 9.81), half, span)
     assert np.isfinite(res.acc).all() and np.isfinite(res.tau).all()
     assert (res.acc[~res.acc_valid] == 0).all() and (res.tau[~res.tau_valid] == 0).all()
     child = parents >= 0
@@ -141,10 +160,10 @@ def test_fuzz_lagrangian_is_finite_and_flags_are_consistent(w):
     assert not (res.tau_valid & ~res.acc_valid).any()
     assert not res.tau_valid[:, ~child].any()
     if len(ts) > 0 and res.acc_valid.any():
-        ref = reference.lagrangian_acceleration(pos, valid, ts, parents, masses, (0.0, 9.81),
+        ref = reference.lagrangian_kinematics(pos, valid, ts, parents, masses, (0.0, 9.81),
                                                 half, span)
         np.testing.assert_array_equal(res.acc_valid, ref.acc_valid)
-    batch = kernels.lagrangian_acceleration_batch(pos[None], valid[None], ts[None], parents,
+    batch = kernels.lagrangian_kinematics_batch(pos[None], valid[None], ts[None], parents,
                                                   masses, (0.0, 9.81), half, span)
     np.testing.assert_array_equal(batch.acc[0], res.acc)
 

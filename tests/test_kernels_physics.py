@@ -39,7 +39,7 @@ def test_constant_acceleration_is_recovered_at_every_supported_joint(impl, layou
     pos = (base[None] + v0 * t + 0.5 * a * t**2).astype(np.float32)
     valid = random_mask(rng, n_t, n_v, 0.3)
     valid[rng.choice(n_t, 10, replace=False)] = False  # whole missing frames too
-    res = impl.lagrangian_acceleration(pos, valid, ts, layout.parents_array())
+    res = impl.lagrangian_kinematics(pos, valid, ts, layout.parents_array())
     assert res.acc_valid.mean() > 0.9  # fits reach across the gaps
     assert res.acc_valid[~valid.any(axis=1)].any()  # including on fully missing frames
     got = res.acc[res.acc_valid]
@@ -56,7 +56,7 @@ def test_constant_acceleration_torques_match_the_rigid_body_formula():
     pos = (PENN_POSE[None] + np.array([10.0, 5.0]) * t + 0.5 * a * t**2).astype(np.float32)
     valid = random_mask(rng, n_t, 13, 0.2)
     masses = PENN13.masses_array() * 70.0
-    res = kernels.lagrangian_acceleration(pos, valid, ts, PENN13.parents_array(), masses,
+    res = kernels.lagrangian_kinematics(pos, valid, ts, PENN13.parents_array(), masses,
                                           gravity=g)
     parents = PENN13.parents_array()
     # pure translation: no rotation, so tau_k = sum_j (r_j - p_k) x m_j (a - g)
@@ -92,7 +92,7 @@ def test_spinning_bone_has_centripetal_acceleration_only(impl):
     pos[:, 0] = pivot
     pos[:, 1] = pivot + length * np.stack([np.cos(th), np.sin(th)], axis=1)
     valid = random_mask(rng, n_t, 2, 0.25)
-    res = impl.lagrangian_acceleration(pos.astype(np.float32), valid, ts, np.array([-1, 0]))
+    res = impl.lagrangian_kinematics(pos.astype(np.float32), valid, ts, np.array([-1, 0]))
     ok = res.acc_valid[:, 1]
     assert ok.mean() > 0.9
     e_r = np.stack([np.cos(th), np.sin(th)], axis=1)[ok]
@@ -123,7 +123,7 @@ def test_free_pendulum_needs_no_torque(impl):
     mass, length = 2.0, 1.0
     ts, pos = _pendulum(0.8, length, 30.0, 64)
     valid = np.ones((64, 2), dtype=bool)
-    res = impl.lagrangian_acceleration(pos.astype(np.float32), valid, ts, np.array([-1, 0]),
+    res = impl.lagrangian_kinematics(pos.astype(np.float32), valid, ts, np.array([-1, 0]),
                                        masses=np.array([0.0, mass]), gravity=(0.0, G))
     scale = mass * G * length / 2
     assert res.tau_valid[:, 1].all()
@@ -143,7 +143,7 @@ def test_level_rod_held_still_needs_half_mgl(impl):
     pos[:, 0] = (1.0, 2.0)
     pos[:, 1] = (1.0 + length, 2.0)  # level, to the right of its pivot
     ts = np.arange(n_t) / 30.0
-    res = impl.lagrangian_acceleration(pos, np.ones((n_t, 2), bool), ts, np.array([-1, 0]),
+    res = impl.lagrangian_kinematics(pos, np.ones((n_t, 2), bool), ts, np.array([-1, 0]),
                                        masses=np.array([0.0, mass]))
     # sign convention: positive towards increasing angle (+x to +y, clockwise on screen with
     # y down); holding the rod up against gravity is the opposite direction
@@ -173,7 +173,7 @@ def test_jitter_hurts_far_less_than_second_differences():
     h = 1e-3
     truth = (clean(ts + h) - 2 * clean(ts) + clean(ts - h)) / h**2
     noisy = clean(ts) + rng.normal(0, sigma, (n_t, 13, 2))
-    res = kernels.lagrangian_acceleration(noisy.astype(np.float32), np.ones((n_t, 13), bool),
+    res = kernels.lagrangian_kinematics(noisy.astype(np.float32), np.ones((n_t, 13), bool),
                                           ts, PENN13.parents_array())
     inner = slice(3, n_t - 3)
     fit_err = np.sqrt(np.mean((res.acc[inner] - truth[inner]) ** 2))
@@ -189,7 +189,7 @@ def test_too_few_frames_are_flagged_and_finite(impl):
     parents = PENN13.parents_array()
     for n_t in (1, 2):
         pos = rng.normal(size=(n_t, 13, 2)).astype(np.float32)
-        res = impl.lagrangian_acceleration(pos, np.ones((n_t, 13), bool),
+        res = impl.lagrangian_kinematics(pos, np.ones((n_t, 13), bool),
                                            np.arange(n_t) / 30.0, parents)
         assert not res.acc_valid.any() and not res.tau_valid.any()
         assert (res.acc == 0).all() and (res.tau == 0).all()
@@ -197,7 +197,7 @@ def test_too_few_frames_are_flagged_and_finite(impl):
     pos = rng.normal(size=(10, 13, 2)).astype(np.float32)
     valid = np.ones((10, 13), bool)
     valid[2:, 3] = False
-    res = impl.lagrangian_acceleration(pos, valid, np.arange(10) / 30.0, parents)
+    res = impl.lagrangian_kinematics(pos, valid, np.arange(10) / 30.0, parents)
     assert not res.acc_valid[:, [3, 5]].any()
     assert res.acc_valid[:, [0, 1, 2, 4, 6, 7, 8, 9, 10, 11, 12]].all()
     assert not res.tau_valid[:, [0, 1, 3, 5]].any()  # their subtrees hold the elbow
@@ -211,10 +211,10 @@ def test_missing_frames_keep_exact_quadratic_and_max_span_limits_reach():
     pos[:, 0, 0] = (2.0 * ts**2 + ts).astype(np.float32)
     valid = np.ones((30, 1), bool)
     valid[8:22] = False  # a 14-frame burst
-    res = kernels.lagrangian_acceleration(pos, valid, ts, np.array([-1]))
+    res = kernels.lagrangian_kinematics(pos, valid, ts, np.array([-1]))
     assert res.acc_valid.all()
     np.testing.assert_allclose(res.acc[:, 0, 0], 4.0, atol=1e-2)
-    short = kernels.lagrangian_acceleration(pos, valid, ts, np.array([-1]), max_span=0.11)
+    short = kernels.lagrangian_kinematics(pos, valid, ts, np.array([-1]), max_span=0.11)
     # 0.11 s is just over 3 frames: only the first missing frame at each end of the gap
     # still has 3 samples in reach
     assert short.acc_valid[:9].all() and short.acc_valid[21:].all()

@@ -53,8 +53,8 @@ def test_lagrangian_matches_reference_on_random_windows(layout):
             # (bone lengths go negative) that the two implementations agree only to ~1e-3
             span = 0.3
         kw = dict(masses=masses, gravity=(0.0, 980.0), half_window=half, max_span=span)
-        got = kernels.lagrangian_acceleration(pos, valid, ts, parents, **kw)
-        want = reference.lagrangian_acceleration(pos, valid, ts, parents, **kw)
+        got = kernels.lagrangian_kinematics(pos, valid, ts, parents, **kw)
+        want = reference.lagrangian_kinematics(pos, valid, ts, parents, **kw)
         assert_same_lagrangian(got, want)
 
 
@@ -69,8 +69,8 @@ def test_lagrangian_awkward_windows_match_reference():
         "three frames only": valid & (np.arange(16) % 5 == 0)[:, None],
     }
     for name, mask in cases.items():
-        got = kernels.lagrangian_acceleration(pos, mask, ts, parents)
-        want = reference.lagrangian_acceleration(pos, mask, ts, parents)
+        got = kernels.lagrangian_kinematics(pos, mask, ts, parents)
+        want = reference.lagrangian_kinematics(pos, mask, ts, parents)
         assert_same_lagrangian(got, want)
         if name != "three frames only":
             assert not got.acc_valid.any(), name
@@ -78,12 +78,12 @@ def test_lagrangian_awkward_windows_match_reference():
     bad = pos.copy()
     bad[3, 5] = np.nan
     bad[7, 0, 1] = np.inf
-    got = kernels.lagrangian_acceleration(bad, valid, ts, parents)
-    assert_same_lagrangian(got, reference.lagrangian_acceleration(bad, valid, ts, parents))
+    got = kernels.lagrangian_kinematics(bad, valid, ts, parents)
+    assert_same_lagrangian(got, reference.lagrangian_kinematics(bad, valid, ts, parents))
     assert got.acc_valid.all()
     clean = valid.copy()
     clean[3, 5] = clean[7, 0] = False
-    assert_same_lagrangian(got, kernels.lagrangian_acceleration(pos, clean, ts, parents))
+    assert_same_lagrangian(got, kernels.lagrangian_kinematics(pos, clean, ts, parents))
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda lay: lay.name)
@@ -93,17 +93,38 @@ def test_lagrangian_batch_equals_single_windows(layout):
     windows = [random_window(rng, n_t, layout, 0.3) for _ in range(n)]
     pos, valid, ts = (np.stack(x) for x in zip(*windows, strict=True))
     parents = layout.parents_array()
-    batch = kernels.lagrangian_acceleration_batch(pos, valid, ts, parents)
-    ref = reference.lagrangian_acceleration_batch(pos, valid, ts, parents)
+    batch = kernels.lagrangian_kinematics_batch(pos, valid, ts, parents)
+    ref = reference.lagrangian_kinematics_batch(pos, valid, ts, parents)
     assert batch.acc.shape == (n, n_t, layout.num_joints, 2)
     assert_same_lagrangian(batch, ref)
     for i in range(n):
-        one = kernels.lagrangian_acceleration(pos[i], valid[i], ts[i], parents)
+        one = kernels.lagrangian_kinematics(pos[i], valid[i], ts[i], parents)
         np.testing.assert_array_equal(batch.acc[i], one.acc)
         np.testing.assert_array_equal(batch.tau[i], one.tau)
         np.testing.assert_array_equal(batch.acc_valid[i], one.acc_valid)
-    empty = kernels.lagrangian_acceleration_batch(pos[:0], valid[:0], ts[:0], parents)
+    empty = kernels.lagrangian_kinematics_batch(pos[:0], valid[:0], ts[:0], parents)
     assert empty.acc.shape == (0, n_t, layout.num_joints, 2)
+
+
+def test_per_window_gravity_in_the_batch_equals_single_windows():
+    rng = np.random.default_rng(13)
+    n, n_t, layout = 4, 20, PENN13
+    windows = [random_window(rng, n_t, layout, 0.2) for _ in range(n)]
+    pos, valid, ts = (np.stack(x) for x in zip(*windows, strict=True))
+    parents = layout.parents_array()
+    gravity = np.stack([np.zeros(n), np.array([0.0, 1.0, 9.81, 50.0])], axis=1)  # (N, 2)
+    batch = kernels.lagrangian_kinematics_batch(pos, valid, ts, parents, gravity=gravity)
+    ref = reference.lagrangian_kinematics_batch(pos, valid, ts, parents, gravity=gravity)
+    assert_same_lagrangian(batch, ref)
+    for i in range(n):
+        one = kernels.lagrangian_kinematics(pos[i], valid[i], ts[i], parents,
+                                            gravity=tuple(gravity[i]))
+        np.testing.assert_array_equal(batch.tau[i], one.tau)
+    # each window got its own gravity: it changes the forces, not the accelerations
+    flat = kernels.lagrangian_kinematics_batch(pos, valid, ts, parents, gravity=(0.0, 0.0))
+    np.testing.assert_array_equal(flat.acc, batch.acc)
+    np.testing.assert_array_equal(flat.tau[0], batch.tau[0])
+    assert all(not np.allclose(flat.tau[i], batch.tau[i]) for i in (1, 2, 3))
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda lay: lay.name)
@@ -148,8 +169,8 @@ def test_kernels_match_reference_on_real_penn_windows(penn):
         n_t = min(64, clip.num_frames)
         pos, valid = clip.positions[:n_t], clip.joint_valid[:n_t]
         ts = np.arange(n_t) / clip.fps
-        got = kernels.lagrangian_acceleration(pos, valid, ts, parents, masses, (0.0, 980.0))
-        want = reference.lagrangian_acceleration(pos, valid, ts, parents, masses, (0.0, 980.0))
+        got = kernels.lagrangian_kinematics(pos, valid, ts, parents, masses, (0.0, 980.0))
+        want = reference.lagrangian_kinematics(pos, valid, ts, parents, masses, (0.0, 980.0))
         assert_same_lagrangian(got, want)
         supported.append(got.acc_valid.mean())
         if valid[:, 0].sum() >= 3:  # the root (head) is fitted wherever it is seen

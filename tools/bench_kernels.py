@@ -70,7 +70,7 @@ def penn_windows(n, n_t):
 
 
 def _lagrangian_single(pos, valid, ts, parents, masses, module):
-    return module.lagrangian_acceleration(pos, valid, ts, parents, masses)
+    return module.lagrangian_kinematics(pos, valid, ts, parents, masses)
 
 
 def _motion_single(pos, valid, regions, module):
@@ -137,7 +137,7 @@ def main(argv=None):
         cases = (
             ("lagrangian",
              partial(_lagrangian_single, *one, ts[0], parents, masses),
-             partial(kernels.lagrangian_acceleration_batch, pos, valid, ts, parents, masses)),
+             partial(kernels.lagrangian_kinematics_batch, pos, valid, ts, parents, masses)),
             ("region_motion",
              partial(_motion_single, *one, regions),
              partial(kernels.region_motion_batch, pos, valid, regions)),

@@ -2,8 +2,19 @@
 
 :func:`prepare_windows` is used by live inference, evaluation and training alike:
 resample each window to the model's ``T`` by time, normalise it (units cancel),
-fill the gaps the way the method expects, and run the kernels (region motion,
-windowed Lagrangian acceleration). The result is a :class:`PreparedBatch`.
+fill the gaps the way the method expects, and run the kernels the model uses
+(:class:`KernelOptions`: region motion for the decomposition, Lagrangian
+kinematics and generalised forces for the physics). The result is a
+:class:`PreparedBatch`.
+
+Units of the kinematics. The kernel runs on the model's time grid, one time
+unit per grid step, so its accelerations are in body units per grid step²,
+like the network's finite differences. Gravity must be in the same units:
+``G_BODY * dt**2`` with ``dt`` the window's own grid step in seconds
+(``window duration / (T - 1)``), mode ``"grid"``. Checkpoints trained before
+this was fixed used :data:`KERNEL_GRAVITY` for every window (it assumes
+``dt = 1/30`` s, but a 2.5 s window on 64 steps has ``dt = 0.04`` s), mode
+``"nominal-30fps"``; :class:`~finetec_live.models.ModelConfig` records which.
 """
 
 from __future__ import annotations
@@ -24,15 +35,56 @@ from finetec_live.inference.preprocess import (
 from finetec_live.skeleton.layouts import get_layout
 
 MIN_FRAMES = 8
-# Gravity in body units per frame^2 for the kernel (body unit ~ an upper arm,
-# ~0.3 m; frames at a nominal 30 fps): 9.81 / 0.3 / 30^2.
-KERNEL_GRAVITY = (0.0, 9.81 / 0.3 / 900.0)
+# Gravity in body units per s^2 (image y down; a body unit is about an upper arm, ~0.3 m).
+G_BODY = 9.81 / 0.3
+# The constant of "nominal-30fps" checkpoints, in body units per grid step^2 for a grid
+# step of exactly 1/30 s: 9.81 / 0.3 / 30^2.
+KERNEL_GRAVITY = (0.0, G_BODY / 900.0)
+GRAVITY_MODES = ("grid", "nominal-30fps")
 KIN_CLIP = 2.0
-# Lagrangian fits on the model's grid, in frame units: at most 2*3+1 samples, none
-# further than 6 frames from the frame being fitted (longer gaps stay unfitted).
+# Kinematics fits on the model's grid, in grid steps: at most 2*3+1 samples, none
+# further than 6 steps from the step being fitted (longer gaps stay unfitted).
 KERNEL_HALF_WINDOW = 3
 KERNEL_MAX_SPAN = 6.0
 SERIAL_KERNELS_UP_TO = 8
+
+
+@dataclass(frozen=True)
+class KernelOptions:
+    """Which kernels :func:`prepare_windows` runs (``ModelConfig.needs_kernels`` builds it).
+
+    ``motion``: region motion, for the ``dynamic`` input of the decomposition.
+    ``physics``: Lagrangian kinematics and generalised forces, for ``kin``.
+    ``gravity``: ``"grid"`` (per window, from its grid step) or ``"nominal-30fps"``.
+    """
+
+    motion: bool = True
+    physics: bool = True
+    gravity: str = "grid"
+
+    def __post_init__(self) -> None:
+        if self.gravity not in GRAVITY_MODES:
+            raise ValueError(f"gravity must be one of {GRAVITY_MODES}, got {self.gravity!r}")
+
+
+def window_gravity(timestamps: np.ndarray, mode: str = "grid") -> np.ndarray:
+    """Gravity ``(N, 2)`` for the kinematics kernel, in body units per grid step².
+
+    ``timestamps (N, T)``: the model's grid in seconds. ``"grid"``: ``G_BODY *
+    dt**2`` with ``dt`` each window's own step; ``"nominal-30fps"``:
+    :data:`KERNEL_GRAVITY` for every window.
+    """
+    ts = np.asarray(timestamps, dtype=np.float64)
+    N, T = ts.shape
+    g = np.zeros((N, 2))
+    if mode == "nominal-30fps":
+        g[:] = KERNEL_GRAVITY
+    elif mode == "grid":
+        dt = (ts[:, -1] - ts[:, 0]) / max(T - 1, 1) if T else np.zeros(N)
+        g[:, 1] = G_BODY * dt**2
+    else:
+        raise ValueError(f"gravity mode must be one of {GRAVITY_MODES}, got {mode!r}")
+    return g
 
 
 @dataclass
@@ -127,16 +179,21 @@ def _torch_threads_kept():
 
 
 def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, layout: str,
-                    fill: str = "zeros", kernels: bool = True,
+                    fill: str = "zeros", kernels: bool | KernelOptions | None = True,
                     interp: str = "linear") -> PreparedBatch:
     """Resample, normalise, fill and run the kernels: ``(N, T_in, V, 2)`` -> :class:`PreparedBatch`.
 
     ``fill`` is ``"zeros"`` (missing entries are 0 and the mask says so) or
     ``"interp"`` (the linear interpolation, for the ``stgcn-interp`` baseline).
-    With ``kernels=False`` the dynamic regions and kinematics are zeros.
-    ``interp`` picks the interpolation given to completion (``"linear"`` or
-    ``"akima"``); the ``"interp"`` fill is always linear (the baseline).
+    ``kernels``: a :class:`KernelOptions` (pass ``ModelConfig.needs_kernels``);
+    ``True`` runs both kernels with ``"grid"`` gravity; ``False``/``None`` none.
+    The outputs of a kernel not run are zeros (``dynamic`` without motion,
+    ``kin`` without physics). ``interp`` picks the interpolation given to
+    completion (``"linear"`` or ``"akima"``); the ``"interp"`` fill is always
+    linear (the baseline).
     """
+    if kernels is True:
+        kernels = KernelOptions()
     lay = get_layout(layout)
     V = lay.num_joints
     positions, frame_valid, joint_valid, timestamps = check_windows(
@@ -150,38 +207,50 @@ def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, 
     interp_arr = interpolate_missing_akima(xn, fv, jv) if interp == "akima" else linear
     dynamic = np.zeros((N, V), dtype=np.float32)
     kin = np.zeros((N, T, V, 4), dtype=np.float32)
-    if kernels:
-        from finetec_live.kernels import (
-            lagrangian_acceleration,
-            lagrangian_acceleration_batch,
-            region_motion,
-            region_motion_batch,
-        )
-
-        regions = lay.regions_array()
-        frames = np.arange(T, dtype=np.float64)  # per-frame units, like finite differences
-        args = (lay.parents_array(), lay.masses_array())
-        kw = {"gravity": KERNEL_GRAVITY, "half_window": KERNEL_HALF_WINDOW,
-              "max_span": KERNEL_MAX_SPAN}
-        if N <= SERIAL_KERNELS_UP_TO:
-            # the parallel kernels' thread start-up dominates for a few windows
-            dyn_regions = np.stack([region_motion(xn[n], jv[n], regions)[1] for n in range(N)])
-            parts = [lagrangian_acceleration(xn[n], jv[n], frames, *args, **kw)
-                     for n in range(N)]
-            acc = np.stack([r.acc for r in parts])
-            acc_valid = np.stack([r.acc_valid for r in parts])
-            tau = np.stack([r.tau for r in parts])
-            tau_valid = np.stack([r.tau_valid for r in parts])
-        else:
-            with _torch_threads_kept():
-                _, dyn_regions = region_motion_batch(xn, jv, regions)  # (N, R) bool
-                res = lagrangian_acceleration_batch(xn, jv, np.broadcast_to(frames, (N, T)),
-                                                    *args, **kw)
-            acc, acc_valid, tau, tau_valid = res.acc, res.acc_valid, res.tau, res.tau_valid
-        dynamic = dyn_regions[:, regions].astype(np.float32)  # (N, V)
-        kin[..., 0:2] = np.clip(np.where(acc_valid[..., None], acc, 0.0), -KIN_CLIP, KIN_CLIP)
-        kin[..., 2] = np.clip(np.where(tau_valid, tau, 0.0), -KIN_CLIP, KIN_CLIP)
-        kin[..., 3] = acc_valid
+    if kernels and kernels.motion:
+        dynamic = _dynamic_joints(xn, jv, lay)
+    if kernels and kernels.physics:
+        kin = _kinematics_input(xn, jv, lay, window_gravity(ts, kernels.gravity))
     return PreparedBatch(x=x.astype(np.float32), mask=jv.astype(np.float32),
                          interp=interp_arr.astype(np.float32), dynamic=dynamic, kin=kin,
                          frame_valid=fv, timestamps=ts, centre=centre, scale=scale)
+
+
+def _dynamic_joints(xn: np.ndarray, jv: np.ndarray, lay) -> np.ndarray:
+    """``(N, V)`` float32: 1 for joints in a region the motion kernel calls dynamic."""
+    from finetec_live.kernels import region_motion, region_motion_batch
+
+    regions = lay.regions_array()
+    if len(xn) <= SERIAL_KERNELS_UP_TO:
+        # the parallel kernels' thread start-up dominates for a few windows
+        dyn_regions = np.stack([region_motion(xn[n], jv[n], regions)[1] for n in range(len(xn))])
+    else:
+        with _torch_threads_kept():
+            _, dyn_regions = region_motion_batch(xn, jv, regions)  # (N, R) bool
+    return dyn_regions[:, regions].astype(np.float32)
+
+
+def _kinematics_input(xn: np.ndarray, jv: np.ndarray, lay, gravity: np.ndarray) -> np.ndarray:
+    """``kin (N, T, V, 4)``: the kernel's acceleration (2) and generalised force (1) in body
+    units per grid step², clipped to ``KIN_CLIP``, and the acceleration's validity (1)."""
+    from finetec_live.kernels import lagrangian_kinematics, lagrangian_kinematics_batch
+
+    N, T, V = jv.shape
+    steps = np.arange(T, dtype=np.float64)  # one time unit per grid step
+    args = (lay.parents_array(), lay.masses_array())
+    kw = {"half_window": KERNEL_HALF_WINDOW, "max_span": KERNEL_MAX_SPAN}
+    if N <= SERIAL_KERNELS_UP_TO:
+        parts = [lagrangian_kinematics(xn[n], jv[n], steps, *args, gravity=tuple(gravity[n]),
+                                       **kw) for n in range(N)]
+        acc, acc_valid, tau, tau_valid = (np.stack([getattr(r, f) for r in parts]) for f in
+                                          ("acc", "acc_valid", "tau", "tau_valid"))
+    else:
+        with _torch_threads_kept():
+            res = lagrangian_kinematics_batch(xn, jv, np.broadcast_to(steps, (N, T)), *args,
+                                              gravity=gravity, **kw)
+        acc, acc_valid, tau, tau_valid = res.acc, res.acc_valid, res.tau, res.tau_valid
+    kin = np.zeros((N, T, V, 4), dtype=np.float32)
+    kin[..., 0:2] = np.clip(np.where(acc_valid[..., None], acc, 0.0), -KIN_CLIP, KIN_CLIP)
+    kin[..., 2] = np.clip(np.where(tau_valid, tau, 0.0), -KIN_CLIP, KIN_CLIP)
+    kin[..., 3] = acc_valid
+    return kin

@@ -19,10 +19,6 @@ import numpy as np
 
 from finetec_live.errors import FinetecError
 
-TORSO, LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG = range(5)
-REGION_NAMES = ("torso", "left_arm", "right_arm", "left_leg", "right_leg")
-N_REGIONS = 5
-
 # Segment masses as fractions of total body mass, from Dempster's table as
 # tabulated in D. A. Winter, "Biomechanics and Motor Control of Human Movement",
 # 4th ed., Wiley 2009, Table 4.1: hand 0.006, forearm 0.016, upper arm 0.028,
@@ -42,6 +38,39 @@ SEGMENT_MASS = {
     "head": 0.081,
     "trunk": 0.497,
 }
+
+
+def tree_depths(parents) -> np.ndarray:
+    """Depth ``(V,)`` int64 of every joint of the forest ``parents`` (-1 at each root, depth 0).
+
+    The one tree walk of the package: layouts, the graph convolution's partitions
+    and the kernels' topological order all come from here. Raises ``ValueError``
+    (starting ``parents:``) for a parent index out of range or a cycle.
+    """
+    par = [int(p) for p in parents]
+    v = len(par)
+    depth = [-1] * v
+    for k in range(v):
+        chain, j = [], k
+        while j != -1 and depth[j] < 0:
+            if not -1 <= par[j] < v:
+                raise ValueError(f"parents: joint {j} has parent {par[j]}, expected -1 or "
+                                 f"an index in [0, {v})")
+            if j in chain:
+                raise ValueError(f"parents: the parent links form a cycle through joint {j}, "
+                                 "expected a tree (-1 at the root)")
+            chain.append(j)
+            j = par[j]
+        d = -1 if j == -1 else depth[j]
+        for i in reversed(chain):
+            d += 1
+            depth[i] = d
+    return np.asarray(depth, dtype=np.int64)
+
+
+def topological_order(parents) -> np.ndarray:
+    """Joint indices ``(V,)`` int64 with every parent before its children (by depth, stable)."""
+    return np.argsort(tree_depths(parents), kind="stable").astype(np.int64)
 
 
 def _masses(kinds: tuple[str, ...]) -> tuple[float, ...]:
@@ -93,13 +122,10 @@ class Layout:
         roots = [k for k, p in enumerate(self.parents) if p == -1]
         if len(roots) != 1:
             raise ValueError(f"layout {self.name}: needs exactly one root, got {roots}")
-        for k in range(v):  # every joint reaches the root without a cycle
-            seen, j = set(), k
-            while j != -1:
-                if j in seen or not -1 <= self.parents[j] < v:
-                    raise ValueError(f"layout {self.name}: parents do not form a tree at {k}")
-                seen.add(j)
-                j = self.parents[j]
+        try:  # every joint reaches the root without a cycle
+            tree_depths(self.parents)
+        except ValueError as e:
+            raise ValueError(f"layout {self.name}: parents do not form a tree ({e})") from None
         tree = tuple((p, k) for k, p in enumerate(self.parents) if p >= 0)
         object.__setattr__(self, "edges", tree + tuple(self.extra_edges))
 
@@ -120,15 +146,13 @@ class Layout:
     def masses_array(self) -> np.ndarray:
         return np.asarray(self.masses, dtype=np.float64)
 
+    def depths(self) -> np.ndarray:
+        """Depth of every joint in the tree ``(V,)`` (0 at the root)."""
+        return tree_depths(self.parents)
+
     def topological_order(self) -> np.ndarray:
         """Joint indices with every parent before its children."""
-        depth = []
-        for k in range(self.num_joints):
-            d, j = 0, k
-            while self.parents[j] != -1:
-                j, d = self.parents[j], d + 1
-            depth.append(d)
-        return np.argsort(np.asarray(depth), kind="stable").astype(np.int64)
+        return topological_order(self.parents)
 
     def flip_permutation(self) -> np.ndarray:
         """Index array that swaps left and right joints (mirror image)."""

@@ -1,4 +1,9 @@
-"""Windowed Lagrangian acceleration and inverse dynamics of a skeleton tree.
+"""Lagrangian kinematics of a skeleton tree from windowed quadratic fits; generalised forces.
+
+:func:`lagrangian_kinematics` fits each generalised coordinate locally in time
+(a windowed quadratic least-squares fit), recomposes the joint accelerations
+down the tree, and computes the generalised force at every bone's parent joint
+(inverse dynamics of uniform rods). Nothing is learned here.
 
 Generalised coordinates: the root joint (``parents[k] == -1``) has its image
 position (x, y); every other joint ``k`` is reached from ``p = parents[k]`` by
@@ -49,8 +54,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._common import (
-    LagrangianResult,
+    KinematicsResult,
     check_gravity,
+    check_gravity_batch,
     check_half_window,
     check_mask,
     check_masses,
@@ -60,31 +66,17 @@ from ._common import (
     check_timestamps,
 )
 from ._fits import _fit_all
-from ._numba import jit, pjit, prange
+from ._numba import ijit, jit, pjit, prange
 
-DEFAULT_MAX_SPAN = 0.5  # seconds
+DEFAULT_MAX_SPAN = 0.5  # time units of the timestamps (seconds by default)
 _LIMIT = 3.0e38  # below float32's largest value: |x| < _LIMIT also rules out NaN and inf
 
 
-@jit
-def _lagrangian_one(pos, valid, ts, parents, order, masses, gx, gy, half_window, max_span,
-                    acc, acc_valid, tau, tau_valid):
-    """One window; fills ``acc, acc_valid, tau, tau_valid`` in place."""
-    n_t, n_v = valid.shape
-    ok = np.empty((n_v, n_t), dtype=np.bool_)  # counted samples, joint-major
-    for t in range(n_t):
-        for k in range(n_v):
-            ok[k, t] = valid[t, k] and np.isfinite(pos[t, k, 0]) and np.isfinite(pos[t, k, 1])
-    fit = np.empty((n_v, n_t, 8))
-    fit_ok = np.empty((n_v, n_t), dtype=np.bool_)
-    _fit_all(pos, ok, ts, parents, half_window, max_span, fit, fit_ok)
-
-    # recompose down the tree; positions are relative to the tree's root
-    xs = np.empty((n_v, n_t))
-    ys = np.empty((n_v, n_t))
-    axs = np.empty((n_v, n_t))
-    ays = np.empty((n_v, n_t))
-    good = ok  # reused: ok is no longer needed
+@ijit
+def _recompose(fit, fit_ok, parents, order, good, xs, ys, axs, ays, acc, acc_valid):
+    """Joint positions (relative to the root) and accelerations from the fits, parents first;
+    ``good[k, t]`` where the joint's fit and every fit on its path to the root hold."""
+    n_v, n_t = good.shape
     for kk in range(n_v):
         k = order[kk]
         p = parents[k]
@@ -120,12 +112,17 @@ def _lagrangian_one(pos, valid, ts, parents, order, masses, gx, gy, half_window,
             acc[t, k, 1] = ay
             acc_valid[t, k] = g
 
-    # inverse dynamics, leaves first: s_i, s_fx, s_fy accumulate each subtree's
-    # sum of I th'' + r x F and of F = m (a - g); tau_k = s_i - x_p x s_f
+
+@ijit
+def _generalised_forces(fit, parents, order, masses, gx, gy, good, sub, xs, ys, axs, ays,
+                        tau, tau_valid):
+    """Inverse dynamics, leaves first: ``s_i, s_fx, s_fy`` accumulate each subtree's sum of
+    ``I th'' + r x F`` and of ``F = m (a - g)``; ``tau_k = s_i - x_p x s_f``. ``sub`` is
+    scratch (True while the whole subtree is supported)."""
+    n_v, n_t = good.shape
     s_i = np.zeros((n_v, n_t))
     s_fx = np.zeros((n_v, n_t))
     s_fy = np.zeros((n_v, n_t))
-    sub = fit_ok  # reused: True while the whole subtree is supported
     for k in range(n_v):
         for t in range(n_t):
             sub[k, t] = good[k, t]
@@ -164,12 +161,35 @@ def _lagrangian_one(pos, valid, ts, parents, order, masses, gx, gy, half_window,
             sub[p, t] = sub[p, t] and sub[k, t]
 
 
+@jit
+def _kinematics_one(pos, valid, ts, parents, order, masses, gx, gy, half_window, max_span,
+                    acc, acc_valid, tau, tau_valid):
+    """One window; fills ``acc, acc_valid, tau, tau_valid`` in place."""
+    n_t, n_v = valid.shape
+    ok = np.empty((n_v, n_t), dtype=np.bool_)  # counted samples, joint-major
+    for t in range(n_t):
+        for k in range(n_v):
+            ok[k, t] = valid[t, k] and np.isfinite(pos[t, k, 0]) and np.isfinite(pos[t, k, 1])
+    fit = np.empty((n_v, n_t, 8))
+    fit_ok = np.empty((n_v, n_t), dtype=np.bool_)
+    _fit_all(pos, ok, ts, parents, half_window, max_span, fit, fit_ok)
+    xs = np.empty((n_v, n_t))
+    ys = np.empty((n_v, n_t))
+    axs = np.empty((n_v, n_t))
+    ays = np.empty((n_v, n_t))
+    good = ok  # reused: ok is no longer needed
+    _recompose(fit, fit_ok, parents, order, good, xs, ys, axs, ays, acc, acc_valid)
+    _generalised_forces(fit, parents, order, masses, gx, gy, good, fit_ok, xs, ys, axs, ays,
+                        tau, tau_valid)
+
+
 @pjit
-def _lagrangian_many(pos, valid, ts, parents, order, masses, gx, gy, half_window, max_span,
+def _kinematics_many(pos, valid, ts, parents, order, masses, gravity, half_window, max_span,
                      acc, acc_valid, tau, tau_valid):
     for i in prange(pos.shape[0]):
-        _lagrangian_one(pos[i], valid[i], ts[i], parents, order, masses, gx, gy, half_window,
-                        max_span, acc[i], acc_valid[i], tau[i], tau_valid[i])
+        _kinematics_one(pos[i], valid[i], ts[i], parents, order, masses, gravity[i, 0],
+                        gravity[i, 1], half_window, max_span, acc[i], acc_valid[i], tau[i],
+                        tau_valid[i])
 
 
 def _checked(positions, joint_valid, timestamps, parents, masses, gravity, half_window,
@@ -178,8 +198,9 @@ def _checked(positions, joint_valid, timestamps, parents, masses, gravity, half_
     valid = check_mask(joint_valid, pos)
     ts = check_timestamps(timestamps, pos.shape[:-2])
     par, order = check_parents(parents, pos.shape[-2])
-    return (pos, valid, ts, par, order, check_masses(masses, pos.shape[-2]),
-            *check_gravity(gravity), check_half_window(half_window), check_max_span(max_span))
+    g = check_gravity(gravity) if lead == 1 else (check_gravity_batch(gravity, pos.shape[0]),)
+    return (pos, valid, ts, par, order, check_masses(masses, pos.shape[-2]), *g,
+            check_half_window(half_window), check_max_span(max_span))
 
 
 def _outputs(shape):
@@ -187,46 +208,47 @@ def _outputs(shape):
             np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.bool_))
 
 
-def lagrangian_acceleration(positions, joint_valid, timestamps, parents, masses=None,
-                            gravity=(0.0, 9.81), half_window=3,
-                            max_span=DEFAULT_MAX_SPAN):
-    """Joint accelerations and joint torques of one window (see the module docstring).
+def lagrangian_kinematics(positions, joint_valid, timestamps, parents, masses=None,
+                          gravity=(0.0, 9.81), half_window=3, max_span=DEFAULT_MAX_SPAN):
+    """Fitted joint accelerations and generalised forces of one window (module docstring).
 
     Parameters
     ----------
     positions : ``(T, V, 2)`` float32 (float64 is converted).
     joint_valid : ``(T, V)`` bool.
-    timestamps : ``(T,)`` seconds, strictly increasing (gaps and uneven spacing allowed).
+    timestamps : ``(T,)`` strictly increasing (gaps and uneven spacing allowed), in the
+        time unit of the outputs (seconds, or frames of a grid).
     parents : ``(V,)`` integer, -1 at the root.
     masses : ``(V,)`` mass of the bone ending at each joint (the root's is unused);
         ``None`` gives 1.0 per bone.
-    gravity : ``(gx, gy)`` in position units per s², image y pointing down.
-    half_window : each fit uses at most ``2 * half_window + 1`` samples.
-    max_span : limit in seconds on the distance from a frame to the samples its
-        fits use (default 0.5 s; ``None``: no limit).
+    gravity : ``(gx, gy)`` in position units per time unit², image y pointing down.
+    half_window : each fit uses at most ``2 * half_window + 1`` samples; an integer in
+        ``[1, MAX_HALF_WINDOW]``.
+    max_span : limit on the distance in time from a frame to the samples its fits use
+        (default 0.5; ``None``: no limit); a finite number in ``(0, MAX_SPAN_LIMIT]``.
 
     Returns
     -------
-    LagrangianResult with ``acc (T, V, 2)``, ``acc_valid (T, V)``, ``tau (T, V)``
+    KinematicsResult with ``acc (T, V, 2)``, ``acc_valid (T, V)``, ``tau (T, V)``
     and ``tau_valid (T, V)``.
     """
     args = _checked(positions, joint_valid, timestamps, parents, masses, gravity, half_window,
                     max_span, 1)
     out = _outputs(args[1].shape)
-    _lagrangian_one(*args, *out)
-    return LagrangianResult(*out)
+    _kinematics_one(*args, *out)
+    return KinematicsResult(*out)
 
 
-def lagrangian_acceleration_batch(positions, joint_valid, timestamps, parents, masses=None,
-                                  gravity=(0.0, 9.81), half_window=3,
-                                  max_span=DEFAULT_MAX_SPAN):
-    """:func:`lagrangian_acceleration` over ``N`` windows in parallel.
+def lagrangian_kinematics_batch(positions, joint_valid, timestamps, parents, masses=None,
+                                gravity=(0.0, 9.81), half_window=3, max_span=DEFAULT_MAX_SPAN):
+    """:func:`lagrangian_kinematics` over ``N`` windows in parallel.
 
     ``positions (N, T, V, 2)``, ``joint_valid (N, T, V)``, ``timestamps (N, T)``;
-    the result's arrays carry the leading ``N``.
+    ``gravity`` is one ``(gx, gy)`` for all windows or ``(N, 2)``, one per window (e.g.
+    when each window has its own grid step). The result's arrays carry the leading ``N``.
     """
     args = _checked(positions, joint_valid, timestamps, parents, masses, gravity, half_window,
                     max_span, 2)
     out = _outputs(args[1].shape)
-    _lagrangian_many(*args, *out)
-    return LagrangianResult(*out)
+    _kinematics_many(*args, *out)
+    return KinematicsResult(*out)
