@@ -123,3 +123,12 @@ def test_ipc_path_left_by_a_closed_publisher_is_reused(tmp_path):
     open_publisher(f"ipc://{path}").close()  # libzmq leaves the socket file behind
     with open_publisher(f"ipc://{path}") as pub, open_subscriber(f"ipc://{path}") as sub:
         assert pub.endpoint == f"ipc://{path}" and _hears(pub, sub) >= 0
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 on this machine")
+def test_wildcard_bind_listens_on_ipv4_and_ipv6():
+    with open_publisher("tcp://*:0", insecure=True) as pub:
+        port = pub.endpoint.rsplit(":", 1)[1]
+        for ep in (f"tcp://127.0.0.1:{port}", f"tcp://[::1]:{port}"):
+            with open_subscriber(ep) as sub:
+                assert _hears(pub, sub) >= 0, ep
