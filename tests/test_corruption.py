@@ -63,7 +63,6 @@ def test_placement_of_deterministic_kinds():
     assert not C.prefix(T, 0.3)[:6].any() and C.prefix(T, 0.3)[6:].all()
     tail = C.suffix(T, 0.5)  # the newest frames are the lost ones
     assert tail[:10].all() and not tail[10:].any()
-    assert C.tail is C.suffix
     mid = C.middle(T, 0.3)
     assert _runs(mid) == [(7, 6)]
     assert np.array_equal(mid, mid[::-1])  # centred

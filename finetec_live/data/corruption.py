@@ -2,15 +2,11 @@
 
 One module for training (:func:`diverse_mask`), evaluation
 (:data:`EVAL_PROTOCOLS`, :func:`protocol_rng`) and the live ``--drop`` option
-(:class:`FrameDropper`). Masks are bool *valid* arrays: True = kept, False =
-missing. Everything random takes a :class:`numpy.random.Generator`, so a seed
-fixes the result.
-
-Counting rule: a rate ``r`` in [0, 1) over ``T`` frames removes
-``missing_count(T, r) = min(floor(r*T + 0.5), T - 1)`` frames: r*T rounded
-half up, and at least one frame always kept (a window with no frame at all
-carries no information and breaks normalisation). For FineTec's 64-frame
-windows this is exactly 16, 32 and 48 missing frames at 0.25, 0.5 and 0.75.
+(:class:`FrameDropper`). The masks themselves (bool *valid* arrays, True =
+kept) and the counting rule ``missing_count(T, r)`` are in
+:mod:`finetec_live.data.masks`; the mask functions are importable from here too.
+Everything random takes a :class:`numpy.random.Generator`, so a seed fixes the
+result.
 
 Spec strings (:meth:`Corruption.parse`)::
 
@@ -28,21 +24,40 @@ Spec strings (:meth:`Corruption.parse`)::
 
 from __future__ import annotations
 
-import math
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from finetec_live.data.masks import (
+    bursts,
+    check_count,
+    check_frames,
+    check_rate,
+    check_rng,
+    joint_dropout,
+    middle,
+    missing_count,
+    prefix,
+    random_frames,
+    regular,
+    suffix,
+)
 from finetec_live.errors import FinetecError
+
+__all__ = [
+    "EVAL_PROTOCOLS", "FINETEC_RATES", "KINDS", "MINOR", "MODERATE", "SEVERE", "TRAINING_KINDS",
+    "Corruption", "FrameDropper", "bursts", "diverse_mask", "draw_training_corruption",
+    "eval_corruptions", "joint_dropout", "middle", "missing_count", "prefix", "protocol_rng",
+    "random_frames", "regular", "suffix",
+]
 
 MINOR = 0.25
 MODERATE = 0.5
 SEVERE = 0.75
 FINETEC_RATES = (MINOR, MODERATE, SEVERE)
 
-FRAME_KINDS = ("random", "native", "burst", "tail", "prefix", "middle", "regular")
-KINDS = ("clean", *FRAME_KINDS, "joints")
+KINDS = ("clean", "random", "native", "burst", "tail", "prefix", "middle", "regular", "joints")
 _ALIASES = {"suffix": "tail", "bursts": "burst", "none": "clean"}
 # The kinds diverse_mask draws from (training).
 TRAINING_KINDS = ("random", "regular", "prefix", "tail", "middle", "burst")
@@ -54,141 +69,6 @@ EVAL_PROTOCOLS = (
     "burst:0.3:3", "burst:0.6:3",
     "tail:0.25", "tail:0.5",
 )
-
-
-# --------------------------------------------------------------------------- checks
-def _check_T(T) -> int:
-    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
-        raise ValueError(f"T must be a positive integer number of frames, got {T!r}")
-    return int(T)
-
-
-def _check_rate(r, name: str = "r") -> float:
-    try:
-        r = float(r)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, 1), got {r!r}") from None
-    if not 0.0 <= r < 1.0:  # also rejects NaN
-        raise ValueError(f"{name} must be in [0, 1), got {r}")
-    return r
-
-
-def _check_rng(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError("rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
-                         f"got {type(rng).__name__}")
-    return rng
-
-
-def missing_count(T: int, r: float) -> int:
-    """Frames a rate ``r`` removes from ``T``: r*T rounded half up, at most ``T - 1``."""
-    T = _check_T(T)
-    r = _check_rate(r)
-    return min(math.floor(r * T + 0.5), T - 1)
-
-
-# --------------------------------------------------------------------------- frame masks
-def random_frames(T: int, r: float, rng: np.random.Generator) -> np.ndarray:
-    """``(T,)`` valid mask with ``missing_count(T, r)`` frames missing, chosen uniformly."""
-    n = missing_count(T, r)
-    rng = _check_rng(rng)
-    valid = np.ones(T, dtype=bool)
-    if n:
-        valid[rng.choice(T, size=n, replace=False)] = False
-    return valid
-
-
-def _composition(total: int, parts: int, rng: np.random.Generator, minimum: int) -> np.ndarray:
-    """``parts`` integers, each >= ``minimum``, summing to ``total``, uniform over such."""
-    extra = total - parts * minimum
-    # stars and bars: choose the positions of parts-1 bars among extra+parts-1 slots
-    bars = np.sort(rng.choice(extra + parts - 1, size=parts - 1, replace=False))
-    edges = np.concatenate([[-1], bars, [extra + parts - 1]])
-    return np.diff(edges) - 1 + minimum
-
-
-def bursts(T: int, r: float, runs: int, rng: np.random.Generator) -> np.ndarray:
-    """``(T,)`` valid mask with ``missing_count(T, r)`` frames missing in contiguous runs.
-
-    The runs sit at random places, separated by at least one kept frame, so
-    they are really ``runs`` distinct runs. When there are fewer missing frames
-    than runs, or too few kept frames to separate them, the number of runs is
-    reduced to what fits (``min(runs, n, T - n + 1)``).
-    """
-    n = missing_count(T, r)
-    rng = _check_rng(rng)
-    if isinstance(runs, bool) or not isinstance(runs, (int, np.integer)) or runs < 1:
-        raise ValueError(f"runs must be a positive integer, got {runs!r}")
-    valid = np.ones(T, dtype=bool)
-    if n == 0:
-        return valid
-    k = int(min(runs, n, T - n + 1))
-    lengths = _composition(n, k, rng, 1)  # (k,) run lengths >= 1
-    gaps = _composition(T - n - (k - 1), k + 1, rng, 0)  # (k+1,) extra kept frames
-    gaps[1:k] += 1  # interior gaps keep >= 1 frame between runs
-    pos = int(gaps[0])
-    for i in range(k):
-        valid[pos:pos + lengths[i]] = False
-        pos += int(lengths[i]) + int(gaps[i + 1])
-    return valid
-
-
-def prefix(T: int, r: float) -> np.ndarray:
-    """``(T,)`` valid mask with the oldest ``missing_count(T, r)`` frames missing."""
-    n = missing_count(T, r)
-    valid = np.ones(T, dtype=bool)
-    valid[:n] = False
-    return valid
-
-
-def suffix(T: int, r: float) -> np.ndarray:
-    """``(T,)`` valid mask with the newest ``missing_count(T, r)`` frames missing (a lost tail)."""
-    n = missing_count(T, r)
-    valid = np.ones(T, dtype=bool)
-    valid[T - n:] = False
-    return valid
-
-
-tail = suffix
-
-
-def middle(T: int, r: float) -> np.ndarray:
-    """``(T,)`` valid mask with one centred run of ``missing_count(T, r)`` frames missing."""
-    n = missing_count(T, r)
-    valid = np.ones(T, dtype=bool)
-    start = (T - n) // 2
-    valid[start:start + n] = False
-    return valid
-
-
-def regular(T: int, r: float, rng: np.random.Generator) -> np.ndarray:
-    """``(T,)`` valid mask with ``missing_count(T, r)`` frames missing at evenly spaced places.
-
-    Missing frames are ``floor((j + u) * T / n)`` for ``j = 0..n-1`` with a random
-    phase ``u`` in [0, 1): every other frame at r = 0.5, three of every four at
-    r = 0.75, one in four at r = 0.25 (the pattern of a camera or detector
-    running at a fraction of the rate).
-    """
-    n = missing_count(T, r)
-    rng = _check_rng(rng)
-    valid = np.ones(T, dtype=bool)
-    if n:
-        u = rng.random()
-        idx = np.floor((np.arange(n) + u) * (T / n)).astype(np.int64)
-        valid[np.clip(idx, 0, T - 1)] = False
-    return valid
-
-
-def joint_dropout(T: int, V: int, p: float, rng: np.random.Generator) -> np.ndarray:
-    """``(T, V)`` valid mask: each joint of each frame missing independently with probability p."""
-    T = _check_T(T)
-    if isinstance(V, bool) or not isinstance(V, (int, np.integer)) or V < 1:
-        raise ValueError(f"V must be a positive integer number of joints, got {V!r}")
-    p = _check_rate(p, "p")
-    rng = _check_rng(rng)
-    if p == 0.0:
-        return np.ones((T, int(V)), dtype=bool)
-    return rng.random((T, int(V))) >= p
 
 
 # --------------------------------------------------------------------------- specs
@@ -210,22 +90,22 @@ class Corruption:
             raise FinetecError(f"unknown corruption kind {self.kind!r}; use one of "
                                f"{', '.join(KINDS)} (e.g. random:0.5, burst:0.6:3)")
         try:
-            rate = _check_rate(self.rate, "rate")
+            rate = check_rate(self.rate, "rate")
         except ValueError:
             raise FinetecError(f"corruption rate must be in [0, 1), got {self.rate!r} "
                                f"({kind}); pass e.g. {kind}:0.5") from None
         if kind == "clean" and rate != 0.0:
             raise FinetecError("'clean' takes no rate; write clean or random:R")
-        if isinstance(self.runs, bool) or not isinstance(self.runs, (int, np.integer)) \
-                or self.runs < 1:
+        try:
+            runs = check_count(self.runs, "runs")
+        except ValueError:
             raise FinetecError(f"burst runs must be a positive integer, got {self.runs!r}; "
-                               "write e.g. burst:0.6:3")
-        if kind != "burst" and self.runs != 1:
-            raise FinetecError(f"only burst takes a number of runs, got {kind} with "
-                               f"{self.runs}")
+                               "write e.g. burst:0.6:3") from None
+        if kind != "burst" and runs != 1:
+            raise FinetecError(f"only burst takes a number of runs, got {kind} with {runs}")
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "rate", rate)
-        object.__setattr__(self, "runs", int(self.runs))
+        object.__setattr__(self, "runs", runs)
 
     @classmethod
     def parse(cls, spec: str | Corruption) -> Corruption:
@@ -280,7 +160,7 @@ class Corruption:
 
     def frame_mask(self, T: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """``(T,)`` bool valid mask of frames (all True for clean and joints)."""
-        T = _check_T(T)
+        T = check_frames(T)
         k = self.kind
         if k in ("clean", "joints") or self.rate == 0.0:
             return np.ones(T, dtype=bool)
@@ -302,7 +182,7 @@ class Corruption:
         """``(T, V)`` bool valid mask of joint dropout (all True unless kind is joints)."""
         if self.kind == "joints" and self.rate > 0.0:
             return joint_dropout(T, V, self.rate, _need_rng(rng, self))
-        T = _check_T(T)
+        T = check_frames(T)
         return np.ones((T, int(V)), dtype=bool)
 
     def masks(self, T: int, V: int,
@@ -316,7 +196,7 @@ class Corruption:
 def _need_rng(rng, c: Corruption) -> np.random.Generator:
     if rng is None:
         raise ValueError(f"corruption {c} is random: pass rng=np.random.default_rng(seed)")
-    return _check_rng(rng)
+    return check_rng(rng)
 
 
 def eval_corruptions() -> tuple[Corruption, ...]:
@@ -341,8 +221,8 @@ def draw_training_corruption(rng: np.random.Generator, max_rate: float = 0.8,
                              max_runs: int = 4) -> Corruption:
     """One frame corruption for training: a kind from :data:`TRAINING_KINDS`
     uniformly, a rate uniform in [0, max_rate], 1 to ``max_runs`` runs for bursts."""
-    rng = _check_rng(rng)
-    max_rate = _check_rate(max_rate, "max_rate")
+    rng = check_rng(rng)
+    max_rate = check_rate(max_rate, "max_rate")
     kind = TRAINING_KINDS[int(rng.integers(len(TRAINING_KINDS)))]
     rate = float(rng.uniform(0.0, max_rate))
     runs = int(rng.integers(1, max_runs + 1)) if kind == "burst" else 1
@@ -360,7 +240,7 @@ def diverse_mask(T: int, V: int, rng: np.random.Generator, max_rate: float = 0.8
     ``joint_valid`` is False on every missing frame.
     """
     corruption = draw_training_corruption(rng, max_rate)
-    max_joint_rate = _check_rate(max_joint_rate, "max_joint_rate")
+    max_joint_rate = check_rate(max_joint_rate, "max_joint_rate")
     p = float(rng.uniform(0.0, max_joint_rate))
     frames = corruption.frame_mask(T, rng)
     joints = joint_dropout(T, V, p, rng) & frames[:, None]
@@ -379,7 +259,7 @@ class FrameDropper:
 
     def __init__(self, r: float, seed: int = 0) -> None:
         try:
-            self.r = _check_rate(r, "drop rate")
+            self.r = check_rate(r, "drop rate")
         except ValueError as exc:
             raise FinetecError(f"{exc}; pass --drop with a value such as 0.5") from None
         self.seed = int(seed)
