@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from finetec_live.inference.window import Window
 from finetec_live.live.buffer import RingBuffer, Windower
@@ -187,3 +191,99 @@ def test_enough_valid_and_stats_percentiles():
         s.add_latency({"total": float(v)})
     pct = s.percentiles()["total"]
     assert pct["p50"] == pytest.approx(50.5) and pct["p95"] == pytest.approx(95.05)
+
+
+def _reference_windows(times: list[float], length: float, hop: float,
+                       period: float) -> list[tuple[float, float, int]]:
+    """Every window due by the last tick, one by one, with its tick count."""
+    ts, tol, out = np.asarray(times), period / 2, []
+    k = 0
+    while True:
+        end = times[0] + length + k * hop
+        lo, hi = end - length - tol, end - tol
+        if times[-1] < hi - period:
+            return out
+        out.append((lo, hi, int(((ts >= lo) & (ts < hi)).sum())))
+        k += 1
+
+
+def _run_windower(times, length=2.0, hop=0.5, period=1 / 30):
+    win = Windower(length, hop, period)
+    return win, [w for t in times for w in win.update(t)]
+
+
+def test_windows_wholly_in_a_gap_are_skipped_and_counted():
+    """Ticks for 3 s, 100 s with none, 3 s more: the windows in the gap hold no
+    tick; they are not returned, but counted; every other window is as before."""
+    p = 1 / 30
+    times = [i * p for i in range(90)] + [100 + i * p for i in range(90)]
+    win, got = _run_windower(times)
+    ref = _reference_windows(times, 2.0, 0.5, p)
+    assert got == [(lo, hi) for lo, hi, n in ref if n > 0]
+    assert win.skipped_empty == sum(n == 0 for _, _, n in ref) > 150
+    assert all(n > 0 for _, _, n in ref[:3])  # the windows before the gap are all there
+
+
+@pytest.mark.parametrize("jump", [1e6, 5e8])
+def test_a_giant_jump_costs_one_step(jump):
+    p = 1 / 30
+    times = [i * p for i in range(90)] + [jump + i * p for i in range(90)]
+    t0 = time.perf_counter()
+    win, got = _run_windower(times)
+    assert time.perf_counter() - t0 < 0.5
+    # windows over the 3 s before (3) and after (3) the jump, and ones straddling
+    # the last ticks before it (their end reaches into the gap)
+    assert 4 <= len(got) <= 12
+    assert all(lo < 3.0 or lo > jump - 2.1 for lo, _ in got)
+    # every window in the gap is counted (hop 0.5 s: two per second of gap)
+    assert win.skipped_empty + len(got) == pytest.approx(2 * (jump + 3 - 2) + 1, abs=2)
+
+
+@settings(max_examples=150, deadline=2000)
+@given(st.lists(st.floats(1e-3, 30.0), min_size=1, max_size=60),
+       st.floats(0.2, 3.0), st.floats(0.05, 1.0), st.sampled_from([1 / 60, 1 / 30, 1 / 10]),
+       st.floats(-1e3, 1e3))
+def test_windower_matches_one_by_one_windows_on_uneven_gaps(steps, length, hop, period, t0):
+    hop = min(hop, length)
+    length = max(length, 2 * period)
+    times = list(t0 + np.cumsum([0.0, *steps]))
+    win, got = _run_windower(times, length, hop, period)
+    ref = _reference_windows(times, length, hop, period)
+    want = [(lo, hi) for lo, hi, n in ref if n > 0]
+    assert len(got) == len(want)
+    np.testing.assert_allclose(np.reshape(got, (-1, 2)), np.reshape(want, (-1, 2)), rtol=0,
+                               atol=1e-9)
+    assert win.skipped_empty == sum(n == 0 for _, _, n in ref)
+
+
+def test_windower_refuses_times_it_cannot_count_and_ignores_old_ones():
+    win = Windower(2.0, 0.5, 1 / 30)
+    for bad in (math.nan, math.inf, -math.inf, 2e9, -2e9):
+        with pytest.raises(ValueError, match="not finite or beyond"):
+            win.update(bad)
+    assert win.update(5.0) == [] and win.update(7.5) != []
+    k = win.k
+    assert win.update(7.5) == [] and win.update(1.0) == [] and win.k == k  # nothing due
+    with pytest.raises(ValueError, match=r">= 0\.0001"):
+        Windower(2.0, 1e-9, 1 / 30)
+
+
+def test_ring_refuses_a_time_that_is_not_finite():
+    ring = RingBuffer(8, 13, 2, "penn13")
+    with pytest.raises(ValueError, match="increase"):
+        ring.push(Pose.empty("penn13", 0, math.nan))
+    assert ring.count == 0
+
+
+def test_final_window_of_a_short_source_starts_at_its_first_tick():
+    """A source shorter than a window (0.7 s starting at t = 10 s): the final
+    window starts at the first tick, not 1.3 s before it."""
+    win = Windower(2.0, 0.5, 1 / 30)
+    ring = RingBuffer(win.capacity_for(), 13, 2, "penn13")
+    times = 10.0 + np.arange(21) / 30
+    for i, t in enumerate(times):
+        ring.push(Pose.empty("penn13", i, float(t)))
+        assert win.update(float(t)) == []
+    lo, hi = win.flush(float(times[-1]))
+    assert lo + win.tol == pytest.approx(10.0)  # the command's t_start
+    assert ring.window(lo, hi).num_frames == 21

@@ -10,6 +10,14 @@ Window boundaries: with frame period ``p`` and ``tol = p / 2``, the window that
 ends at ``t_end`` holds the ticks with ``t_end - length - tol <= t < t_end - tol``
 and is due as soon as a tick with ``t >= t_end - tol - p`` has arrived (the last
 tick it can hold). Windows end at ``t0 + length + k * hop``.
+
+Hostile time: the windower takes any finite time within ``MAX_TIME`` (a time
+that does not advance makes nothing due). After a forward jump, the windows
+that lie wholly between two ticks (no tick at all) are skipped in one step and
+counted in :attr:`Windower.skipped_empty`, so a jump of a million seconds costs
+no more than one of a second. Sources deliver strictly increasing finite times
+(:class:`~finetec_live.live.recording.KeypointSource` filters its file);
+:meth:`RingBuffer.push` raises ``ValueError`` otherwise (a programming error).
 """
 
 from __future__ import annotations
@@ -20,6 +28,12 @@ import numpy as np
 
 from finetec_live.inference.window import Window
 from finetec_live.live.pose import Pose
+
+#: Times are seconds within +-MAX_TIME (about 31 years): float64 still resolves
+#: microseconds there, and no source runs that long.
+MAX_TIME = 1e9
+#: The shortest hop and frame period a windower takes (seconds).
+MIN_STEP = 1e-4
 
 
 class RingBuffer:
@@ -54,7 +68,7 @@ class RingBuffer:
                              f"({self.num_joints}, {self.channels})")
         if self.layout and pose.layout != self.layout:
             raise ValueError(f"pose layout {pose.layout} != buffer layout {self.layout}")
-        if pose.timestamp <= self.latest_timestamp:
+        if not math.isfinite(pose.timestamp) or pose.timestamp <= self.latest_timestamp:
             raise ValueError(f"timestamps must increase: {pose.timestamp} after "
                              f"{self.latest_timestamp}")
         i = self.count % self.capacity
@@ -93,17 +107,21 @@ class Windower:
     ``update(t)`` after each pushed tick returns the ``(t_start, t_end)`` of the
     windows that just became due; ``flush(t_last)`` at the end of a source
     returns the final window covering the ticks not yet in any window.
+    Windows with no tick at all (wholly inside a gap between two ticks) are not
+    returned: they are counted in ``skipped_empty``.
     """
 
     def __init__(self, length: float, hop: float, frame_period: float) -> None:
-        if not length > 0 or not hop > 0 or not frame_period > 0:
+        if not length >= MIN_STEP or not hop >= MIN_STEP or not frame_period >= MIN_STEP:
             raise ValueError(f"length ({length}), hop ({hop}) and frame_period "
-                             f"({frame_period}) must be > 0")
+                             f"({frame_period}) must be >= {MIN_STEP:g} s")
         self.length, self.hop, self.period = float(length), float(hop), float(frame_period)
         self.tol = 0.5 * self.period
-        self.t0: float | None = None
-        self.k = 0  # windows emitted
+        self.t0: float | None = None  # the first tick's time
+        self.t_last: float | None = None  # the newest tick's time
+        self.k = 0  # index of the next window (emitted and skipped before it)
         self.last_end: float | None = None
+        self.skipped_empty = 0  # windows that held no tick, skipped
 
     def capacity_for(self, fps_margin: float = 2.0) -> int:
         """Ring capacity that holds a window and a hop with margin for jitter."""
@@ -116,20 +134,55 @@ class Windower:
         return end - self.length - self.tol, end - self.tol
 
     def update(self, t: float) -> list[tuple[float, float]]:
+        """The windows due now that a tick at ``t`` has arrived (oldest first)."""
+        t = float(t)
+        if not math.isfinite(t) or abs(t) > MAX_TIME:
+            raise ValueError(f"tick time {t} is not finite or beyond +-{MAX_TIME:g} s")
+        prev = self.t_last
+        if prev is not None and t <= prev:
+            return []  # a time that does not advance makes nothing due
         if self.t0 is None:
             self.t0 = t
+        self.t_last = t
         due = []
         while True:
             lo, hi = self.bounds(self.k)
             if t < hi - self.period:
                 break
+            if prev is not None and lo > prev and hi <= t:
+                self._skip_empty(t)  # no tick in [lo, hi): the gap between prev and t
+                continue
             due.append((lo, hi))
             self.k += 1
             self.last_end = hi
         return due
 
+    def _skip_empty(self, t: float) -> None:
+        """Skip, in one step, window ``k`` and the following ones that end by ``t``.
+
+        Called when window ``k`` starts after the previous tick and ends by ``t``:
+        those windows lie in the gap between the two ticks and hold none.
+        """
+        # the last window ending by t: hi(j) = t0 + length - tol + j * hop <= t
+        assert self.t0 is not None
+        last = self.k + max(0, math.floor((t - self.bounds(self.k)[1]) / self.hop))
+        for _ in range(4):  # correct the rounding of the division (a step or two)
+            if last > self.k and self.bounds(last)[1] > t:
+                last -= 1
+            elif self.bounds(last + 1)[1] <= t:
+                last += 1
+            else:
+                break
+        self.skipped_empty += last - self.k + 1
+        self.last_end = self.bounds(last)[1]
+        self.k = last + 1
+
     def flush(self, t_last: float) -> tuple[float, float] | None:
-        """The last window, ending just after ``t_last``, if ticks remain uncovered."""
+        """The last window, ending just after ``t_last``, if ticks remain uncovered.
+
+        It is ``length`` long, but starts no earlier than the first tick (a
+        source shorter than a window gives one window of its whole length).
+        """
         if self.t0 is None:
             return None
         if self.last_end is not None and t_last < self.last_end:
@@ -137,4 +190,4 @@ class Windower:
         hi = t_last + self.tol
         self.k += 1
         self.last_end = hi + 1e-9
-        return hi - self.length, hi + 1e-9
+        return max(hi - self.length, self.t0 - self.tol), hi + 1e-9
