@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from _tools import load_tool
 
+from finetec_live.data import PENN_CLASSES
 from finetec_live.data.corruption import Corruption, missing_count
-from finetec_live.data.datasets import PENN_CLASSES
 from finetec_live.learning import protocol as evaluation
 
 ROOT = Path(__file__).resolve().parent.parent
