@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-server-key", metavar="FILE",
                    help="the publisher's public key (server.key) when it uses CURVE")
     p.add_argument("--curve-secret", metavar="FILE",
-                   help="this client's key pair (client.key_secret); default: a fresh one")
+                   help="this client's key pair (client.key_secret, listed in the publisher's "
+                        "--curve-clients); default: a fresh one, accepted only by a publisher "
+                        "with --curve-any-client or on loopback")
     return p
 
 

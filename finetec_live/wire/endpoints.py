@@ -90,8 +90,9 @@ def parse_endpoint(text: str, option: str = "--bind") -> Endpoint:
     else:
         port = int(port_text)
         if not 1 <= port <= 65535:
+            hint = " (or 0 / * for any free port)" if binding else ""
             raise FinetecError(f"{option} {text}: port {port} is outside 1..65535; pick a port "
-                               "in that range (or 0 / * for any free port when binding)")
+                               f"in that range{hint}")
     if host == "*" and not binding:
         raise FinetecError(f"{option} {text}: '*' is for binding; connect to the publisher's "
                            "host, e.g. tcp://127.0.0.1:5557")
