@@ -9,7 +9,7 @@ against an allow-list, and binds. The rules:
   ``insecure=True``;
 - with CURVE beyond loopback, subscribers are authenticated against the public
   keys in ``curve_clients``; ``any_client=True`` instead accepts anyone who holds
-  the server's public key (encryption only). Neither is refused.
+  the server's public key (encryption only); with neither, the bind is refused.
 """
 
 from __future__ import annotations
