@@ -69,3 +69,14 @@ def test_unknown_spec_names_the_choices():
     with pytest.raises(FinetecError, match=r"unknown data set 'kinetics'; use penn, jhmdb, "
                                            r"pyskl:PATH"):
         load_dataset("kinetics")
+
+
+def test_the_package_exports_every_reader_and_constant():
+    import finetec_live.data as data
+
+    for name in ("Clip", "ClipSet", "SPLITS", "load_dataset", "load_penn_action", "load_jhmdb",
+                 "load_pyskl", "PENN_CLASSES", "PENN_FPS", "PENN_MASKS", "PENN_PLACEHOLDER_MAX",
+                 "JHMDB_CLASSES", "JHMDB_FPS", "RestrictedUnpickler", "safe_load_pickle",
+                 "data_root", "ENV_VAR"):
+        assert name in data.__all__ and hasattr(data, name), name
+    assert data.SPLITS == ("train", "test") and data.PENN_MASKS == ("visibility", "annotated")
