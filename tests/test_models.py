@@ -117,15 +117,42 @@ def test_completion_keeps_observed_and_starts_at_interpolation():
     assert torch.allclose(comp, m * x + (1 - m) * interp, atol=1e-6)
 
 
-def test_decomposition_perturbs_only_in_training():
-    model = _model(dict(method="finetec"))
-    inputs = _inputs(seed=5)
-    model.train()
-    torch.manual_seed(0)
-    a = model(*inputs)["logits"]
-    torch.manual_seed(1)
-    b = model(*inputs)["logits"]
-    assert not torch.allclose(a, b)  # dropout and perturbation are random in training
+def _backbone_input(model, inputs):
+    """The fused features ``(N, T, V, C_in)`` the ST-GCN head receives."""
+    seen = []
+    hook = model.backbone.register_forward_pre_hook(lambda _m, a: seen.append(a[0]))
+    try:
+        model(*inputs)
+    finally:
+        hook.remove()
+    return seen[0].permute(0, 2, 3, 1)
+
+
+def test_decomposition_perturbs_dynamic_and_static_streams_only_in_training():
+    # no dropout: the perturbation is the only randomness of a training forward pass
+    model = _model(dict(method="finetec", dropout=0.0, strong_sigma=0.08, weak_sigma=0.02))
+    x, mask, interp, dynamic, kin = _inputs(seed=5)
+    with torch.no_grad():
+        clean = _backbone_input(model.eval(), (x, mask, interp, dynamic, kin))
+        model.train()
+        torch.manual_seed(0)
+        noisy = _backbone_input(model, (x, mask, interp, dynamic, kin))
+    # fused channels: s_base 0:2, velocity 2:4, bones 4:6, mask 6, s_dyna 7:9, s_stat 9:11
+    np.testing.assert_array_equal(noisy[..., :7].numpy(), clean[..., :7].numpy())
+    d = dynamic.bool()[:, None, :].expand(-1, T, -1)  # (N, T, V)
+    dyn_noise = (noisy - clean)[..., 7:9]
+    stat_noise = (noisy - clean)[..., 9:11]
+    assert dyn_noise[d].std().item() == pytest.approx(0.08, rel=0.15)
+    assert stat_noise[~d].std().item() == pytest.approx(0.02, rel=0.15)
+    assert (dyn_noise[~d] == 0).all() and (stat_noise[d] == 0).all()  # gated by region
+    # the same model with both sigmas at zero is deterministic in training
+    quiet = _model(dict(method="finetec", dropout=0.0, strong_sigma=0.0, weak_sigma=0.0)).train()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = quiet(x, mask, interp, dynamic, kin)["logits"]
+        torch.manual_seed(1)
+        b = quiet(x, mask, interp, dynamic, kin)["logits"]
+    assert torch.equal(a, b)
 
 
 def test_config_round_trip_and_baselines():
