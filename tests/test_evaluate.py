@@ -1,4 +1,5 @@
-"""tools/evaluate.py on real Penn Action test clips: masks, metrics, reports.
+"""The evaluation (finetec_live.learning.evaluate / protocol / reports) on real Penn Action
+test clips: masks, metrics, reports, and tools/evaluate.py's command line.
 
 Untrained in-memory recognizers check the mechanics (same masks for every
 method, one forward pass equal to ``classify``/``complete``, the interpolation
@@ -17,13 +18,13 @@ from _tools import load_tool
 
 from finetec_live.data import PENN_CLASSES
 from finetec_live.data.corruption import Corruption, missing_count
+from finetec_live.learning import evaluate as ev
 from finetec_live.learning import protocol as evaluation
+from finetec_live.learning import reports
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "models" / "weights" / "penn.pt"
 
-
-ev = load_tool("evaluate")
 
 
 def _untrained(method: str, seed: int = 0):
@@ -108,7 +109,15 @@ def test_one_forward_equals_classify_and_complete(clips, spec):
     rec = _untrained("finetec")
     inputs = evaluation.build_protocol(clips[:10], spec, rec.T, "penn13")
     g = inputs.groups[0]
-    probs, comp = ev.infer(rec, g.positions, g.frame_valid, g.joint_valid, g.timestamps)
+    from finetec_live.inference.recognizer import map_to_frames
+
+    # the evaluation's path: prepared batch, chunked forward, map back to the frames
+    batch = ev.prepared_batch(rec, inputs)
+    probs, grid = ev.forward_batch(rec, batch, batch_size=4)
+    n = len(g)
+    comp = map_to_frames(grid[:n], batch.timestamps[:n], g.timestamps, g.positions,
+                         g.frame_valid[..., None] & g.joint_valid)
+    probs = probs[:n]
     np.testing.assert_allclose(probs, rec.classify(g.positions, g.frame_valid, g.joint_valid,
                                                    g.timestamps), atol=1e-6)
     np.testing.assert_allclose(comp, rec.complete(g.positions, g.frame_valid, g.joint_valid,
@@ -155,12 +164,12 @@ def test_metrics_on_known_values():
 def test_reports(tmp_path, clips, recs):
     res = ev.run_evaluation([], "penn", ["clean", "random:0.5", "native:0.5", "tail:0.5"],
                             progress=False, recognizers=recs, clips=clips[:12])
-    paths = ev.write_reports(res, tmp_path / "penn_eval")
+    paths = reports.write_reports(res, tmp_path / "penn_eval")
     data = json.loads(paths[0].read_text())
     assert set(data["methods"]) == {"zero", "interp"}
     assert data["interpolation"]["clean"]["missing_joints"] == 0
     md = paths[1].read_text()
-    for spec in ("clean", "random:0.5", "native:0.5", "tail:0.5", ev.INTERP):
+    for spec in ("clean", "random:0.5", "native:0.5", "tail:0.5", reports.INTERP):
         assert spec in md
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[2].stat().st_size > 5000
 
@@ -190,14 +199,47 @@ def test_merge_separate_runs(clips, recs):
     a = ev.run_evaluation([], "penn", ["clean", "burst:0.6:3"], recognizers={"a": recs["zero"]},
                           **kw)
     b = ev.run_evaluation([], "penn", ["burst:0.6:3"], recognizers={"b": recs["interp"]}, **kw)
-    merged = ev.merge_results([a, b])
+    merged = reports.merge_results([a, b])
     assert list(merged["methods"]) == ["a", "b"] and merged["primary"] == "a"
     assert merged["protocols"] == ["clean", "burst:0.6:3"]
-    assert "| b |" in ev.markdown_table(merged)
+    assert "| b |" in reports.markdown_table(merged)
     other = ev.run_evaluation([], "penn", ["burst:0.6:3"], recognizers={"c": recs["interp"]},
                               seed=1, **kw)
     with pytest.raises(FinetecError, match="seed"):
-        ev.merge_results([a, other])
+        reports.merge_results([a, other])
     other["seed"] = a["seed"]  # same label, other masks: still refused
     with pytest.raises(FinetecError, match="masks"):
-        ev.merge_results([a, other])
+        reports.merge_results([a, other])
+
+
+def test_results_name_checkpoints_by_hash_and_stages(data_root):
+    """A checkpoint is named by its file's SHA-256 and the runs that made it, not a path."""
+    from finetec_live.inference.checkpoint import file_sha256
+
+    clips, _, _ = evaluation.load_test_clips("penn", str(data_root), limit=4)
+    res = ev.run_evaluation([("ours", "penn")], "penn", ["clean"], progress=False,
+                            clips=clips)
+    m = res["methods"]["ours"]
+    assert m["sha256"] == file_sha256("penn") and len(m["sha256"]) == 64
+    assert m["shipped"] == "models/weights/penn.pt" and m["model_id"].startswith("penn-")
+    assert len(m["stages"]) == 5 and "--completion-bank 1024" in m["stages"][-1]["command"]
+    assert "checkpoint" not in m
+    md = reports.report_text(res)
+    assert m["sha256"][:16] in md and "--completion-bank 1024" in md
+
+
+def test_command_line_merges_and_fails_in_one_line(tmp_path, clips, recs, capsys):
+    cli = load_tool("evaluate")
+    kw = {"progress": False, "clips": clips[:6]}
+    a = ev.run_evaluation([], "penn", ["clean"], recognizers={"a": recs["zero"]}, **kw)
+    b = ev.run_evaluation([], "penn", ["clean"], recognizers={"b": recs["interp"]}, **kw)
+    for name, r in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+    out = tmp_path / "merged"
+    assert cli.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                     "--label", "b=interp", "--out", str(out), "--quiet"]) == 0
+    merged = json.loads(out.with_suffix(".json").read_text())
+    assert list(merged["methods"]) == ["a", "interp"]
+    capsys.readouterr()
+    assert cli.main(["--merge", str(tmp_path / "none.json"), "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

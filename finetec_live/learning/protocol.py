@@ -6,7 +6,8 @@
 masks), grouped by window length for batched inference. The metrics: top-1 and
 mean-class accuracy, and the completion error on the removed joints that have
 ground truth, in body-size units, next to linear interpolation's.
-``tools/evaluate.py`` runs the recognizers and writes the reports.
+Validation during training (:mod:`finetec_live.learning.validation`) and the evaluation
+(:mod:`finetec_live.learning.evaluate`) both build their windows here.
 """
 
 from __future__ import annotations
@@ -18,25 +19,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from finetec_live.data.corruption import Corruption, protocol_rng
-from finetec_live.errors import FinetecError
 from finetec_live.inference.preprocess import denormalize, interpolate_missing, normalize, resample
 
 DEFAULT_SEED = 0
 
 
 def load_test_clips(dataset: str, data_root: str | None = None, limit: int | None = None):
-    """The official test clips of ``dataset`` (``penn`` or ``jhmdb``) and the class names.
+    """The official test clips of ``dataset`` (``penn``, ``jhmdb`` or ``pyskl:PATH``), the
+    class names and the layout.
 
     ``limit`` keeps an evenly spaced subset (every class stays represented).
     """
-    from finetec_live.data import datasets
+    from finetec_live.data import load_dataset
 
-    if dataset == "penn":
-        cs = datasets.load_penn_action(data_root)
-    elif dataset == "jhmdb":
-        cs = datasets.load_jhmdb(data_root)
-    else:
-        raise FinetecError(f"unknown dataset {dataset!r}; use penn or jhmdb")
+    cs = load_dataset(dataset, data_root)
     test = list(cs.test().clips)
     if limit is not None and 0 < limit < len(test):
         idx = np.unique(np.linspace(0, len(test) - 1, limit).round().astype(int))

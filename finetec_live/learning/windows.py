@@ -1,45 +1,40 @@
-"""Training data: datasets by name, validation carve-outs, whole-clip and cropped
-windows, the completion prior and prototype windows, long-gap masks and the augmenting
-:class:`Sampler`. NumPy only; the training loops are in ``tools/train.py``."""
+"""Training data: validation carve-outs, whole-clip and cropped windows, the completion
+prior and prototype windows, long-gap masks, the augmenting :class:`Sampler` and the
+completion target. NumPy only; the training loops are in :mod:`finetec_live.learning.train`
+and :mod:`finetec_live.learning.refit`."""
 
 from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 from finetec_live.data.corruption import Corruption, diverse_mask, joint_dropout
-from finetec_live.errors import FinetecError
-from finetec_live.inference.prepare import prepare_windows
+from finetec_live.inference.prepare import PreparedBatch, prepare_windows
 from finetec_live.inference.preprocess import interpolate_missing, normalize, resample_batch
 from finetec_live.skeleton.layouts import get_layout
 
-
-def load_dataset(spec: str, data_root: str | None):
-    from finetec_live.data import datasets
-
-    if spec == "penn":
-        return datasets.load_penn_action(data_root), "penn"
-    if spec == "jhmdb":
-        return datasets.load_jhmdb(data_root), "jhmdb"
-    if spec.startswith("pyskl:"):
-        path = spec.split(":", 1)[1]
-        return datasets.load_pyskl(path), Path(path).stem
-    raise FinetecError(f"unknown dataset {spec!r}; use penn, jhmdb or pyskl:PATH")
+# The validation split is carved with this seed whatever the training seed, so every run
+# (and every choice made on validation) sees the same validation clips.
+VAL_SEED = 7
+VAL_FRACTION = 0.1
 
 
-def split_train_val(clips, fraction: float, seed: int):
-    """Carve a stratified validation subset out of the training clips."""
+def split_train_val(clips, fraction: float = VAL_FRACTION, seed: int = VAL_SEED):
+    """Carve a stratified validation subset out of the training clips: ``round(fraction *
+    n)`` clips of each class of ``n`` clips (at least one, and never a class's last clip),
+    drawn with ``seed``. Returns ``(train, val)``, each in the clips' order."""
+    clips = list(clips)
     if fraction <= 0:
-        return list(clips), []
-    rng = np.random.default_rng(seed + 7)
+        return clips, []
+    rng = np.random.default_rng(seed)
     labels = np.array([c.label for c in clips])
     val_idx = []
     for k in np.unique(labels):
         idx = np.flatnonzero(labels == k)
-        n = max(1, round(fraction * len(idx)))
+        n = min(max(1, round(fraction * len(idx))), len(idx) - 1)
         val_idx += list(rng.choice(idx, size=n, replace=False))
     val = set(int(i) for i in val_idx)
     return [c for i, c in enumerate(clips) if i not in val], [clips[i] for i in sorted(val)]
@@ -142,6 +137,38 @@ def long_gap_mask(T: int, V: int, rng: np.random.Generator, min_rate: float = 0.
     return frames, joints
 
 
+@dataclass
+class TrainingBatch:
+    """Augmented, corrupted training windows on the model's grid, ``B`` of them.
+
+    ``positions (B, T, V, 2)`` with keypoint jitter, valid where ``frame_valid (B, T)``
+    and ``joint_valid (B, T, V)`` (after frames dropped at the native rate and joints
+    dropped by augmentation); ``observed_frames``/``observed_joints`` what the model
+    sees after the window's temporal mask; ``timestamps (B, T)``; ``labels (B,)``;
+    ``clean (B, T, V, 2)`` the same augmented windows without jitter, resampled from
+    every native frame, valid where ``clean_valid (B, T, V)`` (the clip has the joint),
+    the completion's ground truth.
+    """
+
+    positions: np.ndarray
+    frame_valid: np.ndarray
+    joint_valid: np.ndarray
+    timestamps: np.ndarray
+    observed_frames: np.ndarray
+    observed_joints: np.ndarray
+    labels: np.ndarray
+    clean: np.ndarray
+    clean_valid: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def observed_positions(self) -> np.ndarray:
+        """``positions`` with zeros wherever the model does not see the joint."""
+        seen = self.observed_frames[..., None] & self.observed_joints
+        return np.where(seen[..., None], self.positions, 0.0).astype(np.float32)
+
+
 class Sampler:
     """Draws augmented, corrupted training windows (NumPy; seeded)."""
 
@@ -161,6 +188,32 @@ class Sampler:
         self.flip = self.layout.flip_permutation()
         self.scales = np.array([clip_scale(c, self.layout) for c in clips], dtype=np.float32)
 
+    def _augment(self, pos, jv, i: int):
+        """Spatial augmentation about the clip's centre: ``(clean, jittered, joints,
+        clean_joints)``; ``clean_joints`` before the augmentation drops any."""
+        rng = self.rng
+        ctr = pos[jv].mean(0) if jv.any() else np.zeros(2, np.float32)
+        ang = rng.uniform(-0.3, 0.3)
+        sh = rng.uniform(-0.2, 0.2)
+        sx, sy = rng.uniform(0.8, 1.2, size=2)
+        R = np.array([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]])
+        M = R @ np.array([[1.0, sh], [0.0, 1.0]]) @ np.diag([sx, sy])
+        if rng.random() < 0.5:
+            M = M @ np.diag([-1.0, 1.0])
+            pos, jv = pos[:, self.flip], jv[:, self.flip]
+        clean = ((pos - ctr) @ M.T.astype(np.float32) + ctr).astype(np.float32)
+        # keypoint jitter (pose-estimator noise), in units of the body size
+        sig = rng.uniform(0.0, 0.04) * self.scales[i]
+        noisy = clean + rng.normal(0, 1, size=clean.shape).astype(np.float32) * sig
+        clean_jv = jv
+        # missing joints (whole tracks and single samples)
+        if rng.random() < 0.3:
+            jv = jv & (rng.random(jv.shape) > rng.uniform(0.0, 0.15))
+        if rng.random() < 0.1:
+            jv = jv.copy()
+            jv[:, rng.integers(jv.shape[1])] = False
+        return clean, noisy, jv, clean_jv
+
     def _one(self, i: int):
         rng, c = self.rng, self.clips[i]
         pos = c.positions.copy()  # (Tc, V, 2)
@@ -175,47 +228,25 @@ class Sampler:
             pos, jv, ts = pos[s:s + n], jv[s:s + n], ts[s:s + n]
         Tn = len(pos)
         fv = np.ones(Tn, dtype=bool)
-        clean = pos
+        clean, clean_jv = pos, jv
         if self.augment:
-            # spatial augmentation about the clip's centre
-            valid = jv
-            ctr = pos[valid].mean(0) if valid.any() else np.zeros(2, np.float32)
-            ang = rng.uniform(-0.3, 0.3)
-            sh = rng.uniform(-0.2, 0.2)
-            sx, sy = rng.uniform(0.8, 1.2, size=2)
-            R = np.array([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]])
-            M = R @ np.array([[1.0, sh], [0.0, 1.0]]) @ np.diag([sx, sy])
-            if rng.random() < 0.5:
-                M = M @ np.diag([-1.0, 1.0])
-                pos, jv = pos[:, self.flip], jv[:, self.flip]
-            pos = ((pos - ctr) @ M.T.astype(np.float32) + ctr).astype(np.float32)
-            # keypoint jitter (pose-estimator noise), in units of the body size
-            sig = rng.uniform(0.0, 0.04) * self.scales[i]
-            clean = pos
-            pos = pos + rng.normal(0, 1, size=pos.shape).astype(np.float32) * sig
-            # missing joints (whole tracks and single samples)
-            if rng.random() < 0.3:
-                jv = jv & (rng.random(jv.shape) > rng.uniform(0.0, 0.15))
-            if rng.random() < 0.1:
-                jv = jv.copy()
-                jv[:, rng.integers(jv.shape[1])] = False
+            clean, pos, jv, clean_jv = self._augment(pos, jv, i)
             # frames dropped at the native rate, before resampling
             if rng.random() < self.native_prob and Tn > 4:
                 keep = rng.random(Tn) > rng.uniform(0.0, 0.6)
                 keep[rng.integers(Tn)] = True
                 fv = keep
         p, f, j, t = resample_batch(pos[None], fv[None], jv[None], ts[None], self.T)
-        pc = resample_batch(clean[None], fv[None], jv[None], ts[None], self.T)[0]
-        return p[0], f[0], j[0], t[0], c.label, pc[0]
+        # the ground truth from every native frame (dropped ones too), on the same grid
+        pc, _, jc, _ = resample_batch(clean[None], np.ones((1, Tn), bool), clean_jv[None],
+                                      ts[None], self.T)
+        return p[0], f[0], j[0], t[0], c.label, pc[0], jc[0]
 
-    def batch(self, idx):
+    def batch(self, idx) -> TrainingBatch:
         items = [self._one(int(i)) for i in idx]
-        pos = np.stack([it[0] for it in items])  # (B, T, V, 2) augmented, resampled
-        fv = np.stack([it[1] for it in items])
-        jv = np.stack([it[2] for it in items])
-        ts = np.stack([it[3] for it in items])
+        pos, fv, jv, ts, _, clean, clean_jv = (np.stack([it[k] for it in items])
+                                               for k in (0, 1, 2, 3, 4, 5, 6))
         labels = np.array([it[4] for it in items], dtype=np.int64)
-        self.last_clean = np.stack([it[5] for it in items])  # the same windows without jitter
         # diverse temporal masking of the model's window
         ofv, ojv = fv.copy(), jv.copy()
         if self.augment:
@@ -233,18 +264,30 @@ class Sampler:
         none = ~ofv.any(1)
         ofv[none, 0] = fv[none, 0]
         ojv[none, 0] = jv[none, 0]
-        return pos, fv, jv, ts, ofv, ojv, labels
+        return TrainingBatch(pos, fv, jv, ts, ofv, ojv, labels, clean, clean_jv)
 
 
-def make_batch(model_cfg, layout, pos, fv, jv, ts, ofv, ojv, clean=None):
-    """Prepare the observed windows; the completion target is the clean window (``clean``:
-    without the keypoint jitter, when given) in their frame."""
-    obs = np.where((ofv[..., None] & ojv)[..., None], pos, 0.0).astype(np.float32)
-    batch = prepare_windows(obs, ofv, ojv, ts, T=model_cfg.T, layout=layout,
-                            fill=model_cfg.fill, kernels=model_cfg.needs_kernels,
+def completion_target(clean: np.ndarray, clean_valid: np.ndarray, batch: PreparedBatch
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The completion's ground truth in the frame of the observed windows: ``clean (B, T, V,
+    2)`` normalised by ``batch``'s centre and scale (what the network completes in), zeros
+    where ``clean_valid (B, T, V)`` is False. Returns ``(target, valid)`` float32."""
+    target = (clean - batch.centre[:, None, None, :]) / batch.scale[:, None, None, None]
+    valid = np.asarray(clean_valid, bool)
+    return (np.where(valid[..., None], target, 0.0).astype(np.float32),
+            valid.astype(np.float32))
+
+
+def make_batch(model_cfg, layout, tb: TrainingBatch, completion_only: bool = False):
+    """Prepare the observed windows of ``tb`` (:func:`prepare_windows`, as live inference
+    does) and their completion target: ``(batch, target, target_valid)``.
+
+    ``completion_only``: zeros for the gaps and no kernels, what the completion module alone
+    takes (the completion refit)."""
+    batch = prepare_windows(tb.observed_positions(), tb.observed_frames, tb.observed_joints,
+                            tb.timestamps, T=model_cfg.T, layout=layout,
+                            fill="zeros" if completion_only else model_cfg.fill,
+                            kernels=False if completion_only else model_cfg.needs_kernels,
                             interp=model_cfg.interp)
-    ref = pos if clean is None else clean
-    target = ((ref - batch.centre[:, None, None, :]) / batch.scale[:, None, None, None])
-    tvalid = (fv[..., None] & jv)
-    target = np.where(tvalid[..., None], target, 0.0).astype(np.float32)
-    return batch, target, tvalid.astype(np.float32)
+    target, valid = completion_target(tb.clean, tb.clean_valid, batch)
+    return batch, target, valid
