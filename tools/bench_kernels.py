@@ -56,7 +56,7 @@ def synthetic_windows(layout, n, n_t, missing_frames, missing_joints, seed=0):
 def penn_windows(n, n_t):
     """First ``n_t`` frames of the real Penn Action clips that long, tiled to ``n``."""
     try:
-        from finetec_live.data.datasets import load_penn_action
+        from finetec_live.data import load_penn_action
 
         clips = [c for c in load_penn_action() if c.num_frames >= n_t]
     except Exception as exc:  # no data here: say so and fall back to synthetic windows
