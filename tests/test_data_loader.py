@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 
 import numpy as np
@@ -80,3 +81,11 @@ def test_the_package_exports_every_reader_and_constant():
                  "data_root", "ENV_VAR"):
         assert name in data.__all__ and hasattr(data, name), name
     assert data.SPLITS == ("train", "test") and data.PENN_MASKS == ("visibility", "annotated")
+
+
+def test_pyskl_counts_the_clips_it_leaves_out(tmp_path, caplog):
+    path = _tiny_pyskl(tmp_path)
+    caplog.set_level(logging.INFO, logger="finetec_live.data.pyskl")
+    cs = load_dataset(path, train_split="xsub_train", test_split="xsub_train")
+    assert [c.name for c in cs] == ["clip0", "clip1"]
+    assert "2 annotations in neither xsub_train nor xsub_train left out" in caplog.text
