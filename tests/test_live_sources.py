@@ -1,4 +1,4 @@
-"""Sources and the MediaPipe front end on real clips; pose recording round trip."""
+"""Sources and the MediaPipe front end on real clips (pose recordings: test_live_recording)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from finetec_live.data.paths import data_root
 from finetec_live.errors import FinetecError
 from finetec_live.live.pose import Pose, PoseEstimator
-from finetec_live.live.recording import KeypointRecorder, KeypointSource
 from finetec_live.live.sources import DEMO_VIDEO, CameraSource, VideoSource
 
 VIDEOS = data_root() / "videos"
@@ -68,43 +67,6 @@ def test_positions_are_pixels_with_the_image_aspect():
     height = ankles[:, 1].mean() - head[1]  # image y grows downwards
     width = np.ptp(q.positions[q.joint_valid][:, 0])
     assert height > 300 and height > width
-
-
-def test_record_and_replay_round_trip(demo_poses, tmp_path):
-    src, poses = demo_poses
-    path = tmp_path / "demo.fkp"
-    rec = KeypointRecorder(path, src.fps, src.width, src.height, str(DEMO_VIDEO))
-    for p in poses:
-        rec.write(p, gap=False)
-    rec.close()
-    replay = KeypointSource(path, realtime=False)
-    assert replay.fps == 30.0 and (replay.width, replay.height) == (320, 180)
-    frames = list(replay)
-    assert len(frames) == len(poses)
-    for f, p in zip(frames, poses, strict=True):
-        assert f.image is None and f.index == p.index and f.timestamp == p.timestamp
-        assert f.pose.valid == p.valid
-        np.testing.assert_array_equal(f.pose.positions, p.positions)
-        np.testing.assert_array_equal(f.pose.joint_valid, p.joint_valid)
-        if p.valid:
-            np.testing.assert_array_equal(f.pose.visibility, p.visibility)
-            # thresholds applied at replay give the same model-layout pose
-            np.testing.assert_array_equal(f.pose.to_layout("penn13", 0.7).positions,
-                                          p.to_layout("penn13", 0.7).positions)
-    # --loop continues the timeline
-    looped = list(itertools.islice(KeypointSource(path, realtime=False, loop=True), 400))
-    ts = np.array([f.timestamp for f in looped])
-    assert [f.index for f in looped] == list(range(400)) and np.all(np.diff(ts) > 0)
-    np.testing.assert_allclose(np.diff(ts), 1 / 30, atol=1e-6)
-
-
-def test_bad_recordings(tmp_path):
-    with pytest.raises(FinetecError, match="not found"):
-        KeypointSource(tmp_path / "nope.fkp")
-    bad = tmp_path / "bad.fkp"
-    bad.write_bytes(b"\x93not a recording")
-    with pytest.raises(FinetecError, match="not a finetec-live pose recording"):
-        KeypointSource(bad)
 
 
 def test_video_loop_and_fast_replay():
