@@ -22,8 +22,9 @@ Inputs: ``positions`` float32 (float64 is converted), ``joint_valid`` bool
 increasing seconds; wrong shapes or dtypes raise ``ValueError`` naming the
 argument, what it got and what it needs.
 
-Plain NumPy twins with the same names and signatures live in
-:mod:`finetec_live.kernels.reference`; ``tools/bench_kernels.py`` times both.
+NumPy twins with the same names and signatures: :mod:`finetec_live.kernels.reference`
+(plain loops over frames, obviously correct) and :mod:`finetec_live.kernels.vectorised`
+(array operations, the fair speed baseline); ``tools/bench_kernels.py`` times all three.
 """
 
 from ._common import MAX_HALF_WINDOW, MAX_SPAN_LIMIT, KinematicsResult
