@@ -11,6 +11,7 @@ import pytest
 
 from finetec_live.data.paths import data_root
 from finetec_live.errors import FinetecError
+from finetec_live.live.capture import TickClock
 from finetec_live.live.pose import Pose, PoseEstimator
 from finetec_live.live.sources import DEMO_VIDEO, CameraSource, VideoSource
 
@@ -113,36 +114,69 @@ def test_absent_camera():
         CameraSource("/dev/video99")
 
 
-def test_camera_gap_is_retried_then_missing_ticks_then_an_error(tmp_path):
-    """A 'camera' whose device disappears: retries with back-off, fills the gap
-    with ticks without picture, then ends with a clear error."""
+def test_camera_that_stops_ends_with_an_error_counted_from_its_last_frame(tmp_path):
+    """A 'camera' (a clip opened as a device, delivered at its nominal rate) whose
+    device disappears: it is reopened with back-off, and the run ends with a clear
+    error once no frame came for --camera-retry seconds after the last one."""
     clip = tmp_path / "cam.mp4"
     shutil.copy(DEMO_VIDEO, clip)
     cam = CameraSource(str(clip), retry_seconds=1.0)
-    frames, t_gap = [], None
+    frames = []
     with pytest.raises(FinetecError, match="delivered no frame for 1 s"):
         for f in cam:
-            frames.append(f)
+            frames.append((f, time.monotonic()))
             if f.index == 0:
                 clip.unlink()  # the device goes away; buffered frames still come
-            if f.image is None and t_gap is None:
-                t_gap = time.monotonic()
+    ended = time.monotonic()
     cam.close()
-    pictures = [f for f in frames if f.image is not None]
-    gap = [f for f in frames if f.image is None]
-    assert len(pictures) == 150
-    assert len(gap) >= 15  # about a second of missing ticks at 30 fps
-    ts = np.array([f.timestamp for f in frames])
-    assert np.all(np.diff(ts) > 0) and [f.index for f in frames] == list(range(len(frames)))
+    assert len(frames) == 150 and all(f.image is not None for f, _ in frames)
+    assert 1.0 <= ended - frames[-1][1] < 4.0
+    ts = np.array([f.timestamp for f, _ in frames])
+    assert np.all(np.diff(ts) > 0)
+    # delivered at the nominal rate, not at decoding speed
+    assert ts[-1] == pytest.approx(149 / cam.fps, abs=0.5)
 
 
-def test_camera_reopens_after_a_gap(tmp_path):
+class _SilentCapture:
+    """A capture that opens but never delivers a frame (no such camera is at hand)."""
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        return False, None
+
+    def set(self, *_):
+        return True
+
+    def get(self, *_):
+        return 30.0
+
+    def release(self):
+        pass
+
+
+def test_camera_that_opens_but_never_delivers_is_not_retried_forever(monkeypatch):
+    monkeypatch.setattr(CameraSource, "_open", lambda self: _SilentCapture())
+    cam = CameraSource(0, retry_seconds=0.8)
+    t0 = time.monotonic()
+    with pytest.raises(FinetecError, match=r"delivered no frame for 0\.8 s"):
+        list(itertools.islice(cam, 10))
+    assert time.monotonic() - t0 < 4.0
+    assert cam.reconnects >= 2  # every reopen succeeded, none delivered
+
+
+def test_camera_reopens_after_a_gap_and_the_gap_becomes_missing_ticks(tmp_path):
     clip = tmp_path / "cam.mp4"
     shutil.copy(DEMO_VIDEO, clip)
     cam = CameraSource(str(clip), retry_seconds=5.0)
-    frames = list(itertools.islice(cam, 200))  # 150 frames, a gap, then frames again
+    frames = list(itertools.islice(cam, 160))  # 150 frames, a gap, then frames again
     cam.close()
-    assert cam.reconnects == 1 and cam.gap_ticks >= 1
-    gap = [f.index for f in frames if f.image is None]
-    assert gap and min(gap) == 150 and frames[-1].image is not None
-    np.testing.assert_array_equal(frames[max(gap) + 1].image, frames[0].image)
+    assert cam.reconnects == 1 and all(f.image is not None for f in frames)
+    np.testing.assert_array_equal(frames[150].image, frames[0].image)
+    gap = frames[150].timestamp - frames[149].timestamp
+    assert gap > 1.5 / cam.fps  # the back-off: time without frames
+    clock = TickClock(1.0 / cam.fps, max_fill=1000)
+    filled = [t for f in frames for t in clock.gap_before(f.timestamp)]
+    assert filled and all(frames[149].timestamp < t < frames[150].timestamp for t in filled)
+    assert len(filled) == pytest.approx(gap * cam.fps, abs=1.5)

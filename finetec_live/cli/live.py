@@ -1,9 +1,11 @@
 """``finetec-live``: camera or video -> pose -> windows -> recognizer -> ZeroMQ labels.
 
-The command composes the library's steps: a source, the pose estimator, the
-ring buffer and windower, the recognizer and the publisher. Capture and pose
-run on the main thread, kernels and model on a second thread, with a bounded
-hand-off between them that drops stale windows.
+The command composes the library's steps (see ``docs/DESIGN.md``): a source
+(a camera read on a capture thread of its own, so capture never waits on pose),
+the pose estimator, one timeline per person (gap filling, ring buffer,
+windower), the recognizer on an inference thread fed through a hand-off that
+drops stale windows, and the publisher. :class:`LiveRun` holds the parts of
+one run; each of its methods is one stage.
 
 ``finetec-live keygen DIR`` writes CURVE key pairs for non-loopback publishing.
 """
@@ -11,385 +13,363 @@ hand-off between them that drops stale windows.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import os
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
+from finetec_live.cli import checks, runtime
 from finetec_live.cli.options import build_parser
+from finetec_live.cli.outputs import JsonlWriter, summary_line, write_error, write_stats
+from finetec_live.cli.parts import load_recognizer, open_source
 from finetec_live.errors import FinetecError
 
 log = logging.getLogger("finetec_live")
-COMPLETION_DISPLAY_S = 0.25  # how long a window's completed pose may stand in for a frame
-# Nice value added to the capture/pose thread in live runs (FINETEC_CAPTURE_NICE=0: off).
-# Measured on 2 loaded cores, 30 s real-time replays: window latency p95 23-25 ms at
-# nice 0, 11-20 ms at nice 5, for a few more frames lost to pose falling behind.
-CAPTURE_NICE = int(os.environ.get("FINETEC_CAPTURE_NICE", "5") or 0)
-
-def load_recognizer(model: str | None, device: str):
-    """The recognizer, or a :class:`FinetecError` naming the checkpoint problem."""
-    import pickle
-
-    try:
-        from finetec_live.inference.recognizer import Recognizer
-    except ImportError as exc:
-        raise FinetecError(f"the recognizer cannot be imported ({exc}); reinstall finetec-live "
-                           "with `pip install -e .`") from None
-    try:
-        rec = Recognizer.from_checkpoint(model, device=device)
-    except FinetecError:
-        raise
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError, EOFError,
-            pickle.UnpicklingError) as exc:
-        raise FinetecError(f"cannot load checkpoint {model or 'penn'} ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''}); pass --model with a "
-                           "finetec-live checkpoint (.pt) or a shipped name such as penn") from None
-    from finetec_live.skeleton.layouts import mapping_matrix
-
-    mapping_matrix("mediapipe33", rec.layout)  # FinetecError when the layout cannot be fed
-    return rec
+WORKER_JOIN_S = 30.0  # longest wait for the inference thread to finish its window
 
 
-def open_source(args: argparse.Namespace, stop: threading.Event):
-    from finetec_live.live.recording import KeypointSource
-    from finetec_live.live.sources import CameraSource, VideoSource
+class LiveRun:
+    """The parts of one live session, opened by :meth:`open`, run by :meth:`capture`,
+    ended by :meth:`finish`, and always released by :meth:`close`."""
 
-    if args.video is not None:
-        return VideoSource(args.video, realtime=not args.fast, loop=args.loop, stop=stop)
-    if args.keypoints is not None:
-        return KeypointSource(args.keypoints, realtime=not args.fast, loop=args.loop, stop=stop)
-    return CameraSource(args.camera, retry_seconds=args.camera_retry, stop=stop)
+    def __init__(self, args: argparse.Namespace) -> None:
+        from finetec_live.live.stats import Stats
 
+        self.args = args
+        self.stop = threading.Event()
+        self.stopped_by = "end"
+        self.stats = Stats()
+        self.stats_written = False
+        self.source = self.publisher = self.rec = self.timeline = None
+        self.estimator = self.recorder = self.display = self.jsonl = self.dropper = None
+        self.handoff = self.worker = self.worker_thread = None
+        self.pump = self.pump_thread = self.native_log = self.progress = None
+        self.window_s = self.hop_s = 0.0
+        self.stream = ""
+        self._old_handlers: dict = {}
+        self._fps = (time.perf_counter(), 0, 0.0)  # clock, frames, fps of the display caption
 
-class _JsonlWriter:
-    def __init__(self, target: str) -> None:
-        if target == "-":
-            self.fh, self.own = sys.stdout, False
-        else:
-            try:
-                self.fh, self.own = open(target, "w", encoding="utf-8"), True
-            except OSError as exc:
-                raise FinetecError(f"cannot write --jsonl file {target} ({exc.strerror}); "
-                                   "choose a writable path") from None
+    # ------------------------------------------------------------------ signals
+    def _on_signal(self, signum, _frame) -> None:
+        name = signal.Signals(signum).name
+        if self.stop.is_set() and self.stopped_by == name:
+            os._exit(128 + signum)  # a second signal while stopping: give up at once
+        self.stopped_by = name
+        # Not stop.set() here: the handler runs on the main thread, which may be
+        # inside stop.wait() holding the event's (non-reentrant) lock; setting it
+        # from here would deadlock. A helper thread sets it once the lock is free.
+        threading.Thread(target=self.stop.set, name="stop-on-signal", daemon=True).start()
 
-    def __call__(self, result) -> None:
+    def install_signals(self) -> None:
+        self._old_handlers = {s: signal.signal(s, self._on_signal)
+                              for s in (signal.SIGINT, signal.SIGTERM)}
+
+    # ------------------------------------------------------------------ opening
+    def open(self) -> None:
+        """Source, outputs, publisher, model, timeline, worker: everything but pose."""
+        from finetec_live.wire.messages import check_stream_name
+
+        args = self.args
+        self.install_signals()
+        self.source = open_source(args, self.stop)
+        self.stream = args.stream or self.source.name
         try:
-            self.fh.write(json.dumps(result.message.to_dict()) + "\n")
-            self.fh.flush()
-        except BrokenPipeError:  # e.g. `| head`: stop writing, keep running
-            self.fh = open(os.devnull, "w")
-            self.own = True
+            check_stream_name(self.stream)
+        except ValueError as exc:
+            raise FinetecError(f"{exc}; pass --stream with such a name") from None
+        self._open_display()
+        self._open_publisher()
+        self.rec = load_recognizer(args.model, args.device)
+        runtime.limit_torch_threads()
+        self._open_timeline()
+        if args.drop > 0:
+            from finetec_live.data.corruption import FrameDropper
 
-    def close(self) -> None:
-        if self.own:
-            self.fh.close()
+            self.dropper = FrameDropper(args.drop, args.seed)
+        if args.record:
+            from finetec_live.live.recording import KeypointRecorder
 
+            self.recorder = KeypointRecorder(args.record, self.source.fps, self.source.width,
+                                             self.source.height,
+                                             str(args.video or args.keypoints or args.camera))
+        if args.jsonl:
+            self.jsonl = JsonlWriter(args.jsonl)
+        self._start_worker()
 
-def _write_stats(path: str, payload: dict) -> None:
-    try:
-        Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise FinetecError(f"cannot write --stats-json file {path} ({exc.strerror}); choose a "
-                           "writable path") from None
+    def _open_display(self) -> None:
+        args = self.args
+        show = args.show and not args.no_display
+        if show or args.output:
+            if show:
+                checks.check_display()
+            from finetec_live.live.display import Display
+
+            self.display = Display(show, args.output, self.source.fps,
+                                   title=f"finetec-live {self.stream}")
+
+    def _open_publisher(self) -> None:
+        from finetec_live.wire.publisher import open_publisher
+
+        args = self.args
+        self.publisher = open_publisher(args.bind, curve_secret=args.curve_secret,
+                                        curve_clients=args.curve_clients,
+                                        any_client=args.curve_any_client, insecure=args.insecure)
+
+    def _open_timeline(self) -> None:
+        from finetec_live.inference.prepare import MIN_FRAMES
+        from finetec_live.live.timeline import PersonTimeline
+
+        fps = self.source.fps
+        self.window_s = self.args.window or float(self.rec.window_seconds)
+        self.hop_s = self.args.hop or float(self.rec.hop_seconds)
+        checks.check_window(self.window_s, self.hop_s, fps, MIN_FRAMES)
+        self.min_frames = MIN_FRAMES
+        self.timeline = PersonTimeline(self.rec.layout, self.window_s, self.hop_s, 1.0 / fps)
+
+    def _start_worker(self) -> None:
+        from finetec_live.live.handoff import Handoff
+        from finetec_live.live.worker import InferenceWorker, warm_up
+
+        want = self.display is not None
+        self.handoff = Handoff(maxsize=1)
+        self.worker = InferenceWorker(self.rec, self.handoff, self.publisher, self.stats,
+                                      self.stream, self.stop, topk=self.args.topk,
+                                      want_completion=want, on_label=self.jsonl)
+        log.debug("warm-up: %.2f s", warm_up(self.rec, self.window_s, self.source.fps,
+                                              want_completion=want))
+        self.worker_thread = threading.Thread(target=self.worker.run, name="finetec-inference",
+                                              daemon=True)
+        self.worker_thread.start()
+
+    def open_capture(self) -> None:
+        """Pose estimation and, for a camera, the capture thread; the opening log line."""
+        args = self.args
+        # Live (not --fast): pose runs at a lower priority than inference, so a
+        # due window preempts the next frame's pose instead of waiting behind it.
+        # Set after the inference thread exists (it keeps its priority) and
+        # before MediaPipe starts its threads (they inherit this one's).
+        nice = runtime.capture_nice()
+        if not args.fast and nice:
+            runtime.lower_this_thread(nice)
+        if not log.isEnabledFor(logging.DEBUG):
+            from finetec_live.live.native import NativeLog
+
+            self.native_log = NativeLog().start()
+        if args.keypoints is None:
+            from finetec_live.live.pose import PoseEstimator
+
+            self.estimator = PoseEstimator(model_complexity=1)
+        if args.camera is not None:
+            from finetec_live.live.capture import FramePump
+
+            self.pump = FramePump(self.source)
+            self.pump_thread = threading.Thread(target=self.pump.run, name="finetec-capture",
+                                                daemon=True)
+            self.pump_thread.start()
+        self._open_progress()
+        rec = self.rec
+        log.info("publishing label.%s and status.%s on %s; model %s (%s, %d classes) on %s; "
+                 "window %.2f s, hop %.2f s; source %.1f fps%s", self.stream, self.stream,
+                 self.publisher.endpoint, rec.model_id, rec.layout, len(rec.class_names),
+                 rec.device, self.window_s, self.hop_s, self.source.fps,
+                 ", as fast as possible" if args.fast else "")
+
+    def _open_progress(self) -> None:
+        args = self.args
+        show = args.progress if args.progress is not None else sys.stderr.isatty()
+        if not show or args.camera is not None:
+            return
+        from tqdm import tqdm
+
+        total = getattr(self.source, "frame_count", None) if not args.loop else None
+        self.progress = tqdm(total=total or None, unit="frame", desc=self.stream,
+                             file=sys.stderr, leave=False, mininterval=0.5)
+
+    # ------------------------------------------------------------------ running
+    def capture(self) -> None:
+        """The capture loop: one frame tick at a time until the source ends or a stop."""
+        frames = self.pump if self.pump is not None else self.source
+        t_run = time.perf_counter()
+        for frame in frames:
+            if self.stats.first_frame_wall is None:
+                self.stats.first_frame_wall = frame.wall
+            self.step(frame)
+            if self.progress is not None:
+                self.progress.update(1)
+            if self.display is not None and self.display.closed_by_user:
+                self.stopped_by = "window closed"
+                break
+            if self.stop.is_set() or self.worker.error is not None:
+                break
+            if self.args.max_seconds and time.perf_counter() - t_run >= self.args.max_seconds:
+                self.stopped_by = "max_seconds"
+                break
+
+    def step(self, frame) -> None:
+        """Pose (or the recorded pose), record, map, count, push; cut due windows; draw."""
+        from finetec_live.live.pose import Pose
+
+        args, stats = self.args, self.stats
+        pose_ms = 0.0
+        if frame.pose is not None:  # keypoint replay
+            raw, has_picture = frame.pose, not frame.late
+        elif frame.image is None:  # a tick without picture
+            raw, has_picture = Pose.empty("mediapipe33", frame.index, frame.timestamp), False
+        else:
+            t0 = time.perf_counter()
+            raw = self.estimator.estimate(frame.image, frame.index, frame.timestamp)
+            pose_ms = (time.perf_counter() - t0) * 1e3
+            has_picture = True
+        if self.recorder is not None:
+            try:
+                self.recorder.write(raw, gap=not has_picture)
+            except OSError as exc:
+                raise write_error("--record", args.record, exc) from None
+        pose = raw.to_layout(self.rec.layout, args.min_visibility)
+        stats.lagged += frame.late and frame.pose is None  # a replay's gaps were recorded
+        if not has_picture:
+            stats.no_image += 1
+        elif not pose.valid:
+            stats.pose_missing += 1
+        if self.dropper is not None and not self.dropper.keep():
+            pose = pose.missing_like()
+            stats.drop_injected += 1
+        gaps_before = self.timeline.gap_ticks
+        for window in self.timeline.push(pose, wall=frame.wall, pose_ms=pose_ms):
+            self.submit(window)
+        new_gaps = self.timeline.gap_ticks - gaps_before
+        stats.gap_ticks += new_gaps
+        stats.no_image += new_gaps
+        stats.frames += 1 + new_gaps
+        stats.last_frame_wall = time.perf_counter()
+        if self.display is not None and (frame.image is not None or frame.pose is not None):
+            if not frame.late:  # a written video holds only real pictures
+                self._draw(frame, pose)
+
+    def submit(self, window, force: bool = False) -> None:
+        """Hand a due window to inference, or count it as skipped."""
+        from finetec_live.live.worker import enough_valid
+
+        self.stats.windows += 1
+        if not enough_valid(window, self.args.min_valid, min_frames=self.min_frames):
+            self.stats.skipped_windows += 1
+            log.debug("window %d skipped: %d of %d frames valid", window.seq, window.num_valid,
+                      window.num_frames)
+            return
+        # a file replayed with --fast has no clock to keep: capture waits for
+        # inference instead of dropping windows. Live sources never wait.
+        wait = self.args.fast and self.args.camera is None
+        self.handoff.put(window, force=force or wait)
+
+    def _draw(self, frame, pose) -> None:
+        clock, n, fps = self._fps
+        now = time.perf_counter()
+        n += 1
+        if now - clock >= 1.0:
+            clock, n, fps = now, 0, n / (now - clock)
+        self._fps = (clock, n, fps)
+        # a written video shows the source's time; a window on screen, the speed
+        info = f"{fps:.1f} fps" if self.display.show else f"t {frame.timestamp:7.2f} s"
+        self.display.draw_tick(frame.image, self.source.width, self.source.height, pose,
+                               self.worker.latest, info)
+
+    # ------------------------------------------------------------------ ending
+    def finish(self) -> None:
+        """Last window, drain inference, the end line and the statistics."""
+        if self.worker.error is None and self.stopped_by in ("end", "max_seconds"):
+            final = self.timeline.flush()
+            if final is not None:
+                self.submit(final, force=True)
+        self.handoff.close()
+        self.worker_thread.join()
+        self.worker_thread = None
+        if self.worker.error is not None:
+            raise self.worker.error
+        self.stats.dropped_windows = self.handoff.dropped
+        self._report_source()
+        s = self.stats.to_dict()
+        log.info("%s", summary_line(self.stopped_by, s))
+        if self.args.stats_json:
+            write_stats(self.args.stats_json, self.stats_payload(s))
+            self.stats_written = True
+
+    def _report_source(self) -> None:
+        self.stats.bad_ticks = int(getattr(self.source, "bad_ticks", 0) or 0)
+
+    def stats_payload(self, s: dict) -> dict:
+        rec, args = self.rec, self.args
+        s.update(stopped_by=self.stopped_by, stream=self.stream)
+        if rec is not None:
+            s.update(model=rec.model_id, layout=rec.layout, device=rec.device,
+                     window_s=self.window_s, hop_s=self.hop_s)
+        if self.source is not None:
+            s.update(source_fps=self.source.fps)
+            if getattr(self.source, "frame_count", 0):
+                s.update(source_frames=self.source.frame_count,
+                         source_truncated=bool(getattr(self.source, "truncated", False)))
+        if self.display is not None and self.display.output is not None:
+            s.update(output_frames=self.display.written)
+        s.update(drop=args.drop, seed=args.seed)
+        return s
+
+    def write_stats_after_error(self, err: BaseException | None) -> None:
+        """A run cut short by an error (a lost camera) keeps what was counted."""
+        if not self.args.stats_json or self.stats_written or self.stats.frames == 0:
+            return
+        s = self.stats_payload(self.stats.to_dict())
+        s.update(stopped_by="error", error=str(err) if err is not None else None)
+        try:
+            write_stats(self.args.stats_json, s)
+        except Exception:  # the original error is the one to report
+            log.debug("writing stats after an error failed", exc_info=True)
+
+    def close(self, unexpected: bool = False) -> None:
+        """Release everything, the publisher last: the inference thread may still send."""
+        self.stop.set()
+        if self.pump is not None:
+            self.pump.stop()
+        if self.worker_thread is not None:  # an error on the capture side
+            self.handoff.close()
+            self.worker_thread.join(timeout=WORKER_JOIN_S)
+        for part in (self.progress, self.display, self.recorder, self.jsonl, self.estimator,
+                     self.source):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception:  # closing must not hide the real error
+                    log.debug("closing %s failed", type(part).__name__, exc_info=True)
+        worker_done = self.worker_thread is None or not self.worker_thread.is_alive()
+        if self.publisher is not None and worker_done:
+            self.publisher.close()
+        for s, h in self._old_handlers.items():
+            signal.signal(s, h)
+        if self.native_log is not None:
+            kept = self.native_log.stop(keep=unexpected)
+            if kept is not None:
+                log.error("messages of the native libraries are in %s", kept)
 
 
 def run(args: argparse.Namespace) -> int:
     """One live session; returns the exit status."""
     os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from finetec_live.live.buffer import RingBuffer, Windower
-    from finetec_live.live.handoff import Handoff
-    from finetec_live.live.pose import Pose
-    from finetec_live.live.stats import Stats
-    from finetec_live.live.worker import InferenceWorker, enough_valid, warm_up
-    from finetec_live.wire.messages import check_stream_name
-    from finetec_live.wire.publisher import Publisher, start_authenticator
-
-    if args.hop is not None and args.window is not None and args.hop > args.window:
-        raise FinetecError(f"--hop {args.hop:g} is longer than --window {args.window:g}: frames "
-                           "between windows would never be classified; use a hop <= window")
-    for name in ("stats_json", "jsonl", "record", "output"):
-        target = getattr(args, name)
-        if target and target != "-" and not Path(target).resolve().parent.is_dir():
-            raise FinetecError(f"--{name.replace('_', '-')} folder {Path(target).parent} does "
-                               "not exist; create it or choose another path")
-    stop = threading.Event()
-    stopped_by = {"why": "end"}
-
-    def on_signal(signum, _frame):
-        if stop.is_set() and stopped_by["why"] == signal.Signals(signum).name:
-            os._exit(128 + signum)  # a second signal while stopping: give up at once
-        stopped_by["why"] = signal.Signals(signum).name
-        # Not stop.set() here: the handler runs on the main thread, which may be
-        # inside stop.wait() holding the event's (non-reentrant) lock; setting it
-        # from here would deadlock. A helper thread sets it once the lock is free.
-        threading.Thread(target=stop.set, name="stop-on-signal", daemon=True).start()
-
-    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    source = publisher = auth = estimator = recorder = display = jsonl = worker = None
-    restore_stderr = None
-    thread = None
-    stats = Stats()
-    stats_written = False
+    checks.check_options(args)
+    live = LiveRun(args)
+    unexpected = False
     try:
-        source = open_source(args, stop)
-        stream = args.stream or source.name
-        try:
-            check_stream_name(stream)
-        except ValueError as exc:
-            raise FinetecError(f"{exc}; pass --stream with such a name") from None
-        show = args.show and not args.no_display
-        if show or args.output:
-            from finetec_live.live.display import Display
-
-            display = Display(show, args.output, source.fps, title=f"finetec-live {stream}")
-        if args.curve_clients:  # the authenticator must run before the socket binds
-            if not args.curve_secret:
-                raise FinetecError("--curve-clients needs --curve-secret (the server key pair)")
-            import zmq
-
-            auth = start_authenticator(zmq.Context.instance(), args.curve_clients)
-        publisher = Publisher(args.bind, curve_secret=args.curve_secret, insecure=args.insecure)
-        rec = load_recognizer(args.model, args.device)
-        from finetec_live.inference import recognizer as _recognizer_module
-
-        min_frames = int(getattr(_recognizer_module, "MIN_FRAMES", 8))
-        _limit_threads()
-        window_s = args.window or float(rec.window_seconds)
-        hop_s = args.hop or float(rec.hop_seconds)
-        if hop_s > window_s:
-            raise FinetecError(f"--hop {hop_s:g} is longer than the window ({window_s:g} s); "
-                               "use a hop <= window")
-        if window_s * source.fps < min_frames:
-            raise FinetecError(f"--window {window_s:g} s holds fewer than the {min_frames} frames "
-                               f"the model needs at {source.fps:g} fps; use --window "
-                               f"{math.ceil(100 * min_frames / source.fps) / 100:g} or more")
-        layout = rec.layout
-        from finetec_live.skeleton.layouts import get_layout
-
-        num_joints = get_layout(layout).num_joints
-        windower = Windower(window_s, hop_s, 1.0 / source.fps)
-        ring = RingBuffer(windower.capacity_for(), num_joints, 2, layout)
-        dropper = None
-        if args.drop > 0:
-            from finetec_live.data.corruption import FrameDropper
-
-            dropper = FrameDropper(args.drop, args.seed)
-        if args.record:
-            from finetec_live.live.recording import KeypointRecorder
-
-            recorder = KeypointRecorder(args.record, source.fps, source.width, source.height,
-                                        str(args.video or args.keypoints or args.camera))
-        if args.jsonl:
-            jsonl = _JsonlWriter(args.jsonl)
-        handoff = Handoff(maxsize=1)
-        worker = InferenceWorker(rec, handoff, publisher, stats, stream, stop, topk=args.topk,
-                                 want_completion=display is not None, on_label=jsonl)
-        spent = warm_up(rec, window_s, source.fps, want_completion=display is not None)
-        log.debug("warm-up: %.2f s", spent)
-        thread = threading.Thread(target=worker.run, name="finetec-inference", daemon=True)
-        thread.start()
-        # Live (not --fast): pose runs at a lower priority than inference, so a
-        # due window preempts the next frame's pose instead of waiting behind it.
-        # Set here, after the inference thread exists (it keeps its priority) and
-        # before MediaPipe starts its threads (they inherit this one's).
-        if not args.fast and CAPTURE_NICE:
-            _lower_this_thread(CAPTURE_NICE)
-        if args.keypoints is None:
-            from finetec_live.live.pose import PoseEstimator
-
-            if not log.isEnabledFor(logging.DEBUG):
-                restore_stderr = _silence_native_stderr()
-            estimator = PoseEstimator(model_complexity=1)
-        log.info("publishing label.%s and status.%s on %s; model %s (%s, %d classes) on %s; "
-                 "window %.2f s, hop %.2f s; source %.1f fps%s", stream, stream, args.bind,
-                 rec.model_id, layout, len(rec.class_names), rec.device, window_s, hop_s,
-                 source.fps, ", as fast as possible" if args.fast else "")
-
-        def cut(lo: float, hi: float, force: bool = False) -> None:
-            window = ring.window(lo, hi, t_start=lo + windower.tol, t_end=hi + windower.tol,
-                                 seq=stats.windows, wall_ready=time.perf_counter())
-            stats.windows += 1
-            if not enough_valid(window, args.min_valid, min_frames=min_frames):
-                stats.skipped_windows += 1
-                log.debug("window %d skipped: %d of %d frames valid", window.seq,
-                          window.num_valid, window.num_frames)
-                return
-            handoff.put(window, force=force or wait_for_inference)
-
-        # a file replayed with --fast has no clock to keep: capture waits for
-        # inference instead of dropping windows. Live sources never wait.
-        wait_for_inference = args.fast and args.camera is None
-        t_run = time.perf_counter()
-        last_t = None
-        fps_clock, fps_frames, fps_now = time.perf_counter(), 0, 0.0
-        for frame in source:
-            if stats.first_frame_wall is None:
-                stats.first_frame_wall = frame.wall
-            pose_ms = 0.0
-            if frame.pose is not None:  # keypoint replay
-                raw, has_picture = frame.pose, not frame.late
-            elif frame.image is None:  # a tick without picture
-                raw, has_picture = Pose.empty("mediapipe33", frame.index, frame.timestamp), False
-            else:
-                t0 = time.perf_counter()
-                raw = estimator.estimate(frame.image, frame.index, frame.timestamp)
-                pose_ms = (time.perf_counter() - t0) * 1e3
-                has_picture = True
-            if recorder is not None:
-                recorder.write(raw, gap=not has_picture)
-            pose = raw.to_layout(layout, args.min_visibility)
-            if not has_picture:
-                stats.no_image += 1
-            elif not pose.valid:
-                stats.pose_missing += 1
-            if dropper is not None and not dropper.keep():
-                pose = pose.missing_like()
-                stats.drop_injected += 1
-            ring.push(pose, wall=frame.wall, pose_ms=pose_ms)
-            stats.frames += 1
-            stats.last_frame_wall = time.perf_counter()
-            last_t = pose.timestamp
-            for lo, hi in windower.update(pose.timestamp):
-                cut(lo, hi)
-            if display is not None:
-                fps_frames += 1
-                if stats.last_frame_wall - fps_clock >= 1.0:
-                    fps_now = fps_frames / (stats.last_frame_wall - fps_clock)
-                    fps_clock, fps_frames = stats.last_frame_wall, 0
-                _draw(display, frame, source, pose, worker.latest, fps_now)
-                if display.closed_by_user:
-                    stopped_by["why"] = "window closed"
-                    break
-            if stop.is_set() or worker.error is not None:
-                break
-            if args.max_seconds and time.perf_counter() - t_run >= args.max_seconds:
-                stopped_by["why"] = "max_seconds"
-                break
-        if worker.error is None and last_t is not None and stopped_by["why"] in (
-                "end", "max_seconds"):
-            final = windower.flush(last_t)
-            if final is not None:
-                cut(*final, force=True)
-        handoff.close()
-        thread.join()
-        thread = None
-        if worker.error is not None:
-            raise worker.error
-        stats.dropped_windows = handoff.dropped
-        s = stats.to_dict()
-        log.info("%s: %d frames in %.1f s (%.1f fps), %d windows: %d published, %d dropped, "
-                 "%d skipped; %d frames without pose", stopped_by["why"], s["frames"],
-                 s["elapsed_s"], s["fps"], s["windows"], s["published"], s["dropped_windows"],
-                 s["skipped_windows"], s["pose_missing"])
-        if args.stats_json:
-            s.update(stopped_by=stopped_by["why"], stream=stream, model=rec.model_id,
-                     layout=layout, device=rec.device, window_s=window_s, hop_s=hop_s,
-                     source_fps=source.fps, drop=args.drop, seed=args.seed)
-            _write_stats(args.stats_json, s)
-            stats_written = True
+        live.open()
+        live.open_capture()
+        live.capture()
+        live.finish()
         return 0
+    except BaseException as exc:
+        unexpected = not isinstance(exc, FinetecError | KeyboardInterrupt)
+        live.write_stats_after_error(exc)
+        raise
     finally:
-        if args.stats_json and not stats_written and stats.frames > 0:
-            # a run cut short by an error (a lost camera): what was counted is kept
-            err = sys.exc_info()[1]
-            s = stats.to_dict()
-            s.update(stopped_by="error", error=str(err) if err is not None else None)
-            try:
-                _write_stats(args.stats_json, s)
-            except Exception:  # the original error is the one to report
-                log.debug("writing stats after an error failed", exc_info=True)
-        stop.set()
-        if thread is not None:  # an error on the capture side: let the worker finish
-            worker.handoff.close()
-            thread.join(timeout=5)
-        for part in (display, recorder, jsonl, estimator, source):
-            if part is not None:
-                try:
-                    part.close()
-                except Exception:  # closing must not hide the real error
-                    log.debug("closing %s failed", type(part).__name__, exc_info=True)
-        if auth is not None:
-            auth.stop()
-        if publisher is not None:
-            publisher.close()
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-        if restore_stderr is not None:
-            restore_stderr()
-
-
-def _silence_native_stderr():
-    """Send what native libraries (MediaPipe, TFLite, FFmpeg) print on file
-    descriptor 2 to /dev/null for the rest of the run, while Python's stderr
-    (our logging and error lines) keeps the real terminal. Returns the undo.
-    ``--log-level DEBUG`` keeps everything."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        return None
-    old_stderr = sys.stderr
-    ours = os.fdopen(saved, "w", buffering=1, encoding="utf-8", errors="replace")
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    sys.stderr = ours
-    handlers = [h for h in logging.getLogger().handlers
-                if isinstance(h, logging.StreamHandler) and h.stream is old_stderr]
-    for h in handlers:
-        h.setStream(ours)
-
-    def restore() -> None:
-        ours.flush()
-        os.dup2(saved, 2)
-        sys.stderr = old_stderr
-        for h in handlers:
-            h.setStream(old_stderr)
-        ours.close()
-
-    return restore
-
-
-def _lower_this_thread(nice: int) -> None:
-    """Raise the calling thread's nice value (Linux: per thread); best effort."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-    except (AttributeError, OSError) as exc:  # other systems, or not permitted
-        log.debug("cannot lower the capture thread's priority: %s", exc)
-
-
-def _limit_threads() -> None:
-    """Leave a core to pose estimation. A batch-1 window gains nothing from many
-    threads, and loses a lot when they fight MediaPipe for the cores (measured
-    on 2 cores: 8.6 ms with one thread, 49 ms with two), so at most two."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        return
-    n = max(1, min(2, (os.cpu_count() or 2) - 1))
-    if torch.get_num_threads() > n:
-        torch.set_num_threads(n)
-
-
-def _draw(display, frame, source, pose, latest, fps: float) -> None:
-    completed = None
-    caption = [f"{fps:.1f} fps"]
-    if latest is not None:
-        m = latest.message
-        caption.insert(0, f"{m.label}  {m.score:.2f}  (missing {m.missing:.0%})")
-        # the newest completed tick stands in for missing joints of the current
-        # frame only while it is recent (windows describe the past)
-        recent = pose.timestamp - m.t_end / 1e9 <= COMPLETION_DISPLAY_S
-        if latest.completed_positions is not None and recent and not pose.joint_valid.all():
-            completed = latest.completed_positions[-1]
-    canvas = display.render(frame.image, source.width, source.height, pose, completed, caption)
-    display(canvas)
+        live.close(unexpected)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,8 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--loop", action="store_true", help="restart files at their end")
     src.add_argument("--record", metavar="FILE", help="also write the poses to FILE for replay")
     src.add_argument("--camera-retry", type=_positive("--camera-retry"), default=10.0,
-                     metavar="S", help="keep retrying a camera that stopped for S seconds "
-                                       "(default 10)")
+                     metavar="S", help="end the run when a camera delivers no frame for S "
+                                       "seconds, reopening it meanwhile (default 10)")
+    src.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="a progress bar while replaying a file (default: when stderr is a "
+                          "terminal)")
 
     pose = p.add_argument_group("pose and corruption")
     pose.add_argument("--min-visibility", type=_fraction("--min-visibility", False), default=0.5,
@@ -82,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(default 0.5)")
     pose.add_argument("--drop", type=_fraction("--drop", True), default=0.0, metavar="R",
                       help="drop a fraction R of the frames after pose estimation (default 0)")
-    pose.add_argument("--seed", type=int, default=0, help="seed of --drop (default 0)")
+    pose.add_argument("--seed", type=_checked("--seed", int, lambda v: 0 <= v < 2**63, ">= 0"),
+                      default=0, help="seed of --drop (default 0)")
 
     model = p.add_argument_group("model and windows")
     model.add_argument("--model", metavar="PATH",
@@ -90,9 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="where the model runs (default auto: CUDA when present)")
     model.add_argument("--window", type=_positive("--window"), metavar="S",
-                       help="window length in seconds (default: the checkpoint's)")
+                       help="window length in seconds, at most 60 (default: the checkpoint's)")
     model.add_argument("--hop", type=_positive("--hop"), metavar="S",
-                       help="seconds between windows (default: the checkpoint's)")
+                       help="seconds between windows, at least one frame (default: the "
+                            "checkpoint's)")
     model.add_argument("--min-valid", type=_fraction("--min-valid", False), default=0.2,
                        metavar="F", help="classify a window only when at least this fraction "
                                          "of its frames have a pose (default 0.2)")

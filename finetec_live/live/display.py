@@ -19,6 +19,7 @@ from finetec_live.skeleton.layouts import get_layout
 
 log = logging.getLogger(__name__)
 
+COMPLETION_DISPLAY_S = 0.25  # how long a window's completed pose may stand in for a frame
 OBSERVED = (60, 220, 60)  # BGR
 COMPLETED = (0, 165, 255)
 TEXT = (255, 255, 255)
@@ -79,6 +80,26 @@ class Display:
         if self.output is not None and not self.output.parent.is_dir():
             raise FinetecError(f"--output folder {self.output.parent} does not exist; create it "
                                "or choose another path")
+        self.written = 0  # frames written to the output video
+
+    def draw_tick(self, image: np.ndarray | None, width: int, height: int, pose, latest,
+                  info: str) -> None:
+        """Show and/or write one tick: its skeleton, the newest label and ``info``.
+
+        ``latest`` is the newest classified window (with ``message`` and
+        ``completed_positions``) or None. Its completed pose stands in for the
+        tick's missing joints only while it is recent (windows describe the past).
+        """
+        completed = None
+        caption = [info]
+        if latest is not None:
+            m = latest.message
+            caption.insert(0, f"{m.label}  {m.score:.2f}  (missing {m.missing:.0%})")
+            recent = pose.timestamp - m.t_end / 1e9 <= COMPLETION_DISPLAY_S
+            if (latest.completed_positions is not None and recent
+                    and not pose.joint_valid.all()):
+                completed = latest.completed_positions[-1]
+        self(self.render(image, width, height, pose, completed, caption))
 
     def render(self, image: np.ndarray | None, width: int, height: int, pose, completed,
                caption: list[str]) -> np.ndarray:
@@ -99,6 +120,7 @@ class Display:
                     raise FinetecError(f"cannot write video {self.output}; use a .mp4 or .avi "
                                        "file name in a writable folder")
             self.writer.write(canvas)
+            self.written += 1
         if self.show:
             try:
                 cv2.imshow(self.title, canvas)

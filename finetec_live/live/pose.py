@@ -13,15 +13,13 @@ in the target layout is a missing frame.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from finetec_live.live import native
 from finetec_live.skeleton.layouts import get_layout, map_layout
 
 log = logging.getLogger(__name__)
@@ -118,34 +116,6 @@ class Pose:
         return Pose.empty(self.layout, self.index, self.timestamp)
 
 
-@contextlib.contextmanager
-def quiet_native_stderr(enabled: bool = True) -> Iterator[None]:
-    """Silence what native code (MediaPipe, FFmpeg, V4L2) prints to descriptor 2.
-
-    Used around MediaPipe's start-up and OpenCV's opening of files and cameras,
-    whose failures are reported by us as one clear line instead.
-    Python-level errors are raised as exceptions, not printed, so nothing a user
-    needs is lost; with logging at DEBUG the native messages are kept.
-    """
-    if not enabled:
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 class PoseEstimator:
     """MediaPipe Pose in tracking mode; one instance per video stream.
 
@@ -159,7 +129,7 @@ class PoseEstimator:
                  min_tracking_confidence: float = 0.5, smooth_landmarks: bool = True) -> None:
         self._quiet = not log.isEnabledFor(logging.DEBUG)
         os.environ.setdefault("GLOG_minloglevel", "2")
-        with quiet_native_stderr(self._quiet):
+        with native.quiet(self._quiet):
             import mediapipe as mp  # heavy: imported on use
 
             self._cv2 = __import__("cv2")
@@ -177,7 +147,7 @@ class PoseEstimator:
         if self._warm:
             result = self._pose.process(rgb)
         else:  # the first frames start MediaPipe's graph, which warns on stderr
-            with quiet_native_stderr(self._quiet):
+            with native.quiet(self._quiet):
                 result = self._pose.process(rgb)
             self._warm = index >= 2
         return Pose.from_mediapipe(result.pose_landmarks, w, h, index, timestamp)

@@ -12,6 +12,7 @@ missing frame downstream. Pose recordings and their replay are in
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import threading
@@ -23,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from finetec_live.errors import FinetecError
-from finetec_live.live.pose import Pose, quiet_native_stderr
+from finetec_live.live import native
+from finetec_live.live.pose import Pose
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +105,12 @@ class VideoSource:
 
         self._cv2 = cv2
         self.path = Path(path)
+        if self.path.is_dir():
+            raise FinetecError(f"--video {self.path} is a folder, not a video file; pass the "
+                               "path of a video file such as clip.mp4")
         if not self.path.is_file():
             raise FinetecError(f"video file {self.path} not found; check the --video path")
-        with quiet_native_stderr(not log.isEnabledFor(logging.DEBUG)):
+        with native.quiet(not log.isEnabledFor(logging.DEBUG)):
             self.cap = cv2.VideoCapture(str(self.path))
             ok, first = self.cap.read() if self.cap.isOpened() else (False, None)
         if not ok or first is None:
@@ -120,6 +125,15 @@ class VideoSource:
         self.stop = stop or threading.Event()
         self.name = stream_name_from(self.path.stem)
         self.loops = 0
+        self.decoded = 0  # frames read from the file (decoded or grabbed), all loops
+        self.lagged = 0  # frames skipped undecoded because real-time replay fell behind
+        self.frames_in_file: int | None = None  # known at the first end of the file
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the file ended well before the frame count its header announces."""
+        n = self.frames_in_file
+        return n is not None and self.frame_count > 0 and n < self.frame_count - 1
 
     def __iter__(self) -> Iterator[Frame]:
         cv2 = self._cv2
@@ -139,6 +153,13 @@ class VideoSource:
             else:
                 ok, image = self.cap.read()
             if not ok:
+                if self.frames_in_file is None:
+                    self.frames_in_file = self.decoded
+                if self.loops == 0 and self.truncated:
+                    log.warning("%s ended after %d of the %d frames its header announces "
+                                "(%.1f of %.1f s): truncated or damaged", self.path,
+                                self.decoded, self.frame_count, self.decoded / self.fps,
+                                self.frame_count / self.fps)
                 if not self.loop:
                     return
                 self.loops += 1
@@ -147,6 +168,8 @@ class VideoSource:
                 if not ok:
                     raise FinetecError(f"cannot rewind {self.path} for --loop; re-encode it")
                 continue
+            self.decoded += 1
+            self.lagged += late
             yield Frame(index, t, None if late else image, late=late)
             index += 1
 
@@ -157,11 +180,14 @@ class VideoSource:
 class CameraSource:
     """A camera (index or device path) through OpenCV, with retry and back-off.
 
-    Timestamps are a monotonic clock from the first frame. When the camera stops
-    delivering, it is reopened with exponential back-off (0.1 s doubling to 2 s);
-    the time it is away is filled with ticks without picture at the nominal frame
-    period, so the gap reaches the ring buffer as missing frames. After
-    ``retry_seconds`` without a frame a :class:`FinetecError` ends the run.
+    Timestamps are a monotonic clock from the first frame, taken as each frame
+    is read. When the camera stops delivering, it is reopened with exponential
+    back-off (0.1 s doubling to 2 s); after ``retry_seconds`` without a delivered
+    frame (counted from the last frame, or from the opening, whatever reopens
+    in between) a :class:`FinetecError` ends the run. The time it was away is
+    a gap in the timestamps, which the consumer's :class:`~finetec_live.live.
+    capture.TickClock` turns into missing frames. Read it through a
+    :class:`~finetec_live.live.capture.FramePump` so capture never waits on pose.
     """
 
     def __init__(self, spec: int | str, retry_seconds: float = 10.0,
@@ -183,10 +209,10 @@ class CameraSource:
         self.name = stream_name_from(f"camera{self.spec}" if isinstance(self.spec, int)
                                      else Path(str(self.spec)).name)
         self.reconnects = 0
-        self.gap_ticks = 0
+        self.opened_at = time.monotonic()
 
     def _open(self):
-        with quiet_native_stderr(not log.isEnabledFor(logging.DEBUG)):
+        with native.quiet(not log.isEnabledFor(logging.DEBUG)):
             cap = self._cv2.VideoCapture(self.spec)
         if not cap.isOpened():
             cap.release()
@@ -196,44 +222,43 @@ class CameraSource:
         return cap
 
     def __iter__(self) -> Iterator[Frame]:
-        period = 1.0 / self.fps
         t0: float | None = None
-        last_t = -period  # timestamp of the last tick yielded
-        index = 0
+        last_t = -math.inf  # timestamp of the last frame yielded
+        last_frame = self.opened_at  # the deadline counts from here
+        index, delay, warned = 0, 0.1, False
+        period = 1.0 / self.fps
         while not self.stop.is_set():
             ok, image = self.cap.read() if self.cap is not None else (False, None)
             now = time.monotonic()
-            if t0 is None:
-                t0 = now
             if ok and image is not None:
+                if t0 is not None and now - t0 < last_t + period:
+                    # never faster than the nominal rate (a file opened as a device
+                    # would otherwise be read at decoding speed)
+                    self.stop.wait(t0 + last_t + period - now)
+                    now = time.monotonic()
+                t0 = now if t0 is None else t0
                 last_t = max(now - t0, last_t + 1e-6)
+                if warned:
+                    log.info("camera %s delivers again after %.1f s", self.spec, now - last_frame)
+                last_frame, delay, warned = now, 0.1, False
                 yield Frame(index, last_t, image)
                 index += 1
                 continue
-            # The camera stopped delivering: back off, reopen, fill the gap with
-            # ticks without picture at the nominal period.
-            gap_start, delay = now, 0.1
-            log.warning("camera %s stopped delivering frames; retrying", self.spec)
-            while not self.stop.is_set():
-                if time.monotonic() - gap_start > self.retry_seconds:
-                    raise FinetecError(f"camera {self.spec} delivered no frame for "
-                                       f"{self.retry_seconds:g} s; check that it is plugged in "
-                                       "and not used by another program")
-                self.stop.wait(delay)
-                delay = min(delay * 2.0, 2.0)
-                now = time.monotonic()
-                while last_t + period < now - t0 - 0.5 * period:
-                    last_t += period
-                    yield Frame(index, last_t, None)
-                    index += 1
-                    self.gap_ticks += 1
-                if self.cap is not None:
-                    self.cap.release()
-                self.cap = self._open()
-                if self.cap is not None:
-                    self.reconnects += 1
-                    log.info("camera %s reopened", self.spec)
-                    break
+            if now - last_frame > self.retry_seconds:
+                raise FinetecError(f"camera {self.spec} delivered no frame for "
+                                   f"{self.retry_seconds:g} s; check that it is plugged in "
+                                   "and not used by another program, or raise --camera-retry")
+            if not warned:
+                log.warning("camera %s stopped delivering frames; retrying", self.spec)
+                warned = True
+            self.stop.wait(delay)
+            delay = min(delay * 2.0, 2.0)
+            if self.cap is not None:
+                self.cap.release()
+            self.cap = self._open()
+            if self.cap is not None:
+                self.reconnects += 1
+                log.debug("camera %s reopened", self.spec)
 
     def close(self) -> None:
         if self.cap is not None:

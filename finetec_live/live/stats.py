@@ -20,9 +20,12 @@ class Stats:
     the hand-off) + ``skipped_windows`` (too few valid frames) + ``pending``.
     """
 
-    frames: int = 0
-    pose_missing: int = 0  # ticks where pose estimation gave no usable pose
-    no_image: int = 0  # ticks without picture (camera gap, replay behind real time)
+    frames: int = 0  # frame ticks pushed to the buffer (gap ticks included)
+    pose_missing: int = 0  # ticks with a picture where pose estimation gave no usable pose
+    no_image: int = 0  # ticks without picture: lagged + gap ticks + recorded gaps
+    lagged: int = 0  # ticks whose picture was skipped because pose was still busy
+    gap_ticks: int = 0  # ticks of time the source delivered nothing for (filled as missing)
+    bad_ticks: int = 0  # unusable records of a recording, skipped
     drop_injected: int = 0  # ticks removed by --drop
     windows: int = 0
     published: int = 0
@@ -69,6 +72,7 @@ class Stats:
             "windows": self.windows, "published": self.published,
             "dropped_windows": self.dropped_windows, "skipped_windows": self.skipped_windows,
             "pose_missing": self.pose_missing, "no_image": self.no_image,
+            "lagged": self.lagged, "gap_ticks": self.gap_ticks, "bad_ticks": self.bad_ticks,
             "drop_injected": self.drop_injected,
             "latency_ms": self.percentiles(),
         }
@@ -80,5 +84,6 @@ class Stats:
                              published=self.published, dropped_windows=self.dropped_windows,
                              skipped_windows=self.skipped_windows, uptime_s=uptime_s,
                              state=state, wall_ns=time.time_ns(),
-                             extra={"no_image": self.no_image,
+                             extra={"no_image": self.no_image, "lagged": self.lagged,
+                                    "gap_ticks": self.gap_ticks, "bad_ticks": self.bad_ticks,
                                     "drop_injected": self.drop_injected})

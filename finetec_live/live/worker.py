@@ -45,8 +45,8 @@ def classify_window(recognizer, window: Window, stream: str, topk: int = 5,
                     want_completion: bool = False) -> Classified:
     """Kernels (``prepare``) and model (``predict``) on one window, timed.
 
-    ``latency_ms.total`` runs from the reading of the window's newest frame to
-    the end of this step (the caller adds the publishing time).
+    ``latency_ms.total`` is left at 0: the worker sets it just before sending
+    (from the reading of the window's newest frame to publication).
     """
     ts = window.timestamps - window.timestamps[0]
     pos = window.positions[None]  # (1, T, V, 2)
@@ -70,8 +70,7 @@ def classify_window(recognizer, window: Window, stream: str, topk: int = 5,
         topk=[[names[i], float(probs[i])] for i in order],
         missing=missing, completed=bool(recognizer.uses_completion and missing > 0),
         latency_ms={"pose": window.pose_ms, "kernels": (t1 - t0) * 1e3,
-                    "model": (t2 - t1) * 1e3,
-                    "total": (time.perf_counter() - window.wall_last) * 1e3},
+                    "model": (t2 - t1) * 1e3, "total": 0.0},
         model=str(recognizer.model_id), wall_ns=time.time_ns())
     return Classified(msg, probs, completed)
 
@@ -111,13 +110,11 @@ class InferenceWorker:
     def process(self, window: Window) -> Classified:
         result = classify_window(self.recognizer, window, self.stream, self.topk,
                                  self.want_completion)
+        lat = result.message.latency_ms
+        lat["total"] = (time.perf_counter() - window.wall_last) * 1e3  # as late as it can be
         self.publisher.send(result.message)
-        # total latency includes publishing; the message carries the value
-        # measured just before it was sent
         published = time.perf_counter()
-        lat = dict(result.message.latency_ms)
-        lat["total"] = (published - window.wall_last) * 1e3
-        lat["ready"] = (published - window.wall_ready) * 1e3 if window.wall_ready else 0.0
+        lat = dict(lat, ready=(published - window.wall_ready) * 1e3 if window.wall_ready else 0.0)
         self.stats.add_latency(lat)
         self.stats.published += 1
         self.latest = result

@@ -1,0 +1,69 @@
+"""The files ``finetec-live`` writes besides the label stream: JSON lines, run statistics."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+from pathlib import Path
+
+from finetec_live.errors import FinetecError
+
+
+def write_error(option: str, path: str | os.PathLike, exc: OSError) -> FinetecError:
+    """The one-line error for a failed write (a full disk named as such)."""
+    if exc.errno == errno.ENOSPC:
+        return FinetecError(f"the disk is full: cannot write {option} file {path}; free some "
+                            "space or choose a path on another disk")
+    return FinetecError(f"cannot write {option} file {path} ({exc.strerror or exc}); choose a "
+                        "writable path")
+
+
+class JsonlWriter:
+    """Every label as one JSON line, to a file or ``-`` (stdout)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        if target == "-":
+            self.fh, self.own = sys.stdout, False
+        else:
+            try:
+                self.fh, self.own = open(target, "w", encoding="utf-8"), True
+            except OSError as exc:
+                raise write_error("--jsonl", target, exc) from None
+
+    def __call__(self, result) -> None:
+        try:
+            self.fh.write(json.dumps(result.message.to_dict()) + "\n")
+            self.fh.flush()
+        except BrokenPipeError:  # e.g. `| head`: stop writing, keep running
+            self.fh = open(os.devnull, "w")
+            self.own = True
+        except OSError as exc:
+            raise write_error("--jsonl", self.target, exc) from None
+
+    def close(self) -> None:
+        if self.own:
+            self.fh.close()
+
+
+def write_stats(path: str, payload: dict) -> None:
+    try:
+        Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise write_error("--stats-json", path, exc) from None
+
+
+def summary_line(why: str, s: dict) -> str:
+    """The end-of-run line: where every frame tick and every window went."""
+    ticks = (f"{s['frames']} frame ticks in {s['elapsed_s']:.1f} s ({s['fps']:.1f} fps): "
+             f"{s['pose_missing']} without pose, {s['lagged']} lagged (pose busy), "
+             f"{s['gap_ticks']} in gaps of the source")
+    if s.get("drop_injected"):
+        ticks += f", {s['drop_injected']} dropped by --drop"
+    if s.get("bad_ticks"):
+        ticks += f", {s['bad_ticks']} unusable records skipped"
+    return (f"{why}: {ticks}; {s['windows']} windows: {s['published']} published, "
+            f"{s['dropped_windows']} dropped (inference behind), {s['skipped_windows']} "
+            "skipped (too few posed frames)")
