@@ -17,7 +17,7 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, fields
 
-from finetec_live.inference.prepare import GRAVITY_MODES, KernelOptions
+from finetec_live.inference.prepare import KernelOptions
 from finetec_live.skeleton.layouts import get_layout
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,9 @@ FLOAT_LIMITS: dict[str, tuple[float, float]] = {
     "weak_sigma": (0.0, 10.0),
 }
 BOOL_FIELDS = ("completion", "decomposition", "physics")
-# fields older checkpoints carry that this version no longer has (dropped on load)
-OBSOLETE_FIELDS = ("extra",)
+# fields some checkpoints carry that this version no longer has, with the value that
+# means what this version does; dropped on load (a warning when the value differs)
+OBSOLETE_FIELDS = {"extra": {}, "kernel_gravity": "grid"}
 
 
 def _int(name: str, value, bound: tuple[int, int]) -> int:
@@ -114,10 +115,6 @@ class ModelConfig:
     completion_bank_k: int = 10  # centroids mixed per window
     interp: str = "akima"  # the interpolation completion starts from: "akima" or "linear"
     physics_hidden: int = 16
-    # gravity given to the kinematics kernel: "grid" (g times each window's own grid step
-    # squared) or "nominal-30fps" (the constant of checkpoints trained before, which
-    # assumes 1/30 s per grid step); see finetec_live.inference.prepare
-    kernel_gravity: str = "grid"
     dropout: float = 0.2
     strong_sigma: float = 0.08  # perturbation of dynamic regions (training only), body units
     weak_sigma: float = 0.02  # perturbation of static regions (training only)
@@ -143,7 +140,6 @@ class ModelConfig:
         self.interp = _choice("interp", self.interp, ("akima", "linear"))
         self.completion_mixing = _choice("completion_mixing", self.completion_mixing,
                                          ("conv", "linear"))
-        self.kernel_gravity = _choice("kernel_gravity", self.kernel_gravity, GRAVITY_MODES)
         if self.completion_attention and self.completion_hidden % ATTENTION_HEADS:
             raise ValueError(f"completion_hidden = {self.completion_hidden} must be a multiple "
                              f"of {ATTENTION_HEADS} (attention heads) when completion_attention "
@@ -167,8 +163,7 @@ class ModelConfig:
         this model (pass it as ``kernels=``), or ``None`` when the model uses none."""
         if self.method != "finetec" or not (self.physics or self.decomposition):
             return None
-        return KernelOptions(motion=self.decomposition, physics=self.physics,
-                             gravity=self.kernel_gravity)
+        return KernelOptions(motion=self.decomposition, physics=self.physics)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -183,16 +178,14 @@ class ModelConfig:
             raise ValueError(f"the model config must be a dict, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
         d = dict(d)
-        for old in OBSOLETE_FIELDS:
-            if d.pop(old, None):
+        for old, neutral in OBSOLETE_FIELDS.items():
+            if old in d and d.pop(old) != neutral:
                 log.warning("model config field %r is no longer used; ignored", old)
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"the model config has unknown fields {unknown}; this version "
                              f"knows {sorted(names)}")
-        # checkpoints written before these options existed used linear mixing and
-        # interpolation and the kernel gravity of nominal 30 fps grid steps
+        # checkpoints written before these options existed used linear mixing and interpolation
         d.setdefault("completion_mixing", "linear")
         d.setdefault("interp", "linear")
-        d.setdefault("kernel_gravity", "nominal-30fps")
         return cls(**d)

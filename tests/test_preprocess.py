@@ -160,3 +160,69 @@ def test_akima_matches_scipy_inside_and_beats_linear_on_curves():
     f3 = np.zeros(64, bool)
     f3[5] = True
     assert np.allclose(P.interpolate_missing_akima(q, f3), q[5])
+
+
+# --------------------------------------------------------------------------- prepare_windows
+def _moving_windows(n=2, T=40):
+    pos, vis = _penn_clip(3)
+    pos, vis = pos[:T], vis[:T]
+    return (np.repeat(pos[None], n, 0), np.ones((n, T), bool), np.repeat(vis[None], n, 0))
+
+
+def test_kernel_gravity_comes_from_each_windows_grid_step():
+    from finetec_live.inference.prepare import G_BODY, KERNEL_GRAVITY, window_gravity
+
+    grid = np.stack([np.linspace(0, 2.5, 64), np.linspace(0, 63 / 30, 64)])  # 2.5 s, 1/30 s
+    g = window_gravity(grid)
+    np.testing.assert_allclose(g[:, 0], 0.0)
+    np.testing.assert_allclose(g[0, 1], G_BODY * (2.5 / 63) ** 2)
+    np.testing.assert_allclose(g[1], KERNEL_GRAVITY)  # the old constant: right at 30 fps only
+
+
+def test_prepare_gives_the_kernel_per_window_gravity():
+    from finetec_live.inference.prepare import G_BODY, KIN_CLIP, prepare_windows
+    from finetec_live.kernels import lagrangian_kinematics
+
+    pos, fv, jv = _moving_windows()
+    T = pos.shape[1]
+    ts = np.stack([np.arange(T) / 30.0, np.arange(T) / 15.0])  # the same motion, half speed
+    b = prepare_windows(pos, fv, jv, ts, T=32, layout="penn13")
+    # the same positions on the grid and the same accelerations per grid step ...
+    np.testing.assert_allclose(b.x[0], b.x[1], atol=1e-6)
+    np.testing.assert_array_equal(b.kin[0, ..., [0, 1, 3]], b.kin[1, ..., [0, 1, 3]])
+    # ... but gravity per grid step^2 is 4x larger in the slower window's longer steps
+    for n in range(2):
+        dt = (b.timestamps[n, -1] - b.timestamps[n, 0]) / 31
+        want = lagrangian_kinematics(b.x[n], b.mask[n] > 0, np.arange(32.0),
+                                     PENN13.parents_array(), PENN13.masses_array(),
+                                     gravity=(0.0, G_BODY * dt**2), half_window=3, max_span=6.0)
+        tau = np.clip(np.where(want.tau_valid, want.tau, 0.0), -KIN_CLIP, KIN_CLIP)
+        np.testing.assert_allclose(b.kin[n, ..., 2], tau, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(b.kin[0, ..., 2], b.kin[1, ..., 2])
+
+
+def test_prepare_runs_only_the_kernels_the_model_uses(monkeypatch):
+    import finetec_live.kernels as K
+    from finetec_live.inference.prepare import prepare_windows
+    from finetec_live.models import ModelConfig
+
+    calls = {"kinematics": 0, "motion": 0}
+
+    def counted(name, fn):
+        def wrapper(*a, **kw):
+            calls[name] += 1
+            return fn(*a, **kw)
+        return wrapper
+
+    for attr, name in (("lagrangian_kinematics", "kinematics"),
+                       ("lagrangian_kinematics_batch", "kinematics"),
+                       ("region_motion", "motion"), ("region_motion_batch", "motion")):
+        monkeypatch.setattr(K, attr, counted(name, getattr(K, attr)))
+    pos, fv, jv = _moving_windows()
+    for physics, decomposition in ((False, True), (True, False), (True, True)):
+        calls.update(kinematics=0, motion=0)
+        cfg = ModelConfig(num_classes=3, physics=physics, decomposition=decomposition)
+        b = prepare_windows(pos, fv, jv, None, T=32, layout="penn13", kernels=cfg.needs_kernels)
+        assert (calls["kinematics"] > 0) == physics and (calls["motion"] > 0) == decomposition
+        assert (b.kin != 0).any() == physics and (b.dynamic != 0).any() == decomposition
+    assert ModelConfig(num_classes=3, physics=False, decomposition=False).needs_kernels is None

@@ -9,12 +9,13 @@ kinematics and generalised forces for the physics). The result is a
 
 Units of the kinematics. The kernel runs on the model's time grid, one time
 unit per grid step, so its accelerations are in body units per grid step²,
-like the network's finite differences. Gravity must be in the same units:
+like the network's finite differences. Gravity is in the same units:
 ``G_BODY * dt**2`` with ``dt`` the window's own grid step in seconds
-(``window duration / (T - 1)``), mode ``"grid"``. Checkpoints trained before
-this was fixed used :data:`KERNEL_GRAVITY` for every window (it assumes
-``dt = 1/30`` s, but a 2.5 s window on 64 steps has ``dt = 0.04`` s), mode
-``"nominal-30fps"``; :class:`~finetec_live.models.ModelConfig` records which.
+(``window duration / (T - 1)``; :func:`window_gravity`). The shipped models
+were trained with :data:`KERNEL_GRAVITY` for every window, which assumes
+``dt = 1/30`` s (a 2.5 s window on 64 steps has ``dt = 0.04`` s: gravity 1.4x
+too weak); on the Penn Action and J-HMDB test splits the correct gravity
+changes no top-1, mean-class or completion figure (docs/MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -37,10 +38,9 @@ from finetec_live.skeleton.layouts import get_layout
 MIN_FRAMES = 8
 # Gravity in body units per s^2 (image y down; a body unit is about an upper arm, ~0.3 m).
 G_BODY = 9.81 / 0.3
-# The constant of "nominal-30fps" checkpoints, in body units per grid step^2 for a grid
-# step of exactly 1/30 s: 9.81 / 0.3 / 30^2.
+# The constant the shipped checkpoints were trained with (recorded in their normalization
+# metadata), right only for a grid step of 1/30 s: 9.81 / 0.3 / 30^2 body units per step^2.
 KERNEL_GRAVITY = (0.0, G_BODY / 900.0)
-GRAVITY_MODES = ("grid", "nominal-30fps")
 KIN_CLIP = 2.0
 # Kinematics fits on the model's grid, in grid steps: at most 2*3+1 samples, none
 # further than 6 steps from the step being fitted (longer gaps stay unfitted).
@@ -55,35 +55,23 @@ class KernelOptions:
 
     ``motion``: region motion, for the ``dynamic`` input of the decomposition.
     ``physics``: Lagrangian kinematics and generalised forces, for ``kin``.
-    ``gravity``: ``"grid"`` (per window, from its grid step) or ``"nominal-30fps"``.
     """
 
     motion: bool = True
     physics: bool = True
-    gravity: str = "grid"
-
-    def __post_init__(self) -> None:
-        if self.gravity not in GRAVITY_MODES:
-            raise ValueError(f"gravity must be one of {GRAVITY_MODES}, got {self.gravity!r}")
 
 
-def window_gravity(timestamps: np.ndarray, mode: str = "grid") -> np.ndarray:
+def window_gravity(timestamps: np.ndarray) -> np.ndarray:
     """Gravity ``(N, 2)`` for the kinematics kernel, in body units per grid step².
 
-    ``timestamps (N, T)``: the model's grid in seconds. ``"grid"``: ``G_BODY *
-    dt**2`` with ``dt`` each window's own step; ``"nominal-30fps"``:
-    :data:`KERNEL_GRAVITY` for every window.
+    ``timestamps (N, T)``: the model's grid in seconds; ``G_BODY * dt**2`` (image y
+    down) with ``dt = (t_last - t_first) / (T - 1)`` each window's own step.
     """
     ts = np.asarray(timestamps, dtype=np.float64)
     N, T = ts.shape
     g = np.zeros((N, 2))
-    if mode == "nominal-30fps":
-        g[:] = KERNEL_GRAVITY
-    elif mode == "grid":
-        dt = (ts[:, -1] - ts[:, 0]) / max(T - 1, 1) if T else np.zeros(N)
-        g[:, 1] = G_BODY * dt**2
-    else:
-        raise ValueError(f"gravity mode must be one of {GRAVITY_MODES}, got {mode!r}")
+    if T > 1:
+        g[:, 1] = G_BODY * ((ts[:, -1] - ts[:, 0]) / (T - 1)) ** 2
     return g
 
 
@@ -186,7 +174,7 @@ def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, 
     ``fill`` is ``"zeros"`` (missing entries are 0 and the mask says so) or
     ``"interp"`` (the linear interpolation, for the ``stgcn-interp`` baseline).
     ``kernels``: a :class:`KernelOptions` (pass ``ModelConfig.needs_kernels``);
-    ``True`` runs both kernels with ``"grid"`` gravity; ``False``/``None`` none.
+    ``True`` runs both; ``False``/``None`` none.
     The outputs of a kernel not run are zeros (``dynamic`` without motion,
     ``kin`` without physics). ``interp`` picks the interpolation given to
     completion (``"linear"`` or ``"akima"``); the ``"interp"`` fill is always
@@ -210,7 +198,7 @@ def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, 
     if kernels and kernels.motion:
         dynamic = _dynamic_joints(xn, jv, lay)
     if kernels and kernels.physics:
-        kin = _kinematics_input(xn, jv, lay, window_gravity(ts, kernels.gravity))
+        kin = _kinematics_input(xn, jv, lay, window_gravity(ts))
     return PreparedBatch(x=x.astype(np.float32), mask=jv.astype(np.float32),
                          interp=interp_arr.astype(np.float32), dynamic=dynamic, kin=kin,
                          frame_valid=fv, timestamps=ts, centre=centre, scale=scale)
