@@ -236,10 +236,14 @@ class LiveRun:
         if self.dropper is not None and not self.dropper.keep():
             pose = pose.missing_like()
             stats.drop_injected += 1
-        gaps_before = self.timeline.gap_ticks
-        for window in self.timeline.push(pose, wall=frame.wall, pose_ms=pose_ms):
+        timeline = self.timeline
+        gaps_before, empty_before = timeline.gap_ticks, timeline.skipped_empty
+        for window in timeline.push(pose, wall=frame.wall, pose_ms=pose_ms):
             self.submit(window)
-        new_gaps = self.timeline.gap_ticks - gaps_before
+        empty = timeline.skipped_empty - empty_before  # windows wholly in a long gap
+        stats.windows += empty
+        stats.skipped_windows += empty
+        new_gaps = timeline.gap_ticks - gaps_before
         stats.gap_ticks += new_gaps
         stats.no_image += new_gaps
         stats.frames += 1 + new_gaps

@@ -94,7 +94,8 @@ class RingBuffer:
         ts = self.timestamps[order]
         sel = order[(ts >= t_lo) & (ts < t_hi)]
         wall = float(self.wall[sel[-1]]) if len(sel) else 0.0
-        pose_ms = float(self.pose_ms[sel].mean()) if len(sel) else 0.0
+        ran = self.pose_ms[sel][self.pose_ms[sel] > 0]  # ticks whose picture went through pose
+        pose_ms = float(ran.mean()) if len(ran) else 0.0
         return Window(self.positions[sel].copy(), self.frame_valid[sel].copy(),
                       self.joint_valid[sel].copy(), self.timestamps[sel].copy(),
                       first_index=int(self.indices[sel[0]]) if len(sel) else 0,

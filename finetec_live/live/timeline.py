@@ -27,8 +27,13 @@ class PersonTimeline:
         self.ring = RingBuffer(self.windower.capacity_for(), get_layout(layout).num_joints, 2,
                                layout)
         self.clock = TickClock(frame_period, self.ring.capacity)
-        self.windows = 0  # windows cut (the next window's seq)
+        self.windows = 0  # windows cut
         self.last_t: float | None = None
+
+    @property
+    def skipped_empty(self) -> int:
+        """Windows that lay wholly in a stretch without any tick: never cut."""
+        return self.windower.skipped_empty
 
     @property
     def gap_ticks(self) -> int:
@@ -50,14 +55,18 @@ class PersonTimeline:
         if self.last_t is None:
             return None
         final = self.windower.flush(self.last_t)
-        return None if final is None else self._cut(*final)
+        return None if final is None else self._cut(*final, seq=self.windower.k - 1)
 
     def _cut_due(self, t: float) -> list[Window]:
-        return [self._cut(lo, hi) for lo, hi in self.windower.update(t)]
+        w = self.windower
+        # window k selects [t0 - tol + k * hop, ...): its seq is k, counting the
+        # windows the windower skipped in a gap
+        lo0 = w.bounds(0)[0] if w.t0 is not None else 0.0
+        return [self._cut(lo, hi, seq=round((lo - lo0) / w.hop)) for lo, hi in w.update(t)]
 
-    def _cut(self, lo: float, hi: float) -> Window:
+    def _cut(self, lo: float, hi: float, seq: int) -> Window:
         tol = self.windower.tol
-        window = self.ring.window(lo, hi, t_start=lo + tol, t_end=hi + tol, seq=self.windows,
+        window = self.ring.window(lo, hi, t_start=lo + tol, t_end=hi + tol, seq=seq,
                                   wall_ready=time.perf_counter())
         self.windows += 1
         return window
