@@ -131,7 +131,7 @@ def test_cuda_graph_replay_equals_eager(bench, windows, bf16, no_tf32):
 
 
 def test_bench_gpu_runs_and_reports(bench, windows):
-    recs = {"ours": _recognizer("cuda"), "stgcn": bench.standard_stgcn(15, device="cuda")}
+    recs = {"ours": _recognizer("cuda"), "stgcn": bench.stgcn_baseline(15, device="cuda")}
     w = bench.penn_window()
     res = bench.bench_gpu(recs, w, repeats=5, batches=(1, 64))
     for name in recs:
