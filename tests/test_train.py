@@ -306,3 +306,13 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
                      str(tmp_path / "x.pt"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: model checkpoint") and "not found" in err[-1]
+
+
+def test_subset_is_round_robin_over_classes_for_training_and_refit():
+    from finetec_live.learning.train import balanced_subset
+
+    clips = list(load_penn_action().train())
+    sub = balanced_subset(clips, 20)
+    assert [c.label for c in sub] == [*range(15), *range(5)]
+    firsts = [next(c for c in clips if c.label == k) for k in range(15)]
+    assert sub[:15] == firsts  # each class's clips in their order

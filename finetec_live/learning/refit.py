@@ -16,6 +16,7 @@ from finetec_live.inference.checkpoint import load_checkpoint, resolve_device
 from finetec_live.learning.checkpoints import atomic_save, stage_record, with_stage
 from finetec_live.learning.options import TrainOptions
 from finetec_live.learning.refine import init_bank, refine_completion
+from finetec_live.learning.train import balanced_subset
 from finetec_live.learning.validation import BURST60, Validator
 from finetec_live.learning.windows import split_train_val
 
@@ -103,7 +104,9 @@ def refit_completion(opts: TrainOptions, command: str) -> dict:
         raise FinetecError(f"{opts.refit_completion} was not trained on --dataset "
                            f"{opts.dataset}; pass the data set it was trained on")
     layout = clipset.layout
-    train_clips = list(clipset.train())[: opts.subset] if opts.subset else list(clipset.train())
+    train_clips = list(clipset.train())
+    if opts.subset:  # the clips a training run with the same --subset used
+        train_clips = balanced_subset(train_clips, opts.subset)
     train_clips, val_clips = split_train_val(train_clips, opts.val_fraction)
     validator = Validator(val_clips, layout, base["class_names"])
     record = stage_record(command, 0.0, note, opts.to_record())
