@@ -349,23 +349,46 @@ def test_curve_publishing_with_an_allow_list(clean_and_jerk_run, tmp_path):
     assert other.labels == [] and other.status == []
 
 
-def test_windows_are_accounted_for_when_inference_falls_behind(clean_and_jerk_run, tmp_path):
-    """A window every frame at real time: whatever inference cannot keep up with
-    is dropped and counted, never lost silently, and capture never waits."""
+@pytest.fixture(scope="module")
+def slow_model(tmp_path_factory) -> Path:
+    """A real (untrained) network many times the shipped one's width: a window
+    takes far longer than a frame period to classify on a CPU."""
+    import torch
+
+    from finetec_live.inference.recognizer import load_checkpoint
+    from finetec_live.models import FinetecNet, ModelConfig
+
+    base = load_checkpoint("penn")
+    cfg = dict(base["config"], channels=[256] * 6, strides=[1] * 6)
+    net = FinetecNet(ModelConfig.from_dict(cfg))
+    keep = ("format", "layout", "class_names", "window_seconds", "hop_seconds", "dataset")
+    path = tmp_path_factory.mktemp("slow") / "slow.pt"
+    torch.save({**{k: base[k] for k in keep if k in base}, "config": cfg,
+                "state_dict": net.state_dict()}, path)
+    return path
+
+
+def test_windows_are_accounted_for_when_inference_falls_behind(clean_and_jerk_run, slow_model,
+                                                               tmp_path):
+    """A window every frame at real time with a model slower than a frame: what
+    inference cannot keep up with is dropped and counted, never lost silently, and
+    capture never waits."""
     port = _free_port()
     sub = _Collector(f"tcp://127.0.0.1:{port}")
-    r = _live(["--keypoints", str(clean_and_jerk_run["dir"] / "poses.fkp"), "--hop", "0.02",
-               "--bind", f"tcp://127.0.0.1:{port}", "--max-seconds", "4",
-               "--stats-json", str(tmp_path / "s.json")])
+    r = _live(["--keypoints", str(clean_and_jerk_run["dir"] / "poses.fkp"), "--hop", "0.034",
+               "--model", str(slow_model), "--bind", f"tcp://127.0.0.1:{port}",
+               "--max-seconds", "4", "--stats-json", str(tmp_path / "s.json")])
     sub.close()
     assert r.returncode == 0, r.stderr
     s = json.loads((tmp_path / "s.json").read_text())
+    assert s["dropped_windows"] > 0  # inference fell behind ...
     assert s["windows"] == s["published"] + s["dropped_windows"] + s["skipped_windows"]
-    assert len(sub.labels) == s["published"] > 0
+    assert len(sub.labels) == s["published"] > 0  # ... and every window is accounted for
     # capture kept the source's clock: about 4 s of 30 fps frames
     assert s["frames"] == pytest.approx(4 * 29.97, abs=8)
     seqs = [m["seq"] for m in sub.labels]
     assert seqs == sorted(seqs) and seqs[-1] <= s["windows"] - 1
+    assert f"{s['dropped_windows']} dropped" in r.stderr  # the end line says so
 
 
 def test_cuda_asked_for_without_a_gpu():
@@ -374,4 +397,4 @@ def test_cuda_asked_for_without_a_gpu():
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
     r = _live(["--video", str(DEMO_VIDEO), "--device", "cuda"])
-    _assert_one_line_error(r, "cuda")
+    _assert_one_line_error(r, "CUDA", "--device cpu")  # the flag, not a Python argument
