@@ -69,7 +69,7 @@ TICKS = list(np.arange(120) / FPS)  # 4 s of poses
 def test_hostile_times_end_as_gaps(tmp_path, name, times, bad):
     r, stats, wall = _run(_recording(tmp_path / f"{name}.fkp", times), tmp_path)
     assert r.returncode == 0, r.stderr
-    assert wall < 60 and stats["stopped_by"] == "end"
+    assert wall < 30 and stats["stopped_by"] == "end"
     # 4 s of data, hop 0.5 s: about 4 windows classified, a few more around a gap
     # (whose missing ticks the command fills in part) -- never one per hop of the
     # jump (those hold no tick: counted, not cut)
