@@ -55,11 +55,16 @@ def classify_window(recognizer, window: Window, stream: str, topk: int = 5,
     t0 = time.perf_counter()
     batch = recognizer.prepare(pos, fv, jv, ts[None])
     t1 = time.perf_counter()
-    probs = np.asarray(recognizer.predict(batch))[0]  # (K,)
-    t2 = time.perf_counter()
     completed = None
     if want_completion and window.num_valid < window.num_frames:
-        completed = np.asarray(recognizer.complete(pos, fv, jv, ts[None]))[0]
+        # the one forward pass gives the completion too (for the display)
+        probs, done = recognizer.predict(batch, with_completion=True)
+        t2 = time.perf_counter()
+        completed = recognizer.to_caller_frames(done, batch, pos, fv, jv, ts[None])[0]
+    else:
+        probs = recognizer.predict(batch)
+        t2 = time.perf_counter()
+    probs = np.asarray(probs)[0]  # (K,)
     names = recognizer.class_names
     order = np.argsort(-probs)[: max(1, min(topk, len(names)))]
     missing = window.missing_fraction
