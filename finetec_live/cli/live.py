@@ -240,9 +240,7 @@ class LiveRun:
         gaps_before, empty_before = timeline.gap_ticks, timeline.skipped_empty
         for window in timeline.push(pose, wall=frame.wall, pose_ms=pose_ms):
             self.submit(window)
-        empty = timeline.skipped_empty - empty_before  # windows wholly in a long gap
-        stats.windows += empty
-        stats.skipped_windows += empty
+        stats.empty_windows += timeline.skipped_empty - empty_before  # wholly in a long gap
         new_gaps = timeline.gap_ticks - gaps_before
         stats.gap_ticks += new_gaps
         stats.no_image += new_gaps
@@ -301,6 +299,7 @@ class LiveRun:
 
     def _report_source(self) -> None:
         self.stats.bad_ticks = int(getattr(self.source, "bad_ticks", 0) or 0)
+        self.stats.gap_seconds = self.timeline.gap_seconds
 
     def stats_payload(self, s: dict) -> dict:
         rec, args = self.rec, self.args
@@ -308,11 +307,16 @@ class LiveRun:
         if rec is not None:
             s.update(model=rec.model_id, layout=rec.layout, device=rec.device,
                      window_s=self.window_s, hop_s=self.hop_s)
-        if self.source is not None:
-            s.update(source_fps=self.source.fps)
-            if getattr(self.source, "frame_count", 0):
-                s.update(source_frames=self.source.frame_count,
-                         source_truncated=bool(getattr(self.source, "truncated", False)))
+        source = self.source
+        if source is not None:
+            s.update(source_fps=source.fps,
+                     source_truncated=bool(getattr(source, "truncated", False)))
+            if getattr(source, "frame_count", 0):
+                s.update(source_frames=source.frame_count)
+            if getattr(source, "skipped", None):
+                s.update(bad_ticks_by_reason=dict(source.skipped))
+            if getattr(source, "bad_joints", 0):
+                s.update(bad_joints=int(source.bad_joints))
         if self.display is not None and self.display.output is not None:
             s.update(output_frames=self.display.written)
         s.update(drop=args.drop, seed=args.seed)

@@ -64,6 +64,9 @@ def summary_line(why: str, s: dict) -> str:
         ticks += f", {s['drop_injected']} dropped by --drop"
     if s.get("bad_ticks"):
         ticks += f", {s['bad_ticks']} unusable records skipped"
-    return (f"{why}: {ticks}; {s['windows']} windows: {s['published']} published, "
+    line = (f"{why}: {ticks}; {s['windows']} windows: {s['published']} published, "
             f"{s['dropped_windows']} dropped (inference behind), {s['skipped_windows']} "
             "skipped (too few posed frames)")
+    if s.get("empty_windows"):
+        line += f"; {s['empty_windows']} more inside gaps of {s['gap_seconds']:.3g} s, empty"
+    return line

@@ -26,11 +26,13 @@ class Stats:
     lagged: int = 0  # ticks whose picture was skipped because pose was still busy
     gap_ticks: int = 0  # ticks of time the source delivered nothing for (filled as missing)
     bad_ticks: int = 0  # unusable records of a recording, skipped
+    gap_seconds: float = 0.0  # source time skipped over (gap ticks and beyond)
     drop_injected: int = 0  # ticks removed by --drop
     windows: int = 0
     published: int = 0
     dropped_windows: int = 0
     skipped_windows: int = 0
+    empty_windows: int = 0  # windows wholly inside a long gap: numbered, never cut
     first_frame_wall: float | None = None
     last_frame_wall: float | None = None
     latency: dict[str, list[float]] = field(default_factory=lambda: {
@@ -73,6 +75,7 @@ class Stats:
             "dropped_windows": self.dropped_windows, "skipped_windows": self.skipped_windows,
             "pose_missing": self.pose_missing, "no_image": self.no_image,
             "lagged": self.lagged, "gap_ticks": self.gap_ticks, "bad_ticks": self.bad_ticks,
+            "gap_seconds": self.gap_seconds, "empty_windows": self.empty_windows,
             "drop_injected": self.drop_injected,
             "latency_ms": self.percentiles(),
         }
@@ -86,4 +89,5 @@ class Stats:
                              state=state, wall_ns=time.time_ns(),
                              extra={"no_image": self.no_image, "lagged": self.lagged,
                                     "gap_ticks": self.gap_ticks, "bad_ticks": self.bad_ticks,
+                                    "empty_windows": self.empty_windows,
                                     "drop_injected": self.drop_injected})

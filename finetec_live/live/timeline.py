@@ -37,9 +37,13 @@ class PersonTimeline:
 
     @property
     def gap_ticks(self) -> int:
-        """Ticks of time the source skipped over: filled with missing frames, or (beyond the
-        ring's length) not created."""
-        return self.clock.filled + self.clock.skipped
+        """Missing ticks pushed for time the source skipped over."""
+        return self.clock.filled
+
+    @property
+    def gap_seconds(self) -> float:
+        """Time the source skipped over (gap ticks, and a long gap's ticks never created)."""
+        return (self.clock.filled + self.clock.skipped) * self.clock.period
 
     def push(self, pose: Pose, wall: float = 0.0, pose_ms: float = 0.0) -> list[Window]:
         due: list[Window] = []
