@@ -3,8 +3,9 @@
 #
 #   OUT=/some/folder tools/gpu_check.sh        (run from anywhere; OUT defaults to out/gpu_check)
 #
-# Runs the CUDA tests (pytest -m gpu) and tools/bench_model.py on CUDA and, side by
-# side on the same machine, on the CPU; writes everything under $OUT:
+# Runs the CUDA tests (pytest -m gpu) and tools/bench_model.py (the shipped model and both
+# ST-GCN baselines) on CUDA and, side by side on the same machine, on the CPU; writes
+# everything under $OUT:
 #   env.txt            GPU, driver, torch/CUDA versions, CPU
 #   pytest_gpu.txt     test log, pytest_gpu.xml (JUnit)
 #   bench_cuda.txt/.json, bench_cpu.txt/.json
@@ -65,8 +66,8 @@ timeout "$LIMIT" "$PY" tools/bench_model.py --device cuda --json "$OUT/bench_cud
 rc_cuda=$?
 grep -v " bench: " "$OUT/bench_cuda.txt" | tail -n 40
 
-echo "== bench on CPU (same machine, 2 threads)"
-timeout "$LIMIT" "$PY" tools/bench_model.py --device cpu --threads 2 --repeats 50 \
+echo "== bench on CPU (same machine, 2 threads; batches 1 and 64: three models fit the step)"
+timeout "$LIMIT" "$PY" tools/bench_model.py --device cpu --threads 2 --repeats 50 --batches 1 64 \
     --json "$OUT/bench_cpu.json" > "$OUT/bench_cpu.txt" 2>&1
 rc_cpu=$?
 grep -v " bench: " "$OUT/bench_cpu.txt" | tail -n 12
