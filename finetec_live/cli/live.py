@@ -168,13 +168,13 @@ class LiveRun:
             self.pump_thread = threading.Thread(target=self.pump.run, name="finetec-capture",
                                                 daemon=True)
             self.pump_thread.start()
-        self._open_progress()
         rec = self.rec
         log.info("publishing label.%s and status.%s on %s; model %s (%s, %d classes) on %s; "
                  "window %.2f s, hop %.2f s; source %.1f fps%s", self.stream, self.stream,
                  self.publisher.endpoint, rec.model_id, rec.layout, len(rec.class_names),
                  rec.device, self.window_s, self.hop_s, self.source.fps,
                  ", as fast as possible" if args.fast else "")
+        self._open_progress()
 
     def _open_progress(self) -> None:
         args = self.args
@@ -185,7 +185,7 @@ class LiveRun:
 
         total = getattr(self.source, "frame_count", None) if not args.loop else None
         self.progress = tqdm(total=total or None, unit="frame", desc=self.stream,
-                             file=sys.stderr, leave=False, mininterval=0.5)
+                             file=sys.stderr, mininterval=0.5)
 
     # ------------------------------------------------------------------ running
     def capture(self) -> None:
@@ -280,6 +280,9 @@ class LiveRun:
     # ------------------------------------------------------------------ ending
     def finish(self) -> None:
         """Last window, drain inference, the end line and the statistics."""
+        if self.progress is not None:  # before the end line, not across it
+            self.progress.close()
+            self.progress = None
         if self.worker.error is None and self.stopped_by in ("end", "max_seconds"):
             final = self.timeline.flush()
             if final is not None:
