@@ -129,7 +129,6 @@ class CentroidBank(nn.Module):
         return torch.einsum("nk,nktvc->ntvc", w, chosen).reshape(N, *self.protos.shape[1:])
 
 
-PrototypeBank = CentroidBank  # the former name, still imported by tests/test_completion.py
 
 
 class TemporalAttention(nn.Module):

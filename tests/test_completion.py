@@ -14,7 +14,7 @@ from finetec_live.data import load_penn_action
 from finetec_live.data.corruption import Corruption
 from finetec_live.inference.preprocess import interpolate_missing, normalize, resample
 from finetec_live.models import FinetecNet, ModelConfig
-from finetec_live.models.completion import Completion, PrototypeBank, fill_gaps, gap_lengths
+from finetec_live.models.completion import CentroidBank, Completion, fill_gaps, gap_lengths
 
 T, V = 24, 13
 
@@ -45,7 +45,7 @@ def test_gap_lengths():
 def test_bank_retrieves_the_matching_prototype():
     g = torch.Generator().manual_seed(0)
     protos = torch.randn(16, T, V, 2, generator=g)
-    bank = PrototypeBank(16, T, V, k=1)
+    bank = CentroidBank(16, T, V, k=1)
     bank.set(protos)
     mask = (torch.rand(3, T, V, generator=g) > 0.6).float()
     x = protos[[5, 9, 2]] * mask.unsqueeze(-1)  # prototypes 5, 9, 2 seen through a mask

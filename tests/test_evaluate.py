@@ -243,3 +243,19 @@ def test_command_line_merges_and_fails_in_one_line(tmp_path, clips, recs, capsys
     capsys.readouterr()
     assert cli.main(["--merge", str(tmp_path / "none.json"), "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_models_running_different_kernels_do_not_share_prepared_inputs():
+    """A motion-only and a physics-only model need different kernel outputs: the
+    evaluation's cache of prepared windows must keep them apart."""
+    from finetec_live.inference.recognizer import Recognizer
+    from finetec_live.learning.evaluate import _prepare_key
+    from finetec_live.models import FinetecNet, ModelConfig
+
+    recs = []
+    for decomposition, physics in ((True, False), (False, True)):
+        cfg = ModelConfig(num_classes=15, layout="penn13", decomposition=decomposition,
+                          physics=physics, completion=False)
+        recs.append(Recognizer(FinetecNet(cfg).eval(), cfg, "penn13",
+                               [str(k) for k in range(15)]))
+    assert _prepare_key(recs[0]) != _prepare_key(recs[1])

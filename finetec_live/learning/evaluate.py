@@ -69,7 +69,9 @@ def forward_batch(rec, batch: PreparedBatch, batch_size: int = DEFAULT_BATCH):
 
 def _prepare_key(rec) -> tuple:
     cfg = rec.config
-    return (rec.T, rec.layout, cfg.fill, bool(cfg.needs_kernels), getattr(cfg, "interp", "linear"))
+    # the kernels themselves, not just whether any run: a motion-only and a physics-only
+    # model must not share one prepared batch
+    return (rec.T, rec.layout, cfg.fill, cfg.needs_kernels, getattr(cfg, "interp", "linear"))
 
 
 def prepared_batch(rec, inputs: ProtocolInputs, batch_size: int = DEFAULT_BATCH):

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from finetec_live.data import load_dataset
 from finetec_live.errors import FinetecError
 from finetec_live.inference.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, resolve_device
-from finetec_live.inference.prepare import KERNEL_GRAVITY
+from finetec_live.inference.prepare import G_BODY
 from finetec_live.learning.checkpoints import atomic_save, stage_record, with_stage
 from finetec_live.learning.options import TrainOptions
 from finetec_live.learning.refine import init_bank, refine_completion, to_tensors
@@ -99,7 +99,8 @@ class Run:
             "config": self.cfg.to_dict(), "layout": self.layout,
             "class_names": self.class_names, "dataset": self.dataset,
             "normalization": {**NORMALIZATION, "fill": self.cfg.fill, "T": self.cfg.T,
-                              "kernel_gravity": list(KERNEL_GRAVITY)},
+                              "kernel_gravity": f"(0, {G_BODY:.4g} * dt**2) body units per "
+                                                "grid step**2, dt = window duration / (T - 1)"},
             "prior": self.prior.clone(),
             "window_seconds": float(self.opts.window_seconds),
             "hop_seconds": float(self.opts.hop_seconds),
