@@ -15,14 +15,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 
 from finetec_live.cli import checks, runtime
 from finetec_live.cli.options import build_parser
-from finetec_live.cli.outputs import JsonlWriter, summary_line, write_error, write_stats
+from finetec_live.cli.outputs import (
+    JsonlWriter,
+    stats_payload,
+    summary_line,
+    write_error,
+    write_stats,
+)
 from finetec_live.cli.parts import load_recognizer, open_source
 from finetec_live.errors import FinetecError
 
@@ -39,7 +44,7 @@ class LiveRun:
 
         self.args = args
         self.stop = threading.Event()
-        self.stopped_by = "end"
+        self.signals = runtime.StopOnSignal(self.stop)
         self.stats = Stats()
         self.stats_written = False
         self.source = self.publisher = self.rec = self.timeline = None
@@ -48,23 +53,7 @@ class LiveRun:
         self.pump = self.pump_thread = self.native_log = self.progress = None
         self.window_s = self.hop_s = 0.0
         self.stream = ""
-        self._old_handlers: dict = {}
         self._fps = (time.perf_counter(), 0, 0.0)  # clock, frames, fps of the display caption
-
-    # ------------------------------------------------------------------ signals
-    def _on_signal(self, signum, _frame) -> None:
-        name = signal.Signals(signum).name
-        if self.stop.is_set() and self.stopped_by == name:
-            os._exit(128 + signum)  # a second signal while stopping: give up at once
-        self.stopped_by = name
-        # Not stop.set() here: the handler runs on the main thread, which may be
-        # inside stop.wait() holding the event's (non-reentrant) lock; setting it
-        # from here would deadlock. A helper thread sets it once the lock is free.
-        threading.Thread(target=self.stop.set, name="stop-on-signal", daemon=True).start()
-
-    def install_signals(self) -> None:
-        self._old_handlers = {s: signal.signal(s, self._on_signal)
-                              for s in (signal.SIGINT, signal.SIGTERM)}
 
     # ------------------------------------------------------------------ opening
     def open(self) -> None:
@@ -72,7 +61,7 @@ class LiveRun:
         from finetec_live.wire.messages import check_stream_name
 
         args = self.args
-        self.install_signals()
+        self.signals.install()
         self.source = open_source(args, self.stop)
         self.stream = args.stream or self.source.name
         try:
@@ -199,12 +188,12 @@ class LiveRun:
             if self.progress is not None:
                 self.progress.update(1)
             if self.display is not None and self.display.closed_by_user:
-                self.stopped_by = "window closed"
+                self.signals.why = "window closed"
                 break
             if self.stop.is_set() or self.worker.error is not None:
                 break
             if self.args.max_seconds and time.perf_counter() - t_run >= self.args.max_seconds:
-                self.stopped_by = "max_seconds"
+                self.signals.why = "max_seconds"
                 break
 
     def step(self, frame) -> None:
@@ -283,7 +272,7 @@ class LiveRun:
         if self.progress is not None:  # before the end line, not across it
             self.progress.close()
             self.progress = None
-        if self.worker.error is None and self.stopped_by in ("end", "max_seconds"):
+        if self.worker.error is None and self.signals.why in ("end", "max_seconds"):
             final = self.timeline.flush()
             if final is not None:
                 self.submit(final, force=True)
@@ -293,43 +282,33 @@ class LiveRun:
         if self.worker.error is not None:
             raise self.worker.error
         self.stats.dropped_windows = self.handoff.dropped
+        self._close_files()
         self._report_source()
         s = self.stats.to_dict()
-        log.info("%s", summary_line(self.stopped_by, s))
+        log.info("%s", summary_line(self.signals.why, s))
         if self.args.stats_json:
-            write_stats(self.args.stats_json, self.stats_payload(s))
+            write_stats(self.args.stats_json, stats_payload(s, self))
             self.stats_written = True
+
+    def _close_files(self) -> None:
+        """Close what was written, so a failing last write is an error, not lost."""
+        for part, option, path in ((self.recorder, "--record", self.args.record),
+                                   (self.jsonl, "--jsonl", self.args.jsonl)):
+            if part is not None:
+                try:
+                    part.close()
+                except OSError as exc:
+                    raise write_error(option, path, exc) from None
 
     def _report_source(self) -> None:
         self.stats.bad_ticks = int(getattr(self.source, "bad_ticks", 0) or 0)
         self.stats.gap_seconds = self.timeline.gap_seconds
 
-    def stats_payload(self, s: dict) -> dict:
-        rec, args = self.rec, self.args
-        s.update(stopped_by=self.stopped_by, stream=self.stream)
-        if rec is not None:
-            s.update(model=rec.model_id, layout=rec.layout, device=rec.device,
-                     window_s=self.window_s, hop_s=self.hop_s)
-        source = self.source
-        if source is not None:
-            s.update(source_fps=source.fps,
-                     source_truncated=bool(getattr(source, "truncated", False)))
-            if getattr(source, "frame_count", 0):
-                s.update(source_frames=source.frame_count)
-            if getattr(source, "skipped", None):
-                s.update(bad_ticks_by_reason=dict(source.skipped))
-            if getattr(source, "bad_joints", 0):
-                s.update(bad_joints=int(source.bad_joints))
-        if self.display is not None and self.display.output is not None:
-            s.update(output_frames=self.display.written)
-        s.update(drop=args.drop, seed=args.seed)
-        return s
-
     def write_stats_after_error(self, err: BaseException | None) -> None:
         """A run cut short by an error (a lost camera) keeps what was counted."""
         if not self.args.stats_json or self.stats_written or self.stats.frames == 0:
             return
-        s = self.stats_payload(self.stats.to_dict())
+        s = stats_payload(self.stats.to_dict(), self)
         s.update(stopped_by="error", error=str(err) if err is not None else None)
         try:
             write_stats(self.args.stats_json, s)
@@ -354,8 +333,7 @@ class LiveRun:
         worker_done = self.worker_thread is None or not self.worker_thread.is_alive()
         if self.publisher is not None and worker_done:
             self.publisher.close()
-        for s, h in self._old_handlers.items():
-            signal.signal(s, h)
+        self.signals.restore()
         if self.native_log is not None:
             kept = self.native_log.stop(keep=unexpected)
             if kept is not None:

@@ -70,3 +70,26 @@ def summary_line(why: str, s: dict) -> str:
     if s.get("empty_windows"):
         line += f"; {s['empty_windows']} more inside gaps of {s['gap_seconds']:.3g} s, empty"
     return line
+
+
+def stats_payload(s: dict, live) -> dict:
+    """``s`` (the counters) with what the run was: stream, model, window, source, output."""
+    rec, args = live.rec, live.args
+    s.update(stopped_by=live.signals.why, stream=live.stream)
+    if rec is not None:
+        s.update(model=rec.model_id, layout=rec.layout, device=rec.device,
+                 window_s=live.window_s, hop_s=live.hop_s)
+    source = live.source
+    if source is not None:
+        s.update(source_fps=source.fps,
+                 source_truncated=bool(getattr(source, "truncated", False)))
+        if getattr(source, "frame_count", 0):
+            s.update(source_frames=source.frame_count)
+        if getattr(source, "skipped", None):
+            s.update(bad_ticks_by_reason=dict(source.skipped))
+        if getattr(source, "bad_joints", 0):
+            s.update(bad_joints=int(source.bad_joints))
+    if live.display is not None and live.display.output is not None:
+        s.update(output_frames=live.display.written)
+    s.update(drop=args.drop, seed=args.seed)
+    return s

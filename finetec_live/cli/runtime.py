@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 
 from finetec_live.errors import FinetecError
@@ -55,3 +56,31 @@ def limit_torch_threads() -> None:
     n = max(1, min(2, (os.cpu_count() or 2) - 1))
     if torch.get_num_threads() > n:
         torch.set_num_threads(n)
+
+
+class StopOnSignal:
+    """SIGINT and SIGTERM set ``stop`` and say why (``why``: "end" until then); a second
+    one of the same signal while stopping exits at once."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.why = "end"
+        self._old: dict = {}
+
+    def _handle(self, signum, _frame) -> None:
+        name = signal.Signals(signum).name
+        if self.stop.is_set() and self.why == name:
+            os._exit(128 + signum)  # a second signal while stopping: give up at once
+        self.why = name
+        # Not stop.set() here: the handler runs on the main thread, which may be
+        # inside stop.wait() holding the event's (non-reentrant) lock; setting it
+        # from here would deadlock. A helper thread sets it once the lock is free.
+        threading.Thread(target=self.stop.set, name="stop-on-signal", daemon=True).start()
+
+    def install(self) -> None:
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
