@@ -98,7 +98,7 @@ def timed(fn, repeats, min_time=0.05):
     return float(np.median(wall)), float(np.median(cpu))
 
 
-def main(argv=None):
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=64, help="window length T (default 64)")
     ap.add_argument("--batch", type=int, default=1024, help="windows per batch N (default 1024)")
@@ -109,75 +109,50 @@ def main(argv=None):
     ap.add_argument("--synthetic", action="store_true", help="synthetic Penn-13 windows too")
     ap.add_argument("--repeats", type=int, default=15, help="timing repeats (median)")
     ap.add_argument("--quick", action="store_true", help="3 repeats, N=128: a smoke test")
-    args = ap.parse_args(argv)
-    repeats = 3 if args.quick else args.repeats
-    n = 128 if args.quick else args.batch
-    threads = numba.config.NUMBA_NUM_THREADS
+    return ap.parse_args(argv)
 
-    penn_first = None if args.synthetic else penn_windows(n, args.frames)
-    print(f"finetec-live kernel benchmark: T={args.frames}, N={n}, median of {repeats} repeats")
-    print(f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f} at start, numba {numba.__version__} ({threads} threads), "
-          f"numpy {np.__version__}")
-    head = (f"{'kernel':<15}{'layout':<13}{'windows':<10}{'numba us':>9}{'(cpu)':>8}"
-            f"{'loop us':>10}{'ratio':>7}{'vec us':>9}{'ratio':>7}{'1 thr win/s':>13}"
-            f"{'(cpu)':>9}{f'{threads} thr win/s':>13}{'(cpu)':>9}")
-    print()
-    print(head)
-    print("-" * len(head))
-    results = {}
-    penn = penn_first
-    for layout in (PENN13, MEDIAPIPE33):
-        real = penn if layout is PENN13 else None
-        if real is not None:
-            pos, valid, ts, _ = real
-            source = "real"
-        else:
-            pos, valid, ts = synthetic_windows(layout, n, args.frames, args.missing_frames,
-                                               args.missing_joints)
-            source = "synthetic"
-        parents, masses = layout.parents_array(), layout.masses_array()
-        regions = layout.regions_array()
-        one = (pos[0], valid[0])
-        cases = (
-            ("lagrangian",
-             partial(_lagrangian_single, *one, ts[0], parents, masses),
-             partial(kernels.lagrangian_kinematics_batch, pos, valid, ts, parents, masses)),
-            ("region_motion",
-             partial(_motion_single, *one, regions),
-             partial(kernels.region_motion_batch, pos, valid, regions)),
-        )
-        for name, single, batch in cases:
-            numba.set_num_threads(1)
-            fast = timed(partial(single, kernels), repeats)
-            slow = timed(partial(single, reference), max(3, repeats // 3), min_time=0.0)
-            vec = timed(partial(single, vectorised), max(3, repeats // 3))
-            rates = []
-            for n_threads in (1, threads):
-                numba.set_num_threads(n_threads)
-                wall, cpu = timed(batch, repeats, min_time=0.0)
-                rates.append((n / wall, n / cpu * n_threads if n_threads > 1 else n / cpu))
-            numba.set_num_threads(threads)
-            results[name, layout.name] = (fast, slow, rates, vec)
-            print(f"{name:<15}{layout.name:<13}{source:<10}{fast[0] * 1e6:>9.1f}"
-                  f"{fast[1] * 1e6:>8.1f}{slow[0] * 1e6:>10.0f}{slow[0] / fast[0]:>6.0f}x"
-                  f"{vec[0] * 1e6:>9.0f}{vec[0] / fast[0]:>6.0f}x{rates[0][0]:>13,.0f}"
-                  f"{rates[0][1]:>9,.0f}{rates[1][0]:>13,.0f}{rates[1][1]:>9,.0f}")
-    print()
-    print("numba us: one window through the public function (checks included), one thread;")
-    print("loop us / vec us: the per-frame NumPy reference and the vectorised NumPy twin, the")
-    print("same call; ratio: their time over Numba's;")
-    print("win/s: the batched function over N windows; (cpu): the same from process CPU time,")
-    print(f"for all threads scaled as if each had a core of its own. Load average at end "
-          f"{os.getloadavg()[0]:.1f}.")
-    print()
+
+def time_layout(layout, windows, source: str, n: int, repeats: int, threads: int,
+                results: dict) -> None:
+    """Both kernels on one layout's windows: one window on one thread against the two
+    NumPy twins, and the batch on 1 and on ``threads`` threads; prints a row each."""
+    pos, valid, ts = windows
+    parents, masses = layout.parents_array(), layout.masses_array()
+    regions = layout.regions_array()
+    one = (pos[0], valid[0])
+    cases = (
+        ("lagrangian",
+         partial(_lagrangian_single, *one, ts[0], parents, masses),
+         partial(kernels.lagrangian_kinematics_batch, pos, valid, ts, parents, masses)),
+        ("region_motion",
+         partial(_motion_single, *one, regions),
+         partial(kernels.region_motion_batch, pos, valid, regions)),
+    )
+    for name, single, batch in cases:
+        numba.set_num_threads(1)
+        fast = timed(partial(single, kernels), repeats)
+        slow = timed(partial(single, reference), max(3, repeats // 3), min_time=0.0)
+        vec = timed(partial(single, vectorised), max(3, repeats // 3))
+        rates = []
+        for n_threads in (1, threads):
+            numba.set_num_threads(n_threads)
+            wall, cpu = timed(batch, repeats, min_time=0.0)
+            rates.append((n / wall, n / cpu * n_threads if n_threads > 1 else n / cpu))
+        numba.set_num_threads(threads)
+        results[name, layout.name] = (fast, slow, rates, vec)
+        print(f"{name:<15}{layout.name:<13}{source:<10}{fast[0] * 1e6:>9.1f}"
+              f"{fast[1] * 1e6:>8.1f}{slow[0] * 1e6:>10.0f}{slow[0] / fast[0]:>6.0f}x"
+              f"{vec[0] * 1e6:>9.0f}{vec[0] / fast[0]:>6.0f}x{rates[0][0]:>13,.0f}"
+              f"{rates[0][1]:>9,.0f}{rates[1][0]:>13,.0f}{rates[1][1]:>9,.0f}")
+
+
+def report_targets(results: dict) -> None:
     print(TARGETS)
     fast, slow, rates, _ = results["lagrangian", "penn13"]
+    mp = results["lagrangian", "mediapipe33"]
     checks = [
         ("lagrangian >= 20x reference (penn13)", slow[0] / fast[0] >= 20),
-        ("lagrangian >= 20x reference (mediapipe33)",
-         results["lagrangian", "mediapipe33"][1][0] / results["lagrangian", "mediapipe33"][0][0]
-         >= 20),
+        ("lagrangian >= 20x reference (mediapipe33)", mp[1][0] / mp[0][0] >= 20),
         ("lagrangian < 1000 us per penn13 window", fast[0] < 1e-3),
         ("region_motion >= 5x reference (both layouts)",
          all(results["region_motion", lay][1][0] / results["region_motion", lay][0][0] >= 5
@@ -189,6 +164,41 @@ def main(argv=None):
     ]
     for text, ok in checks:
         print(f"  [{'pass' if ok else 'FAIL'}] {text}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    repeats = 3 if args.quick else args.repeats
+    n = 128 if args.quick else args.batch
+    threads = numba.config.NUMBA_NUM_THREADS
+    penn = None if args.synthetic else penn_windows(n, args.frames)
+    print(f"finetec-live kernel benchmark: T={args.frames}, N={n}, median of {repeats} repeats")
+    print(f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} at start, numba {numba.__version__} ({threads} threads), "
+          f"numpy {np.__version__}")
+    head = (f"{'kernel':<15}{'layout':<13}{'windows':<10}{'numba us':>9}{'(cpu)':>8}"
+            f"{'loop us':>10}{'ratio':>7}{'vec us':>9}{'ratio':>7}{'1 thr win/s':>13}"
+            f"{'(cpu)':>9}{f'{threads} thr win/s':>13}{'(cpu)':>9}")
+    print()
+    print(head)
+    print("-" * len(head))
+    results = {}
+    for layout in (PENN13, MEDIAPIPE33):
+        if layout is PENN13 and penn is not None:
+            time_layout(layout, penn[:3], "real", n, repeats, threads, results)
+        else:
+            windows = synthetic_windows(layout, n, args.frames, args.missing_frames,
+                                        args.missing_joints)
+            time_layout(layout, windows, "synthetic", n, repeats, threads, results)
+    print()
+    print("numba us: one window through the public function (checks included), one thread;")
+    print("loop us / vec us: the per-frame NumPy reference and the vectorised NumPy twin, the")
+    print("same call; ratio: their time over Numba's;")
+    print("win/s: the batched function over N windows; (cpu): the same from process CPU time,")
+    print(f"for all threads scaled as if each had a core of its own. Load average at end "
+          f"{os.getloadavg()[0]:.1f}.")
+    print()
+    report_targets(results)
 
 
 if __name__ == "__main__":
