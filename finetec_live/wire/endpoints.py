@@ -15,11 +15,15 @@ import os
 import re
 import socket
 import stat
+import time
 from dataclasses import dataclass
 
 from finetec_live.errors import FinetecError
 
 log = logging.getLogger(__name__)
+
+IPC_PROBES = 10  # connect probes of an existing ipc socket file before calling it in use
+IPC_PROBE_PAUSE_S = 0.1
 
 DEFAULT_BIND = "tcp://127.0.0.1:5557"
 _TCP_RE = re.compile(r"^tcp://(?P<host>\[[^\]]+\]|[^:/\[\]]+|\*):(?P<port>\d+|\*)$")
@@ -148,25 +152,37 @@ def claim_ipc_path(ep: Endpoint) -> None:
     if not stat.S_ISSOCK(mode):
         raise FinetecError(f"--bind {ep.text}: {path} exists and is not a socket; remove it or "
                            "choose another path")
+    # A listener that was just closed (ZeroMQ closes sockets on its I/O thread, a
+    # moment later) still accepts for a short while: only one that keeps accepting
+    # over IPC_PROBES tries is in use.
+    for attempt in range(IPC_PROBES):
+        if not _accepts(path, ep):
+            break
+        if attempt + 1 == IPC_PROBES:
+            raise FinetecError(f"address {ep.text} is already in use (another finetec-live?); "
+                               "stop that process or pass --bind with another path")
+        time.sleep(IPC_PROBE_PAUSE_S)
+    log.info("removing stale socket file %s", path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as unlink_exc:
+        raise FinetecError(f"cannot remove the stale socket file {path} ("
+                           f"{unlink_exc.strerror}); remove it or choose another path") from None
+
+
+def _accepts(path: str, ep: Endpoint) -> bool:
+    """Whether something listens on the socket file ``path`` (a connect probe)."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)
     try:
         probe.connect(path)
+        return True
     except OSError as exc:
         if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
             raise FinetecError(f"cannot check --bind {ep.text} ({exc.strerror}); choose another "
                                "path") from None
-        log.info("removing stale socket file %s", path)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError as unlink_exc:
-            raise FinetecError(f"cannot remove the stale socket file {path} ("
-                               f"{unlink_exc.strerror}); remove it or choose another path"
-                               ) from None
-        return
+        return False
     finally:
         probe.close()
-    raise FinetecError(f"address {ep.text} is already in use (another finetec-live?); stop that "
-                       "process or pass --bind with another path")
