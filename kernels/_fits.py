@@ -264,6 +264,35 @@ def _fix_trig(fit, k, trig):
 
 
 @jit
+def _group_by_samples(ok, parents):
+    """Joints whose fits use samples on the same frames (a joint and its parent both
+    valid): ``leader[k]`` is the first such joint, ``size[j]`` its group's size."""
+    n_v, n_t = ok.shape
+    smask = np.empty((n_v, n_t), dtype=np.bool_)
+    for k in range(n_v):
+        p = parents[k]
+        for t in range(n_t):
+            smask[k, t] = ok[k, t] and (p < 0 or ok[p, t])
+    leader = np.empty(n_v, dtype=np.int64)
+    size = np.zeros(n_v, dtype=np.int64)
+    for k in range(n_v):
+        leader[k] = k
+        for j in range(k):
+            if leader[j] != j:
+                continue
+            same = True
+            for t in range(n_t):
+                if smask[j, t] != smask[k, t]:
+                    same = False
+                    break
+            if same:
+                leader[k] = j
+                break
+        size[leader[k]] += 1
+    return leader, size
+
+
+@jit
 def _fit_all(pos, ok, ts, parents, half_window, max_span, fit, fit_ok):
     """Local quadratic fits of every joint's two coordinates at every frame.
 
@@ -286,29 +315,7 @@ def _fit_all(pos, ok, ts, parents, half_window, max_span, fit, fit_ok):
     w = np.empty((n_t, n_fit, 3))
     w_ok = np.empty(n_t, dtype=np.bool_)
     trig = np.empty(n_t, dtype=np.bool_)
-    # group joints by identical sample masks
-    smask = np.empty((n_v, n_t), dtype=np.bool_)
-    for k in range(n_v):
-        p = parents[k]
-        for t in range(n_t):
-            smask[k, t] = ok[k, t] and (p < 0 or ok[p, t])
-    leader = np.empty(n_v, dtype=np.int64)
-    size = np.zeros(n_v, dtype=np.int64)
-    for k in range(n_v):
-        leader[k] = k
-        for j in range(k):
-            if leader[j] != j:
-                continue
-            same = True
-            for t in range(n_t):
-                if smask[j, t] != smask[k, t]:
-                    same = False
-                    break
-            if same:
-                leader[k] = j
-                break
-        size[leader[k]] += 1
-
+    leader, size = _group_by_samples(ok, parents)
     for k in range(n_v):
         if leader[k] != k:
             continue
