@@ -11,12 +11,8 @@ import sys
 from pathlib import Path
 
 from finetec_live.errors import FinetecError
+from finetec_live.inference.window import MAX_WINDOW_S, MIN_HOP_S
 
-#: Longest window, in seconds: longer windows only grow the ring buffer and the
-#: warm-up (the model resamples every window to its own 64 frames).
-MAX_WINDOW_S = 60.0
-#: Fewest seconds between windows.
-MIN_HOP_S = 0.01
 INPUTS = ("video", "keypoints")
 OUTPUTS = ("output", "record", "stats_json", "jsonl")
 DISPLAY_PROBE_TIMEOUT_S = 20.0
@@ -46,6 +42,9 @@ def check_options(args: argparse.Namespace) -> None:
 
 def check_window(window_s: float, hop_s: float, fps: float, min_frames: int) -> None:
     """The window and hop in force (options or the checkpoint's) against the source's rate."""
+    if not (math.isfinite(window_s) and math.isfinite(hop_s)) or window_s > MAX_WINDOW_S:
+        raise FinetecError(f"a window of {window_s:g} s every {hop_s:g} s is out of range; use "
+                           f"--window up to {MAX_WINDOW_S:g} and --hop up to the window")
     if hop_s > window_s:
         raise FinetecError(f"--hop {hop_s:g} is longer than the window ({window_s:g} s); "
                            "use a hop <= window")

@@ -117,6 +117,27 @@ def load_checkpoint(path: str | os.PathLike | None) -> dict:
     return ckpt
 
 
+def live_window(ckpt: dict, path) -> tuple[float, float]:
+    """The checkpoint's recommended live ``(window_seconds, hop_seconds)``, checked: finite,
+    a window of at most :data:`~finetec_live.inference.window.MAX_WINDOW_S`, a hop of at
+    least :data:`~finetec_live.inference.window.MIN_HOP_S` and at most the window."""
+    import math
+
+    from finetec_live.inference.window import MAX_WINDOW_S, MIN_HOP_S
+
+    try:
+        window, hop = float(ckpt.get("window_seconds", 2.5)), float(ckpt.get("hop_seconds", 0.5))
+    except (TypeError, ValueError):
+        window = hop = math.nan
+    if not (math.isfinite(window) and math.isfinite(hop) and 0 < window <= MAX_WINDOW_S
+            and MIN_HOP_S <= hop <= window):
+        raise FinetecError(f"checkpoint {path} recommends a live window of "
+                           f"{ckpt.get('window_seconds')!r} s every {ckpt.get('hop_seconds')!r} "
+                           f"s, outside (0, {MAX_WINDOW_S:g}] s with a hop of {MIN_HOP_S:g} s "
+                           "to the window; retrain it with sane --window-seconds/--hop-seconds")
+    return window, hop
+
+
 def checkpoint_stages(ckpt: dict) -> list[dict]:
     """The runs that made a checkpoint, oldest first: its ``stages`` records, then any of
     the older ``base_command`` / ``command`` keys that no record holds yet (files written

@@ -27,6 +27,7 @@ from finetec_live.inference.checkpoint import (
     CHECKPOINT_FORMAT,
     NAMED_WEIGHTS,
     hash_state,
+    live_window,
     load_checkpoint,
     resolve_checkpoint,
     resolve_device,
@@ -136,13 +137,13 @@ class Recognizer:
             raise FinetecError(f"checkpoint {p} is inconsistent (layout {ck_layout} vs "
                                f"{cfg.layout}, {len(ckpt['class_names'])} class names vs "
                                f"{cfg.num_classes} outputs); retrain with tools/train.py")
+        window_s, hop_s = live_window(ckpt, p)
         device = resolve_device(device)
         model.to(device).eval()
         dataset = str(ckpt.get("dataset", p.stem))
         model_id = f"{dataset}-{cfg.method}-{hash_state(ckpt['state_dict'])[:8]}"
         return cls(model, cfg, ck_layout, [str(c) for c in ckpt["class_names"]], device=device,
-                   window_seconds=float(ckpt.get("window_seconds", 2.5)),
-                   hop_seconds=float(ckpt.get("hop_seconds", 0.5)), model_id=model_id,
+                   window_seconds=window_s, hop_seconds=hop_s, model_id=model_id,
                    checkpoint=ckpt, precision=precision,
                    cuda_graphs=device == "cuda" if cuda_graphs is None else cuda_graphs)
 

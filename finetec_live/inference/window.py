@@ -12,6 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Longest window, in seconds: longer windows only grow the ring buffer and the
+#: warm-up (the model resamples every window to its own grid of T frames).
+MAX_WINDOW_S = 60.0
+#: Fewest seconds between windows.
+MIN_HOP_S = 0.01
+
 
 @dataclass
 class Window:
@@ -31,8 +37,9 @@ class Window:
     first_index: int = 0  # frame tick of positions[0]
     wall_last: float = 0.0  # perf_counter() when the newest tick was read
     wall_ready: float = 0.0  # perf_counter() when the window was cut (its last pose done)
-    pose_ms: float = 0.0  # mean pose-estimation time per tick in the window
+    pose_ms: float = 0.0  # mean pose-estimation time over the ticks that went through pose
     layout: str = ""
+    person: int = 0  # the person of the stream this window follows (one timeline each)
 
     def __post_init__(self) -> None:
         self.positions = np.asarray(self.positions, dtype=np.float32)
