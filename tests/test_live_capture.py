@@ -89,6 +89,25 @@ def test_tick_clock_fills_gaps_at_the_nominal_period():
     assert clock.filled == 4 and clock.skipped == 0
 
 
+def test_a_camera_slower_than_it_says_has_no_gaps_and_its_real_gaps_are_found():
+    """Reports 30 fps, delivers 15 (low light), with jitter: not half missing."""
+    rng = np.random.default_rng(0)
+    ts = np.cumsum(rng.uniform(0.8, 1.2, 300) / 15)
+    clock = TickClock(1 / 30, max_fill=1000)
+    fills = [len(clock.gap_before(t)) for t in ts]
+    assert sum(fills[:5]) <= 4 and sum(fills[5:]) == 0  # once its rate is measured
+    assert clock.period == pytest.approx(1 / 15, rel=0.1)
+    filled = clock.gap_before(ts[-1] + 1.0)  # then a second without frames
+    assert len(filled) == pytest.approx(14, abs=1)
+
+
+def test_jitter_of_a_healthy_camera_is_no_gap():
+    rng = np.random.default_rng(1)
+    ts = np.cumsum(rng.uniform(0.4, 1.6, 300) / 30)  # intervals up to 1.6 periods
+    clock = TickClock(1 / 30, max_fill=1000)
+    assert sum(len(clock.gap_before(t)) for t in ts) == 0
+
+
 def test_tick_clock_bounds_a_huge_jump():
     clock = TickClock(1 / 30, max_fill=50)
     clock.gap_before(0.0)

@@ -318,8 +318,12 @@ class LiveRun:
     def close(self, unexpected: bool = False) -> None:
         """Release everything, the publisher last: the inference thread may still send."""
         self.stop.set()
-        if self.pump is not None:
+        if self.pump is not None:  # the capture thread reads the camera: end it first
             self.pump.stop()
+            self.pump_thread.join(timeout=WORKER_JOIN_S)
+            if self.pump_thread.is_alive():
+                log.warning("the capture thread did not end; the camera is left open")
+                self.source = None
         if self.worker_thread is not None:  # an error on the capture side
             self.handoff.close()
             self.worker_thread.join(timeout=WORKER_JOIN_S)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import statistics
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -102,30 +103,51 @@ class FramePump:
 
 
 class TickClock:
-    """Fills stretches of time without a tick with missing ticks, at the nominal period.
+    """Fills stretches of time without a tick with missing ticks, at the source's period.
 
-    ``gap_before(t)`` returns the timestamps of the missing ticks to push before
-    a tick at ``t``: none when ``t`` follows the previous tick within 1.5
-    periods, otherwise ticks every period up to half a period before ``t``, at
-    most ``max_fill`` of them (the newest). ``filled`` counts them, ``skipped``
-    counts the ticks of a longer stretch that were not created.
+    The period is the nominal one, or the median of the recent intervals between
+    ticks when that is longer: a camera that reports 30 fps but delivers 15 (low
+    light) has no gap between two frames 67 ms apart. ``gap_before(t)`` returns
+    the timestamps of the missing ticks to push before a tick at ``t``: one per
+    period of the stretch since the previous tick, beyond the 1.75 periods that
+    jitter may take (at most ``max_fill``, the newest). ``filled`` counts them,
+    ``skipped`` counts the ticks of a longer stretch that were not created.
     """
+
+    RECENT = 31  # intervals in the running median
+    MIN_RECENT = 5  # fewer intervals than this: the nominal period
+    MAX_PERIOD_S = 1.0  # longer intervals are gaps, never a source's frame period
 
     def __init__(self, period: float, max_fill: int) -> None:
         if not (period > 0 and math.isfinite(period)) or max_fill < 0:
             raise ValueError(f"period ({period}) must be > 0 and max_fill ({max_fill}) >= 0")
-        self.period, self.max_fill = float(period), int(max_fill)
+        self.nominal, self.max_fill = float(period), int(max_fill)
         self.last: float | None = None
         self.filled = 0
         self.skipped = 0
+        self.gap_seconds = 0.0  # time covered by the missing ticks (created or not)
+        self._recent: collections.deque[float] = collections.deque(maxlen=self.RECENT)
+
+    @property
+    def period(self) -> float:
+        """The period in force: the nominal one, or the measured one when longer."""
+        if len(self._recent) < self.MIN_RECENT:
+            return self.nominal
+        return max(self.nominal, statistics.median(self._recent))
 
     def gap_before(self, t: float) -> list[float]:
         last, self.last = self.last, t
-        if last is None or t - last <= 1.5 * self.period:
+        if last is None:
             return []
-        n = math.floor((t - last) / self.period - 0.5)  # ticks strictly inside the gap
+        interval = t - last
+        if 0 < interval <= self.MAX_PERIOD_S:
+            self._recent.append(interval)
+        period = self.period
+        n = math.floor(interval / period - 0.75)  # missing ticks in the stretch
+        if n <= 0:
+            return []
         keep = min(n, self.max_fill)
+        self.gap_seconds += n * period
         self.filled += keep
         self.skipped += n - keep
-        first = n - keep + 1
-        return [last + k * self.period for k in range(first, n + 1)]
+        return [last + k * period for k in range(n - keep + 1, n + 1)]

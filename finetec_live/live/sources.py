@@ -183,8 +183,9 @@ class CameraSource:
     Timestamps are a monotonic clock from the first frame, taken as each frame
     is read. When the camera stops delivering, it is reopened with exponential
     back-off (0.1 s doubling to 2 s); after ``retry_seconds`` without a delivered
-    frame (counted from the last frame, or from the opening, whatever reopens
-    in between) a :class:`FinetecError` ends the run. The time it was away is
+    frame (counted from the last frame, or from the start of reading, whatever
+    reopens in between) a :class:`FinetecError` ends the run. A regular file
+    opened as a camera (tests, demos) is delivered at its nominal rate. The time it was away is
     a gap in the timestamps, which the consumer's :class:`~finetec_live.live.
     capture.TickClock` turns into missing frames. Read it through a
     :class:`~finetec_live.live.capture.FramePump` so capture never waits on pose.
@@ -209,7 +210,7 @@ class CameraSource:
         self.name = stream_name_from(f"camera{self.spec}" if isinstance(self.spec, int)
                                      else Path(str(self.spec)).name)
         self.reconnects = 0
-        self.opened_at = time.monotonic()
+        self.is_file = isinstance(self.spec, str) and Path(self.spec).is_file()
 
     def _open(self):
         with native.quiet(not log.isEnabledFor(logging.DEBUG)):
@@ -224,16 +225,16 @@ class CameraSource:
     def __iter__(self) -> Iterator[Frame]:
         t0: float | None = None
         last_t = -math.inf  # timestamp of the last frame yielded
-        last_frame = self.opened_at  # the deadline counts from here
+        last_frame = time.monotonic()  # the deadline counts from here
         index, delay, warned = 0, 0.1, False
         period = 1.0 / self.fps
         while not self.stop.is_set():
             ok, image = self.cap.read() if self.cap is not None else (False, None)
             now = time.monotonic()
             if ok and image is not None:
-                if t0 is not None and now - t0 < last_t + period:
-                    # never faster than the nominal rate (a file opened as a device
-                    # would otherwise be read at decoding speed)
+                if self.is_file and t0 is not None and now - t0 < last_t + period:
+                    # a file opened as a camera (tests, demos) plays at its nominal
+                    # rate, as a device would deliver it, not at decoding speed
                     self.stop.wait(t0 + last_t + period - now)
                     now = time.monotonic()
                 t0 = now if t0 is None else t0
@@ -251,7 +252,8 @@ class CameraSource:
             if not warned:
                 log.warning("camera %s stopped delivering frames; retrying", self.spec)
                 warned = True
-            self.stop.wait(delay)
+            if self.stop.wait(delay):
+                break
             delay = min(delay * 2.0, 2.0)
             if self.cap is not None:
                 self.cap.release()

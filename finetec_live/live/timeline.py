@@ -27,7 +27,6 @@ class PersonTimeline:
         self.ring = RingBuffer(self.windower.capacity_for(), get_layout(layout).num_joints, 2,
                                layout)
         self.clock = TickClock(frame_period, self.ring.capacity)
-        self.windows = 0  # windows cut
         self.last_t: float | None = None
 
     @property
@@ -43,7 +42,7 @@ class PersonTimeline:
     @property
     def gap_seconds(self) -> float:
         """Time the source skipped over (gap ticks, and a long gap's ticks never created)."""
-        return (self.clock.filled + self.clock.skipped) * self.clock.period
+        return self.clock.gap_seconds
 
     def push(self, pose: Pose, wall: float = 0.0, pose_ms: float = 0.0) -> list[Window]:
         due: list[Window] = []
@@ -70,7 +69,5 @@ class PersonTimeline:
 
     def _cut(self, lo: float, hi: float, seq: int) -> Window:
         tol = self.windower.tol
-        window = self.ring.window(lo, hi, t_start=lo + tol, t_end=hi + tol, seq=seq,
-                                  wall_ready=time.perf_counter())
-        self.windows += 1
-        return window
+        return self.ring.window(lo, hi, t_start=lo + tol, t_end=hi + tol, seq=seq,
+                                wall_ready=time.perf_counter(), person=self.person)
