@@ -259,3 +259,15 @@ def test_models_running_different_kernels_do_not_share_prepared_inputs():
         recs.append(Recognizer(FinetecNet(cfg).eval(), cfg, "penn13",
                                [str(k) for k in range(15)]))
     assert _prepare_key(recs[0]) != _prepare_key(recs[1])
+
+
+def test_an_evaluation_says_which_command_on_which_code_made_it(tmp_path):
+    cli = load_tool("evaluate")
+    out = tmp_path / "e"
+    assert cli.main(["--checkpoint", "penn", "--limit", "15", "--protocols", "clean",
+                     "--out", str(out), "--quiet", "--threads", "1"]) == 0
+    made = json.loads(out.with_suffix(".json").read_text())["made_by"]
+    assert made["command"].startswith("python tools/evaluate.py --checkpoint penn --limit 15")
+    assert made["date"] and "git_dirty" in made
+    if (ROOT / ".git").exists():
+        assert len(made["git_commit"]) == 40

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from finetec_live.data.corruption import EVAL_PROTOCOLS, Corruption
 from finetec_live.errors import FinetecError
+from finetec_live.learning.checkpoints import run_record
 from finetec_live.learning.evaluate import (
     DATASET_MODEL,
     DEFAULT_BATCH,
@@ -73,7 +74,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def _evaluate(args) -> dict:
+def _evaluate(args, argv=None) -> dict:
     import torch
 
     torch.set_num_threads(max(1, args.threads))
@@ -91,6 +92,8 @@ def _evaluate(args) -> dict:
                              progress=not args.quiet)
     results["total_seconds"] = time.perf_counter() - t0
     results["threads"] = torch.get_num_threads()
+    results["made_by"] = run_record(" ".join(["python", "tools/evaluate.py",
+                                              *(sys.argv[1:] if argv is None else argv)]))
     return results
 
 
@@ -99,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s")
     try:
-        results = _evaluate(args)
+        results = _evaluate(args, argv)
         prefix = args.out or ROOT / "docs" / "results" / f"{results['dataset']}_evaluation"
         paths = write_reports(results, Path(prefix))
     except (FinetecError, OSError, json.JSONDecodeError) as e:

@@ -54,6 +54,14 @@ def stage_record(command: str, seconds: float, changed: str, options: dict,
             "changed": changed, "options": options}
 
 
+def run_record(command: str) -> dict:
+    """Which command, on which code, made a result: ``{command, git_commit, git_dirty, date}``
+    (an evaluation's JSON carries it; ``git_dirty`` True means uncommitted changes)."""
+    commit, dirty = git_state()
+    return {"command": command, "git_commit": commit, "git_dirty": dirty,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
 def with_stage(base: dict | None, record: dict) -> list[dict]:
     """The stages of ``base`` (a checkpoint dict, or ``None`` for a fresh run) plus ``record``."""
     return [*(checkpoint_stages(base) if base else []), record]
