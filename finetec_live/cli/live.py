@@ -261,10 +261,8 @@ class LiveRun:
         if now - clock >= 1.0:
             clock, n, fps = now, 0, n / (now - clock)
         self._fps = (clock, n, fps)
-        # a written video shows the source's time; a window on screen, the speed
-        info = f"{fps:.1f} fps" if self.display.show else f"t {frame.timestamp:7.2f} s"
         self.display.draw_tick(frame.image, self.source.width, self.source.height, pose,
-                               self.worker.latest, info)
+                               self.worker.latest, frame.timestamp, fps)
 
     # ------------------------------------------------------------------ ending
     def finish(self) -> None:

@@ -83,23 +83,29 @@ class Display:
         self.written = 0  # frames written to the output video
 
     def draw_tick(self, image: np.ndarray | None, width: int, height: int, pose, latest,
-                  info: str) -> None:
-        """Show and/or write one tick: its skeleton, the newest label and ``info``.
+                  source_time: float, fps: float) -> None:
+        """Show and/or write one tick: its skeleton and the newest label; a written video
+        gets the source time, the window on screen the processing speed.
 
         ``latest`` is the newest classified window (with ``message`` and
         ``completed_positions``) or None. Its completed pose stands in for the
         tick's missing joints only while it is recent (windows describe the past).
         """
         completed = None
-        caption = [info]
+        caption = []
         if latest is not None:
             m = latest.message
-            caption.insert(0, f"{m.label}  {m.score:.2f}  (missing {m.missing:.0%})")
+            caption.append(f"{m.label}  {m.score:.2f}  (missing {m.missing:.0%})")
             recent = pose.timestamp - m.t_end / 1e9 <= COMPLETION_DISPLAY_S
             if (latest.completed_positions is not None and recent
                     and not pose.joint_valid.all()):
                 completed = latest.completed_positions[-1]
-        self(self.render(image, width, height, pose, completed, caption))
+        canvas = self.render(image, width, height, pose, completed, [])
+        if self.output is not None:
+            self.write(draw_caption(canvas.copy() if self.show else canvas,
+                                    [*caption, f"t {source_time:7.2f} s"]))
+        if self.show:
+            self.show_frame(draw_caption(canvas, [*caption, f"{fps:.1f} fps"]))
 
     def render(self, image: np.ndarray | None, width: int, height: int, pose, completed,
                caption: list[str]) -> np.ndarray:
@@ -109,27 +115,29 @@ class Display:
             draw_skeleton(canvas, pose.positions, pose.joint_valid, pose.layout, completed)
         return draw_caption(canvas, caption)
 
-    def __call__(self, canvas: np.ndarray) -> None:
-        if self.output is not None:
-            if self.writer is None:
-                h, w = canvas.shape[:2]
-                fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.output.suffix.lower() in
-                                                  (".mp4", ".m4v", ".mov") else "MJPG"))
-                self.writer = cv2.VideoWriter(str(self.output), fourcc, self.fps, (w, h))
-                if not self.writer.isOpened():
-                    raise FinetecError(f"cannot write video {self.output}; use a .mp4 or .avi "
-                                       "file name in a writable folder")
-            self.writer.write(canvas)
-            self.written += 1
-        if self.show:
-            try:
-                cv2.imshow(self.title, canvas)
-                key = cv2.waitKey(1) & 0xFF
-            except cv2.error as exc:
-                raise FinetecError(f"cannot open a window ({exc.msg.strip()}); use --output "
-                                   "FILE or --no-display") from None
-            if key in (27, ord("q")):
-                self.closed_by_user = True
+    def write(self, canvas: np.ndarray) -> None:
+        """Append one frame to the output video (opened at the first frame)."""
+        if self.writer is None:
+            h, w = canvas.shape[:2]
+            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.output.suffix.lower() in
+                                              (".mp4", ".m4v", ".mov") else "MJPG"))
+            self.writer = cv2.VideoWriter(str(self.output), fourcc, self.fps, (w, h))
+            if not self.writer.isOpened():
+                raise FinetecError(f"cannot write video {self.output}; use a .mp4 or .avi "
+                                   "file name in a writable folder")
+        self.writer.write(canvas)
+        self.written += 1
+
+    def show_frame(self, canvas: np.ndarray) -> None:
+        """Show one frame in the window; Esc or q closes it."""
+        try:
+            cv2.imshow(self.title, canvas)
+            key = cv2.waitKey(1) & 0xFF
+        except cv2.error as exc:
+            raise FinetecError(f"cannot open a window ({exc.msg.strip()}); use --output "
+                               "FILE or --no-display") from None
+        if key in (27, ord("q")):
+            self.closed_by_user = True
 
     def close(self) -> None:
         if self.writer is not None:
