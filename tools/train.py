@@ -80,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--completion-dilation-cycle", type=int, default=None,
         help="conv completion block i has dilation 2**(i %% CYCLE) (default 3: 1, 2, 4, 1, ...)")
     add("--completion-bank", type=int, default=None, metavar="K",
-        help="completion retrieves from K learned prototype sequences, initialised as "
+        help="completion retrieves from a fixed bank of K centroid sequences, "
              "k-means centroids of training windows (default 0: no bank)")
     add("--completion-bank-k", type=int, default=None,
         help="prototypes mixed per window (default 10)")
@@ -90,7 +90,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="completion refit: build the bank from half the training clips and fit on the "
              "other half, then rebuild the bank from all of them")
     add("--bank-only", action="store_true",
-        help="completion refit: train only the prototype bank's gate and temperature, the "
+        help="completion refit: train only the centroid bank's gate and temperature, the "
              "mixer kept as it is")
     add("--interp", choices=("akima", "linear"), default=None,
         help="interpolation completion starts from (default: the model's)")

@@ -1,7 +1,7 @@
 """Learning: training, the completion refit, validation and evaluation.
 
 - :mod:`~finetec_live.learning.windows`: training windows (the augmenting ``Sampler``,
-  the completion target, the validation split, the prototype bank's windows).
+  the completion target, the validation split, the centroid bank's windows).
 - :mod:`~finetec_live.learning.options`: ``TrainOptions``, what a run is asked to do.
 - :mod:`~finetec_live.learning.train`: joint training; :mod:`~finetec_live.learning.refit`:
   the completion refit; :mod:`~finetec_live.learning.refine`: completion-only epochs.

@@ -1,5 +1,5 @@
 """Completion-only training: the completion module fitted on reconstruction, the rest of the
-model frozen; and the prototype bank's k-means start. Used by the completion refit
+model frozen; and the centroid bank's k-means start. Used by the completion refit
 (:mod:`finetec_live.learning.refit`) and by ``--refine-epochs`` after joint training."""
 
 from __future__ import annotations
@@ -38,14 +38,14 @@ def euclidean_completion_loss(completed, target, mask, target_valid):
 
 
 def init_bank(model, cfg, clips, layout, opts) -> None:
-    """Put k-means centroids of the training windows in the completion's prototype bank."""
+    """Put k-means centroids of the training windows in the completion's centroid bank."""
     t0 = time.time()
     windows, clip_index = prototype_windows(clips, cfg.T, layout,
                                             np.random.default_rng([opts.seed, 77]),
                                             opts.bank_crops, tuple(opts.crop_seconds))
     protos = initial_prototypes(windows, clip_index, cfg.completion_bank, opts.seed)
     model.set_bank(torch.from_numpy(protos))
-    log.info("prototype bank: %d k-means centroids of %d windows of %d training clips, each "
+    log.info("centroid bank: %d k-means centroids of %d windows of %d training clips, each "
              "over 3 clips or more (%.0f s)", len(protos), len(windows), len(clips),
              time.time() - t0)
 

@@ -1,6 +1,6 @@
 """The completion refit: retrain the completion module of a trained checkpoint alone (the
 rest frozen), optionally with another completion architecture (afresh, or grown by blocks)
-or a new prototype bank; writes a new checkpoint with this run appended to its stages."""
+or a new centroid bank; writes a new checkpoint with this run appended to its stages."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def refit_model(base: dict, opts: TrainOptions):
 
     Returns ``(model, cfg, changes, new_bank)``; ``changes`` says what differs from base.
     A changed completion architecture starts afresh (at the interpolation: zero output
-    layer) unless grown (old blocks kept, new ones identities); the prototype bank and its
+    layer) unless grown (old blocks kept, new ones identities); the centroid bank and its
     gate load when the base has one of the same size.
     """
     from finetec_live.models import FinetecNet, ModelConfig
@@ -82,11 +82,11 @@ def refit_model(base: dict, opts: TrainOptions):
                (*_ARCH, "completion_bank", "completion_bank_k", "interp")
                if getattr(cfg, f) != getattr(base_cfg, f)}
     how = "grown" if grow else ("kept" if same else "new")
-    what = ("the prototype bank's gate and temperature" if opts.bank_only
+    what = ("the centroid bank's gate and temperature" if opts.bank_only
             else "the completion module")
     note = (f"completion refit: {what} only, {opts.epochs} epochs, architecture {how}"
             + (f", config {changed}" if changed else "")
-            + (", a new bank of k-means prototypes" if new_bank else ""))
+            + (", a new bank of k-means centroids" if new_bank else ""))
     return model, cfg, note, new_bank
 
 

@@ -66,7 +66,7 @@ def mean_sequence(clips, T: int, layout) -> np.ndarray:
 
 def prototype_windows(clips, T: int, layout, rng: np.random.Generator, crops_per_clip: int,
                       crop_seconds: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Windows the completion's prototype bank is drawn from: every clip whole and up to
+    """Windows the completion's centroid bank is drawn from: every clip whole and up to
     ``crops_per_clip`` crops of live-window durations (none when the clip is no longer
     than the crop), normalised, gaps interpolated, each also mirrored left-right.
 

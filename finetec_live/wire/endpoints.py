@@ -103,12 +103,6 @@ def parse_endpoint(text: str, option: str = "--bind") -> Endpoint:
     return Endpoint(text, "tcp", host=host, port=port)
 
 
-def check_endpoint(endpoint: str, option: str = "--bind") -> str:
-    """``endpoint`` unchanged when :func:`parse_endpoint` accepts it."""
-    parse_endpoint(endpoint, option)
-    return endpoint
-
-
 def is_loopback(endpoint: str) -> bool:
     """True when ``endpoint`` can only be reached from this machine.
 
