@@ -15,7 +15,8 @@ like the network's finite differences. Gravity is in the same units:
 were trained with :data:`KERNEL_GRAVITY` for every window, which assumes
 ``dt = 1/30`` s (a 2.5 s window on 64 steps has ``dt = 0.04`` s: gravity 1.4x
 too weak); on the Penn Action and J-HMDB test splits the correct gravity
-changes no top-1, mean-class or completion figure (docs/MODEL_CARD.md).
+changes no Penn Action figure and moves J-HMDB's by a clip or two
+(docs/MODEL_CARD.md).
 """
 
 from __future__ import annotations
