@@ -14,9 +14,8 @@ like the network's finite differences. Gravity is in the same units:
 (``window duration / (T - 1)``; :func:`window_gravity`). The shipped models
 were trained with :data:`KERNEL_GRAVITY` for every window, which assumes
 ``dt = 1/30`` s (a 2.5 s window on 64 steps has ``dt = 0.04`` s: gravity 1.4x
-too weak); on the Penn Action and J-HMDB test splits the correct gravity
-changes no Penn Action figure and moves J-HMDB's by a clip or two
-(docs/MODEL_CARD.md).
+too weak); the correct gravity changes no figure on the Penn Action test
+split and moves J-HMDB's by a clip or two (docs/MODEL_CARD.md).
 """
 
 from __future__ import annotations
