@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from _tools import load_tool
-
 
 def test_bench_model_times_both_stgcn_baselines_on_the_cpu():
-    bench = load_tool("bench_model")
+    from finetec_live.inference import speed as bench
+
     recs = bench.load_models("penn", "cpu")
     names = list(recs)
     assert len(names) == 3 and names[0].startswith("finetec")

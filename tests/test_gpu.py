@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _tools import load_tool
 
 torch = pytest.importorskip("torch")
 
@@ -26,7 +25,9 @@ SHIPPED = ROOT / "models" / "weights" / "penn.pt"
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_tool("bench_model")
+    from finetec_live.inference import speed
+
+    return speed
 
 
 @pytest.fixture(scope="module")
