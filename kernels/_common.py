@@ -204,3 +204,18 @@ def check_max_span(max_span) -> float:
         raise ValueError(f"max_span: got {max_span!r}, expected None (no limit) or a finite "
                          f"time in (0, {MAX_SPAN_LIMIT:g}] in the unit of the timestamps")
     return v
+
+
+def kinematics_windows(one, pos, valid, ts, parents, order, masses, gravity, half_window,
+                       max_span) -> KinematicsResult:
+    """A NumPy twin's batch: its one-window function ``one`` on each window of checked
+    ``(N, T, V, ...)`` arguments (``gravity (N, 2)``), stacked into one result."""
+    shape = valid.shape
+    out = (np.zeros((*shape, 2), np.float32), np.zeros(shape, bool),
+           np.zeros(shape, np.float32), np.zeros(shape, bool))
+    for i in range(shape[0]):
+        part = one(pos[i], valid[i], ts[i], parents, order, masses, gravity[i, 0],
+                   gravity[i, 1], half_window, max_span)
+        for whole, piece in zip(out, part, strict=True):
+            whole[i] = piece
+    return KinematicsResult(*out)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import KinematicsResult
+from ._common import KinematicsResult, kinematics_windows
 from .kinematics import _LIMIT, DEFAULT_MAX_SPAN
 from .kinematics import _checked as _checked_kinematics
 from .motion import DEFAULT_FLOOR, DEFAULT_THRESHOLD
@@ -202,13 +202,5 @@ def lagrangian_kinematics(positions, joint_valid, timestamps, parents, masses=No
 def lagrangian_kinematics_batch(positions, joint_valid, timestamps, parents, masses=None,
                                 gravity=(0.0, 9.81), half_window=3, max_span=DEFAULT_MAX_SPAN):
     """Vectorised twin of :func:`finetec_live.kernels.lagrangian_kinematics_batch`."""
-    pos, valid, ts, par, order, m, g, hw, span = _checked_kinematics(
-        positions, joint_valid, timestamps, parents, masses, gravity, half_window, max_span, 2)
-    shape = valid.shape
-    out = (np.zeros((*shape, 2), np.float32), np.zeros(shape, bool),
-           np.zeros(shape, np.float32), np.zeros(shape, bool))
-    for i in range(shape[0]):
-        part = _kinematics(pos[i], valid[i], ts[i], par, order, m, g[i, 0], g[i, 1], hw, span)
-        for whole, piece in zip(out, part, strict=True):
-            whole[i] = piece
-    return KinematicsResult(*out)
+    return kinematics_windows(_kinematics, *_checked_kinematics(
+        positions, joint_valid, timestamps, parents, masses, gravity, half_window, max_span, 2))
