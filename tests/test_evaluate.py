@@ -271,3 +271,26 @@ def test_an_evaluation_says_which_command_on_which_code_made_it(tmp_path):
     assert made["date"] and "git_dirty" in made
     if (ROOT / ".git").exists():
         assert len(made["git_commit"]) == 40
+
+
+def test_the_annotated_joint_convention_gives_occluded_joints_to_the_model(tmp_path):
+    from finetec_live.learning.protocol import load_test_clips
+
+    vis, _, _ = load_test_clips("penn", limit=40)
+    ann, _, _ = load_test_clips("penn", limit=40, joints="annotated")
+    more = sum(int(a.joint_valid.sum() - v.joint_valid.sum()) for a, v in zip(ann, vis,
+                                                                                strict=True))
+    assert more > 0 and all(np.all(a.joint_valid >= v.joint_valid) for a, v in zip(ann, vis,
+                                                                                   strict=True))
+    cli = load_tool("evaluate")
+    out = tmp_path / "a"
+    assert cli.main(["--checkpoint", "penn", "--joints", "annotated", "--limit", "15",
+                     "--protocols", "clean", "--out", str(out), "--quiet", "--threads",
+                     "1"]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert res["joints"] == "annotated" and "annotated positions" in out.with_suffix(
+        ".md").read_text()
+    from finetec_live.errors import FinetecError
+
+    with pytest.raises(FinetecError, match="Penn Action convention"):
+        load_test_clips("jhmdb", joints="annotated")

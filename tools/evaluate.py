@@ -57,6 +57,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--runs", type=Path, default=None,
                     help="also every checkpoint of the dataset's layout in this folder")
     ap.add_argument("--protocols", nargs="+", default=list(EVAL_PROTOCOLS))
+    ap.add_argument("--joints", choices=("visibility", "annotated"), default="visibility",
+                    help="Penn Action's occluded joints: missing as annotated (visibility, "
+                    "default) or given with the annotated positions, as a pose estimator "
+                    "gives every joint (annotated; reports get the suffix _annotated)")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--limit", type=int, default=None, help="evaluate on N test clips only")
     ap.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
@@ -89,7 +93,7 @@ def _evaluate(args, argv=None) -> dict:
     t0 = time.perf_counter()
     results = run_evaluation(cks, args.dataset, args.protocols, args.seed, args.limit,
                              args.batch_size, args.data_root, args.device,
-                             progress=not args.quiet)
+                             progress=not args.quiet, joints=args.joints)
     results["total_seconds"] = time.perf_counter() - t0
     results["threads"] = torch.get_num_threads()
     results["made_by"] = run_record(" ".join(["python", "tools/evaluate.py",
@@ -103,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(name)s: %(message)s")
     try:
         results = _evaluate(args, argv)
-        prefix = args.out or ROOT / "docs" / "results" / f"{results['dataset']}_evaluation"
+        name = results["dataset"] + ("_annotated" if results.get("joints") == "annotated"
+                                     else "")
+        prefix = args.out or ROOT / "docs" / "results" / f"{name}_evaluation"
         paths = write_reports(results, Path(prefix))
     except (FinetecError, OSError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)

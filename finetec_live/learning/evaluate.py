@@ -200,7 +200,7 @@ def run_evaluation(checkpoints: Sequence[tuple[str, str]], dataset: str = "penn"
                    limit: int | None = None, batch_size: int = DEFAULT_BATCH,
                    data_root: str | None = None, device: str = "cpu",
                    progress: bool = True, recognizers: dict | None = None,
-                   clips: Sequence | None = None) -> dict:
+                   clips: Sequence | None = None, joints: str = "visibility") -> dict:
     """Evaluate every checkpoint under every protocol; returns the results dict (JSON-ready).
 
     ``recognizers`` maps names to already built recognizers (evaluated with
@@ -210,12 +210,13 @@ def run_evaluation(checkpoints: Sequence[tuple[str, str]], dataset: str = "penn"
 
     from tqdm import tqdm
 
-    test, class_names, layout = load_test_clips(dataset, data_root, limit)
+    test, class_names, layout = load_test_clips(dataset, data_root, limit, joints)
     clips = list(test if clips is None else clips)
     recs, paths = _load_recognizers(checkpoints, recognizers, device)
     T = _check_compatible(recs, dataset, layout, class_names)
     results: dict = {
-        "dataset": dataset, "num_test_clips": len(clips), "seed": seed, "T": T,
+        "dataset": dataset, "joints": joints, "num_test_clips": len(clips), "seed": seed,
+        "T": T,
         "protocols": list(protocols), "class_names": class_names,
         "methods": {name: describe_method(r, paths.get(name)) for name, r in recs.items()},
         "interpolation": {}, "mask_digests": {}, "missing_fraction": {}, "seconds": {},

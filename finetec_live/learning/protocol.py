@@ -19,20 +19,29 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from finetec_live.data.corruption import Corruption, protocol_rng
+from finetec_live.errors import FinetecError
 from finetec_live.inference.preprocess import denormalize, interpolate_missing, normalize, resample
 
 DEFAULT_SEED = 0
 
 
-def load_test_clips(dataset: str, data_root: str | None = None, limit: int | None = None):
+def load_test_clips(dataset: str, data_root: str | None = None, limit: int | None = None,
+                    joints: str = "visibility"):
     """The official test clips of ``dataset`` (``penn``, ``jhmdb`` or ``pyskl:PATH``), the
     class names and the layout.
 
     ``limit`` keeps an evenly spaced subset (every class stays represented).
+    ``joints`` is Penn Action's joint convention: ``"visibility"`` (occluded joints
+    missing, as annotated) or ``"annotated"`` (the annotators' positions of occluded
+    joints given as valid, as a pose estimator gives every joint).
     """
     from finetec_live.data import load_dataset
 
-    cs = load_dataset(dataset, data_root)
+    if joints != "visibility" and not str(dataset).startswith("penn"):
+        raise FinetecError(f"--joints {joints} is a Penn Action convention; {dataset} has "
+                           "one convention only")
+    kw = {"mask": joints} if str(dataset).startswith("penn") else {}
+    cs = load_dataset(dataset, data_root, **kw)
     test = list(cs.test().clips)
     if limit is not None and 0 < limit < len(test):
         idx = np.unique(np.linspace(0, len(test) - 1, limit).round().astype(int))

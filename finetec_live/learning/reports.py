@@ -40,7 +40,9 @@ def markdown_table(results: dict) -> str:
     specs = results["protocols"]
     specs = [str(Corruption.parse(s)) for s in specs]
     head = "| method | " + " | ".join(specs) + " |\n|---|" + "---:|" * len(specs) + "\n"
-    lines = [f"Test split: {results['num_test_clips']} clips of {results['dataset']}, "
+    joints = ("; occluded joints given with their annotated positions"
+              if results.get("joints") == "annotated" else "")
+    lines = [f"Test split: {results['num_test_clips']} clips of {results['dataset']}{joints}, "
              f"window T = {results['T']}, seed {results['seed']}; the same masks for every "
              "method (mask digests in the JSON).\n"]
     for key, title in (("top1", "Top-1 accuracy (%)"),
