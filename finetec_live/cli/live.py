@@ -40,7 +40,9 @@ class LiveRun:
     ended by :meth:`finish`, and always released by :meth:`close`."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        from finetec_live.live.pose import Pose
         from finetec_live.live.stats import Stats
+        from finetec_live.live.worker import enough_valid
 
         self.args = args
         self.stop = threading.Event()
@@ -54,6 +56,7 @@ class LiveRun:
         self.window_s = self.hop_s = 0.0
         self.stream = ""
         self._fps = (time.perf_counter(), 0, 0.0)  # clock, frames, fps of the display caption
+        self._empty, self._enough_valid = Pose.empty, enough_valid  # per-tick steps
 
     # ------------------------------------------------------------------ opening
     def open(self) -> None:
@@ -198,14 +201,12 @@ class LiveRun:
 
     def step(self, frame) -> None:
         """Pose (or the recorded pose), record, map, count, push; cut due windows; draw."""
-        from finetec_live.live.pose import Pose
-
         args, stats = self.args, self.stats
         pose_ms = 0.0
         if frame.pose is not None:  # keypoint replay
             raw, has_picture = frame.pose, not frame.late
         elif frame.image is None:  # a tick without picture
-            raw, has_picture = Pose.empty("mediapipe33", frame.index, frame.timestamp), False
+            raw, has_picture = self._empty("mediapipe33", frame.index, frame.timestamp), False
         else:
             t0 = time.perf_counter()
             raw = self.estimator.estimate(frame.image, frame.index, frame.timestamp)
@@ -241,10 +242,8 @@ class LiveRun:
 
     def submit(self, window, force: bool = False) -> None:
         """Hand a due window to inference, or count it as skipped."""
-        from finetec_live.live.worker import enough_valid
-
         self.stats.windows += 1
-        if not enough_valid(window, self.args.min_valid, min_frames=self.min_frames):
+        if not self._enough_valid(window, self.args.min_valid, min_frames=self.min_frames):
             self.stats.skipped_windows += 1
             log.debug("window %d skipped: %d of %d frames valid", window.seq, window.num_valid,
                       window.num_frames)
