@@ -1,29 +1,56 @@
-"""The wire format: label and status messages as plain msgpack maps.
+"""The wire format: label, segment and status messages as plain msgpack maps.
 
 Every payload is a map of strings, numbers, booleans, lists and maps only, so a
 subscriber in any language decodes it with a stock msgpack library. Topics are
-``label.<stream>`` and ``status.<stream>``; a message travels as two ZeroMQ
-frames: the topic (UTF-8) and the msgpack payload.
+``label.<stream>``, ``segment.<stream>`` and ``status.<stream>``; a message travels as
+two ZeroMQ frames: the topic (UTF-8) and the msgpack payload.
 
-Label payload (schema version :data:`SCHEMA_VERSION`):
+Label payload, one per classified window (schema version :data:`SCHEMA_VERSION`):
 
 =============  ==========  ====================================================
 key            type        meaning
 =============  ==========  ====================================================
-``v``          int         schema version
+``v``          int         schema version (2; 1 had the top class as ``label``)
 ``stream``     str         stream id (``--stream``)
 ``seq``        int         window sequence number, from 0, gaps = dropped windows
 ``t_start``    int         window start, nanoseconds of source time
 ``t_end``      int         window end, nanoseconds of source time
-``label``      str         top class
-``score``      float       its probability
-``topk``       list        ``[[label, score], ...]``, best first
+``label``      str         the decision: a class, ``unknown`` (moving, like none
+                           of the classes) or ``idle`` (nobody moving); always
+                           the top class when the model has no open-set
+                           calibration or ``--no-open-set`` is given
+``score``      float       confidence in ``label`` (0..1): a class's probability;
+                           for ``unknown`` 1 - the top probability; for ``idle``
+                           1 - the largest region motion / the idle floor
+``topk``       list        ``[[class, probability], ...]``, best first (the
+                           classifier's ranking, whatever the decision)
 ``missing``    float       fraction of the window's frames missing (0..1)
 ``completed``  bool        completion filled missing frames in this window
 ``latency_ms`` map         ``pose``, ``kernels``, ``model``, ``total``
 ``model``      str         id of the weights
 ``wall_ns``    int         wall clock (Unix epoch ns) at publication
 =============  ==========  ====================================================
+
+Segment payload, one when a stretch of one label ends (and the open one when the stream
+ends; the rule is in :mod:`finetec_live.live.segments`):
+
+================  =====  ==============================================================
+key               type   meaning
+================  =====  ==============================================================
+``v``             int    schema version
+``stream``        str    stream id
+``seq``           int    segment sequence number, from 0
+``label``         str    a class, ``unknown`` or ``idle``
+``t_start``       int    segment start, nanoseconds of source time
+``t_end``         int    segment end, nanoseconds of source time
+``windows``       int    windows in the segment (flicker of other labels included)
+``votes``         int    of those, windows whose label was ``label`` (1..windows)
+``score``         float  mean ``score`` of those windows
+``first_window``  int    ``seq`` of its first window (label messages)
+``last_window``   int    ``seq`` of its last window
+``model``         str    id of the weights
+``wall_ns``       int    wall clock (Unix epoch ns) at publication
+================  =====  ==============================================================
 """
 
 from __future__ import annotations
@@ -36,9 +63,13 @@ from typing import Any
 
 import msgpack
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: The labels of schema 2 that are not classes (as ``finetec_live.inference.openset`` names them)
+OPEN_SET_LABELS = ("unknown", "idle")
 LABEL_KEYS = ("v", "stream", "seq", "t_start", "t_end", "label", "score", "topk", "missing",
               "completed", "latency_ms", "model", "wall_ns")
+SEGMENT_KEYS = ("v", "stream", "seq", "label", "t_start", "t_end", "windows", "votes", "score",
+                "first_window", "last_window", "model", "wall_ns")
 LATENCY_KEYS = ("pose", "kernels", "model", "total")
 STATUS_COUNTERS = ("frames", "pose_missing", "windows", "published", "dropped_windows",
                    "skipped_windows")
@@ -137,6 +168,10 @@ def status_topic(stream: str) -> str:
     return f"status.{stream}"
 
 
+def segment_topic(stream: str) -> str:
+    return f"segment.{stream}"
+
+
 def _packed(d: dict[str, Any]) -> bytes:
     payload = msgpack.packb(d, use_bin_type=True)
     if len(payload) > MAX_MESSAGE_BYTES:
@@ -213,6 +248,70 @@ class LabelMessage:
 
     @classmethod
     def unpack(cls, payload: bytes) -> LabelMessage:
+        return cls.from_dict(unpack(payload))
+
+
+@dataclass
+class SegmentMessage:
+    """A stretch of one label, as published on ``segment.<stream>`` when it ends."""
+
+    stream: str
+    seq: int
+    label: str
+    t_start: int  # ns
+    t_end: int  # ns
+    windows: int
+    votes: int
+    score: float
+    first_window: int
+    last_window: int
+    model: str
+    wall_ns: int = 0
+    v: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        self.stream = check_stream_name(self.stream)
+        self.v = _int("v", self.v, 1)
+        self.seq = _int("seq", self.seq, 0)
+        self.t_start, self.t_end = _int("t_start", self.t_start), _int("t_end", self.t_end)
+        self.wall_ns = _int("wall_ns", self.wall_ns)
+        if self.t_end < self.t_start:
+            raise ValueError(f"t_end ({self.t_end}) is before t_start ({self.t_start})")
+        self.label, self.model = _str("label", self.label), _str("model", self.model)
+        self.windows = _int("windows", self.windows, 1)
+        self.votes = _int("votes", self.votes, 1, self.windows)
+        self.score = _probability("score", self.score)
+        self.first_window = _int("first_window", self.first_window, 0)
+        self.last_window = _int("last_window", self.last_window, self.first_window)
+        if self.windows > self.last_window - self.first_window + 1:
+            raise ValueError(f"{self.windows} windows do not fit in window numbers "
+                             f"{self.first_window}..{self.last_window}")
+
+    @property
+    def topic(self) -> str:
+        return segment_topic(self.stream)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: d[k] for k in SEGMENT_KEYS}
+
+    def pack(self) -> bytes:
+        return _packed(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SegmentMessage:
+        """The message of a decoded payload; keys beyond the schema are ignored.
+
+        Raises :class:`MalformedMessage` (a ``ValueError``) for anything else.
+        """
+        d = _map("segment", d, tuple(k for k in SEGMENT_KEYS if k != "wall_ns"))
+        try:
+            return cls(**{k: d[k] for k in SEGMENT_KEYS if k in d})
+        except ValueError as exc:
+            raise MalformedMessage(f"segment message: {exc}") from None
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> SegmentMessage:
         return cls.from_dict(unpack(payload))
 
 

@@ -1,4 +1,4 @@
-"""The ZeroMQ PUB publisher of label and status messages, with optional CURVE.
+"""The ZeroMQ PUB publisher of label, segment and status messages, with optional CURVE.
 
 :func:`open_publisher` is the one step a command calls: it checks the endpoint
 and the security options, starts the authenticator when subscribers are checked
@@ -23,7 +23,12 @@ import zmq
 from finetec_live.errors import FinetecError
 from finetec_live.wire.endpoints import DEFAULT_BIND, Endpoint, claim_ipc_path, parse_endpoint
 from finetec_live.wire.keys import check_clients_dir, load_secret_key, start_authenticator
-from finetec_live.wire.messages import MAX_MESSAGE_BYTES, LabelMessage, StatusMessage
+from finetec_live.wire.messages import (
+    MAX_MESSAGE_BYTES,
+    LabelMessage,
+    SegmentMessage,
+    StatusMessage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +36,8 @@ __all__ = ["DEFAULT_BIND", "Publisher", "open_publisher"]
 
 
 class Publisher:
-    """A bound PUB socket sending :class:`LabelMessage` / :class:`StatusMessage`.
+    """A bound PUB socket sending :class:`LabelMessage`, :class:`SegmentMessage` and
+    :class:`StatusMessage`.
 
     Build it with :func:`open_publisher` (same arguments). ``send`` never blocks:
     ZeroMQ queues up to ``sndhwm`` messages per subscriber and silently drops the
@@ -77,7 +83,7 @@ class Publisher:
         log.debug("bound %s%s", self.endpoint, " (CURVE, allow-list)" if self._auth
                   else " (CURVE)" if keys else "")
 
-    def send(self, message: LabelMessage | StatusMessage) -> None:
+    def send(self, message: LabelMessage | SegmentMessage | StatusMessage) -> None:
         """Publish one message (two frames: topic, msgpack payload); never blocks."""
         self.socket.send_multipart([message.topic.encode(), message.pack()], flags=zmq.NOBLOCK)
         self.sent += 1

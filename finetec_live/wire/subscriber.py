@@ -1,7 +1,7 @@
-"""The subscribing side: a SUB socket that decodes label and status messages.
+"""The subscribing side: a SUB socket that decodes label, segment and status messages.
 
 :func:`decode_message` turns the two frames of one message into a
-:class:`LabelMessage` or :class:`StatusMessage`, or raises
+:class:`LabelMessage`, :class:`SegmentMessage` or :class:`StatusMessage`, or raises
 :class:`MalformedMessage`. :class:`Subscriber` receives, decodes and counts the
 malformed messages it skips (they never stop it). A message larger than
 :data:`MAX_MESSAGE_BYTES` never reaches it: ZeroMQ drops the connection of a
@@ -24,6 +24,7 @@ from finetec_live.wire.messages import (
     MAX_MESSAGE_BYTES,
     LabelMessage,
     MalformedMessage,
+    SegmentMessage,
     StatusMessage,
     check_stream_name,
     unpack,
@@ -31,7 +32,7 @@ from finetec_live.wire.messages import (
 
 log = logging.getLogger(__name__)
 
-TOPIC_KINDS = {"label": LabelMessage, "status": StatusMessage}
+TOPIC_KINDS = {"label": LabelMessage, "segment": SegmentMessage, "status": StatusMessage}
 
 
 @dataclass(frozen=True)
@@ -39,18 +40,27 @@ class Received:
     """One decoded message and the topic it came on."""
 
     topic: str
-    message: LabelMessage | StatusMessage
+    message: LabelMessage | SegmentMessage | StatusMessage
+
+    @property
+    def kind(self) -> str:
+        """``label``, ``segment`` or ``status``: the topic's first part."""
+        return self.topic.partition(".")[0]
 
     @property
     def is_label(self) -> bool:
         return isinstance(self.message, LabelMessage)
 
+    @property
+    def is_segment(self) -> bool:
+        return isinstance(self.message, SegmentMessage)
+
 
 def decode_message(frames: Sequence[bytes]) -> Received:
     """Decode the frames of one message: ``[topic, payload]``.
 
-    The topic must be ``label.<stream>`` or ``status.<stream>`` and name the
-    payload's stream. Anything else raises :class:`MalformedMessage` (a
+    The topic must be ``label.<stream>``, ``segment.<stream>`` or ``status.<stream>``
+    and name the payload's stream. Anything else raises :class:`MalformedMessage` (a
     ``ValueError``), never another exception.
     """
     if len(frames) != 2:
@@ -64,7 +74,8 @@ def decode_message(frames: Sequence[bytes]) -> Received:
     cls = TOPIC_KINDS.get(kind)
     try:
         if cls is None:
-            raise ValueError(f"topic {topic[:40]!r} is neither label.<stream> nor status.<stream>")
+            raise ValueError(f"topic {topic[:40]!r} is none of label.<stream>, "
+                             "segment.<stream>, status.<stream>")
         check_stream_name(stream)
     except ValueError as exc:
         raise MalformedMessage(str(exc)) from None
