@@ -67,10 +67,38 @@ def test_mediapipe_to_penn_picks_named_landmarks():
     valid = np.ones((5, 33), dtype=bool)
     out, ok = map_layout(pos, valid, MEDIAPIPE33, PENN13)
     idx = [0, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
-    np.testing.assert_allclose(out, pos[:, idx])
+    limbs = [1, 2, 3, 4, 5, 6, 9, 10, 11, 12]  # taken as they are
+    np.testing.assert_allclose(out[:, limbs], pos[:, [idx[k] for k in limbs]])
     assert ok.all()
     for k, name in enumerate(PENN13.joints[1:], start=1):
         assert MEDIAPIPE33.joints[idx[k]] == name
+
+
+def test_penn_hips_and_head_follow_the_annotators():
+    """Penn's hips are MediaPipe's spread about their midpoint, its head the nose raised
+    away from the shoulders; a rigid motion of the body moves them with it."""
+    from finetec_live.skeleton.layouts import PENN_HEAD_RAISE, PENN_HIP_SPREAD
+
+    pos = np.zeros((1, 33, 2), np.float32)
+    pos[0, 11], pos[0, 12] = (-1.0, 0.0), (1.0, 0.0)  # shoulders
+    pos[0, 23], pos[0, 24] = (-0.3, 3.0), (0.3, 3.0)  # hips
+    pos[0, 0] = (0.0, -1.0)  # nose
+    out, ok = map_layout(pos, np.ones((1, 33), bool), MEDIAPIPE33, PENN13)
+    np.testing.assert_allclose(out[0, 7], (-0.3 * PENN_HIP_SPREAD, 3.0), atol=1e-6)
+    np.testing.assert_allclose(out[0, 8], (0.3 * PENN_HIP_SPREAD, 3.0), atol=1e-6)
+    np.testing.assert_allclose(out[0, 0], (0.0, -PENN_HEAD_RAISE), atol=1e-6)
+    # translation and rotation commute with the mapping (weights sum to 1)
+    c, s = np.cos(0.7), np.sin(0.7)
+    moved = pos @ np.array([[c, -s], [s, c]], np.float32).T + np.float32([5.0, -2.0])
+    out2, _ = map_layout(moved, np.ones((1, 33), bool), MEDIAPIPE33, PENN13)
+    np.testing.assert_allclose(out2, out @ np.array([[c, -s], [s, c]]).T + [5.0, -2.0],
+                               atol=1e-5)
+    # a hip needs both MediaPipe hips, the head the nose and both shoulders
+    valid = np.ones((1, 33), bool)
+    valid[0, 24] = False
+    valid[0, 12] = False
+    _, ok = map_layout(pos, valid, MEDIAPIPE33, PENN13)
+    assert not ok[0, 7] and not ok[0, 8] and not ok[0, 0] and ok[0, 1]
 
 
 def test_derived_joints_are_means_and_need_all_sources():

@@ -274,8 +274,8 @@ def get_layout(name: str | Layout) -> Layout:
 
 
 # --- Mappings from MediaPipe-33 ---------------------------------------------
-# Each target joint is a weighted mean of source joints; a derived joint is
-# valid only when every source joint it uses is valid.
+# Each target joint is an affine combination of source joints (weights summing to 1); a
+# derived joint is valid only when every source joint it uses is valid.
 _MP = {n: i for i, n in enumerate(_MP_NAMES)}
 _SH = ((_MP["left_shoulder"], 0.5), (_MP["right_shoulder"], 0.5))
 _HIP = ((_MP["left_hip"], 0.5), (_MP["right_hip"], 0.5))
@@ -286,9 +286,35 @@ def _same_names(dst: Layout, rename: dict[str, str] | None = None) -> list:
     return [((_MP[rename.get(n, n)], 1.0),) for n in dst.joints]
 
 
+# MediaPipe's hips sit closer together than Penn Action's annotators put them, and its
+# nose lower than their head point. Measured with ``tools/check_mapping.py`` (medians over
+# frames with head, shoulders and hips valid; Penn's training annotations against MediaPipe
+# on the real-video development set): hip width / shoulder width 0.878 (Penn) vs 0.603
+# (MediaPipe); head above the shoulder midpoint / torso length 0.383 vs 0.326. So penn13's
+# hips are MediaPipe's spread about their midpoint by PENN_HIP_SPREAD, and its head the
+# nose moved away from the shoulder midpoint by PENN_HEAD_RAISE (affine weights, summing
+# to 1, some negative).
+PENN_HIP_SPREAD = 1.46
+PENN_HEAD_RAISE = 1.17
+
+
+def _spread(a: str, b: str, factor: float) -> tuple:
+    """Joint ``a`` moved away from the midpoint of ``a`` and ``b`` by ``factor``."""
+    return ((_MP[a], 0.5 + factor / 2), (_MP[b], 0.5 - factor / 2))
+
+
+def _penn13_from_mediapipe() -> list:
+    rows = _same_names(PENN13, {"head": "nose"})
+    k = PENN_HEAD_RAISE - 1.0
+    rows[PENN13.joints.index("head")] = ((_MP["nose"], 1.0 + k), *((j, -k * w) for j, w in _SH))
+    rows[PENN13.joints.index("left_hip")] = _spread("left_hip", "right_hip", PENN_HIP_SPREAD)
+    rows[PENN13.joints.index("right_hip")] = _spread("right_hip", "left_hip", PENN_HIP_SPREAD)
+    return rows
+
+
 _FROM_MEDIAPIPE = {
     "mediapipe33": _same_names(MEDIAPIPE33),
-    "penn13": _same_names(PENN13, {"head": "nose"}),
+    "penn13": _penn13_from_mediapipe(),
     "coco17": _same_names(COCO17),
     "jhmdb15": [
         {"neck": _SH,
@@ -299,16 +325,25 @@ _FROM_MEDIAPIPE = {
 }
 
 
+# Between annotated layouts: the same joint names (J-HMDB's puppet ``face`` is Penn's
+# ``head``); J-HMDB's neck and belly have no Penn joint.
+_JH = {n: i for i, n in enumerate(JHMDB15.joints)}
+_MAPPINGS = {("mediapipe33", dst): rows for dst, rows in _FROM_MEDIAPIPE.items()}
+_MAPPINGS[("jhmdb15", "penn13")] = [((_JH["face" if n == "head" else n], 1.0),)
+                                    for n in PENN13.joints]
+
+
 def mapping_matrix(src: str | Layout, dst: str | Layout) -> np.ndarray:
     """Weights ``(V_dst, V_src)``: ``dst_positions = W @ src_positions``."""
     src, dst = get_layout(src), get_layout(dst)
     if src.name == dst.name:
         return np.eye(src.num_joints, dtype=np.float32)
-    if src.name != "mediapipe33" or dst.name not in _FROM_MEDIAPIPE:
+    if (src.name, dst.name) not in _MAPPINGS:
+        known = ", ".join(f"{a} to {b}" for a, b in sorted(_MAPPINGS))
         raise FinetecError(f"no mapping from layout {src.name} to {dst.name}; mappings exist "
-                           f"from mediapipe33 to {', '.join(sorted(_FROM_MEDIAPIPE))}")
+                           f"from {known}")
     w = np.zeros((dst.num_joints, src.num_joints), dtype=np.float32)
-    for i, sources in enumerate(_FROM_MEDIAPIPE[dst.name]):
+    for i, sources in enumerate(_MAPPINGS[(src.name, dst.name)]):
         for j, weight in sources:
             w[i, j] = weight
     return w
@@ -327,7 +362,7 @@ def map_layout(positions: np.ndarray, joint_valid: np.ndarray, src: str | Layout
     if positions.shape[-2] != w.shape[1] or joint_valid.shape != positions.shape[:-1]:
         raise ValueError(f"positions {positions.shape} / joint_valid {joint_valid.shape} do not "
                          f"match layout {get_layout(src).name} ({w.shape[1]} joints)")
-    used = w > 0  # (V_dst, V_src)
+    used = w != 0  # (V_dst, V_src)
     # valid iff no used source joint is invalid
     invalid_src = (~joint_valid).astype(np.float32)  # (..., V_src)
     valid = (invalid_src @ used.T.astype(np.float32)) == 0  # (..., V_dst)
