@@ -93,6 +93,7 @@ class PreparedBatch:
     timestamps: np.ndarray
     centre: np.ndarray
     scale: np.ndarray
+    motion: np.ndarray | None = None  # (N, R) region motion scores, when the kernel ran
 
     def __post_init__(self) -> None:
         N, T, V, C = self.x.shape
@@ -195,27 +196,33 @@ def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, 
     interp_arr = interpolate_missing_akima(xn, fv, jv) if interp == "akima" else linear
     dynamic = np.zeros((N, V), dtype=np.float32)
     kin = np.zeros((N, T, V, 4), dtype=np.float32)
+    motion = None
     if kernels and kernels.motion:
-        dynamic = _dynamic_joints(xn, jv, lay)
+        motion, dynamic = region_scores(xn, jv, lay)
     if kernels and kernels.physics:
         kin = _kinematics_input(xn, jv, lay, window_gravity(ts))
     return PreparedBatch(x=x.astype(np.float32), mask=jv.astype(np.float32),
                          interp=interp_arr.astype(np.float32), dynamic=dynamic, kin=kin,
-                         frame_valid=fv, timestamps=ts, centre=centre, scale=scale)
+                         frame_valid=fv, timestamps=ts, centre=centre, scale=scale,
+                         motion=motion)
 
 
-def _dynamic_joints(xn: np.ndarray, jv: np.ndarray, lay) -> np.ndarray:
-    """``(N, V)`` float32: 1 for joints in a region the motion kernel calls dynamic."""
+def region_scores(xn: np.ndarray, jv: np.ndarray, lay) -> tuple[np.ndarray, np.ndarray]:
+    """The region motion kernel on normalised windows ``xn (N, T, V, 2)``: ``(scores (N,
+    R), dynamic (N, V))``, the regions' scores and, per joint, 1 (float32) for joints in a
+    region the kernel calls dynamic."""
     from finetec_live.kernels import region_motion, region_motion_batch
 
     regions = lay.regions_array()
     if len(xn) <= SERIAL_KERNELS_UP_TO:
         # the parallel kernels' thread start-up dominates for a few windows
-        dyn_regions = np.stack([region_motion(xn[n], jv[n], regions)[1] for n in range(len(xn))])
+        parts = [region_motion(xn[n], jv[n], regions) for n in range(len(xn))]
+        scores = np.stack([p[0] for p in parts])
+        dyn_regions = np.stack([p[1] for p in parts])
     else:
         with _torch_threads_kept():
-            _, dyn_regions = region_motion_batch(xn, jv, regions)  # (N, R) bool
-    return dyn_regions[:, regions].astype(np.float32)
+            scores, dyn_regions = region_motion_batch(xn, jv, regions)  # (N, R)
+    return scores, dyn_regions[:, regions].astype(np.float32)
 
 
 def _kinematics_input(xn: np.ndarray, jv: np.ndarray, lay, gravity: np.ndarray) -> np.ndarray:

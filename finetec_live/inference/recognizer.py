@@ -33,11 +33,13 @@ from finetec_live.inference.checkpoint import (
     resolve_device,
     short_reason,
 )
+from finetec_live.inference.openset import Decision, OpenSet, decide
 from finetec_live.inference.prepare import (
     MIN_FRAMES,
     PreparedBatch,
     check_windows,
     prepare_windows,
+    region_scores,
 )
 from finetec_live.inference.preprocess import denormalize
 from finetec_live.skeleton.layouts import get_layout
@@ -100,6 +102,10 @@ class Recognizer:
         self.model_id = model_id
         self.checkpoint_meta = {k: v for k, v in (checkpoint or {}).items()
                                 if k not in ("state_dict", "optimizer", "prior")}
+        raw = (checkpoint or {}).get("open_set")
+        # the calibrated unknown/idle decision (None: the checkpoint has none)
+        self.open_set: OpenSet | None = None if raw is None else OpenSet.from_dict(raw)
+        self.open_set_enabled = self.open_set is not None
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -246,6 +252,37 @@ class Recognizer:
                                         get_layout(self.layout).num_joints, self.layout)
         observed = fv[..., None] & jv & np.isfinite(pos).all(-1)
         return map_to_frames(completed, batch.timestamps, ts, pos, observed)
+
+    # ------------------------------------------------------------------ open set
+    def motion_scores(self, batch: PreparedBatch) -> np.ndarray:
+        """The region motion kernel's scores ``(N, R)`` of a prepared batch (run now when
+        the model's preprocessing did not run it)."""
+        if batch.motion is not None:
+            return batch.motion
+        return region_scores(batch.x if self.config.fill == "zeros" else
+                             np.where(batch.mask[..., None] > 0, batch.x, 0.0),
+                             batch.mask > 0, get_layout(self.layout))[0]
+
+    def decide(self, probs: np.ndarray, batch: PreparedBatch) -> list[Decision]:
+        """Per window of ``batch``, a class, ``unknown`` or ``idle`` with its score
+        (:func:`~finetec_live.inference.openset.decide`); the top class alone when the
+        checkpoint has no open-set calibration or ``open_set_enabled`` is False."""
+        open_set = self.open_set if self.open_set_enabled else None
+        motion = (self.motion_scores(batch) if open_set is not None
+                  else np.zeros((len(probs), 0), np.float32))
+        return decide(probs, motion, self.class_names, open_set)
+
+    def decisions(self, positions, frame_valid, joint_valid=None, timestamps=None
+                  ) -> list[Decision]:
+        """:meth:`decide` on windows ``(N, T, V, 2)`` (or one ``(T, V, 2)``)."""
+        batch = self.prepare(positions, frame_valid, joint_valid, timestamps)
+        return self.decide(self.predict(batch), batch)
+
+    def label(self, positions, frame_valid, joint_valid=None, timestamps=None) -> list[str]:
+        """Per window a class name, ``"unknown"`` (fits none of the classes) or ``"idle"``
+        (every body region static)."""
+        return [d.label for d in self.decisions(positions, frame_valid, joint_valid,
+                                                timestamps)]
 
     def classify(self, positions, frame_valid, joint_valid=None, timestamps=None) -> np.ndarray:
         """``predict(prepare(...))``: class probabilities ``(N, K)``."""
