@@ -285,14 +285,27 @@ class FinetecNet(nn.Module):
 def compute_losses(out: dict[str, torch.Tensor], labels: torch.Tensor, mask: torch.Tensor,
                    target: torch.Tensor | None = None, target_valid: torch.Tensor | None = None,
                    w_completion: float = 1.0, w_physics: float = 0.1,
-                   label_smoothing: float = 0.1) -> dict[str, torch.Tensor]:
-    """Cross-entropy + completion (on missing entries with ground truth) + acceleration tie.
+                   label_smoothing: float = 0.1, outlier: torch.Tensor | None = None,
+                   w_outlier: float = 0.5) -> dict[str, torch.Tensor]:
+    """Cross-entropy + completion (on missing entries with ground truth) + acceleration tie,
+    + outlier exposure.
 
     ``labels (N,)``; ``mask (N, T, V)`` observed; ``target (N, T, V, 2)`` clean
-    normalised positions and ``target_valid (N, T, V)`` where they exist.
+    normalised positions and ``target_valid (N, T, V)`` where they exist; ``outlier (N,)``
+    bool: windows of none of the classes, whose loss is the cross-entropy to the uniform
+    distribution over the classes (Hendrycks et al., ICLR 2019) instead of their label's.
     """
-    losses = {"ce": F.cross_entropy(out["logits"], labels, label_smoothing=label_smoothing)}
+    logits = out["logits"]  # (N, K)
+    if outlier is None:
+        losses = {"ce": F.cross_entropy(logits, labels, label_smoothing=label_smoothing)}
+    else:
+        inl = ~outlier
+        losses = {"ce": F.cross_entropy(logits[inl], labels[inl],
+                                        label_smoothing=label_smoothing)}
     total = losses["ce"]
+    if outlier is not None and bool(outlier.any()):
+        losses["outlier"] = -F.log_softmax(logits[outlier], dim=-1).mean()
+        total = total + w_outlier * losses["outlier"]
     if target is not None and target_valid is not None:
         w = (1 - mask) * target_valid  # (N, T, V)
         err = F.smooth_l1_loss(out["completed"], target, reduction="none", beta=0.1).sum(-1)

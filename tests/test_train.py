@@ -316,3 +316,33 @@ def test_subset_is_round_robin_over_classes_for_training_and_refit():
     assert [c.label for c in sub] == [*range(15), *range(5)]
     firsts = [next(c for c in clips if c.label == k) for k in range(15)]
     assert sub[:15] == firsts  # each class's clips in their order
+
+
+def test_fine_tune_from_weights_with_both_conventions_and_outlier_exposure(tmp_path):
+    """--init starts from a checkpoint's weights with a fresh schedule; --reveal-prob,
+    --estimator-prob, --tempo-prob and --outliers train; the completion stays frozen."""
+    from finetec_live.inference.checkpoint import resolve_checkpoint
+
+    base = resolve_checkpoint("penn")
+    out = tmp_path / "ft.pt"
+    assert train.main(["--init", str(base), "--freeze-completion", "--subset", "30",
+                       "--batch-size", "10", "--epochs", "1", "--val-fraction", "0.2",
+                       "--reveal-prob", "0.5", "--estimator-prob", "1", "--tempo-prob", "1",
+                       "--outliers", "jhmdb", "--outlier-share", "0.3", "--threads", "1",
+                       "--quiet", "--out", str(out)]) == 0
+    ck = torch.load(out, weights_only=True)
+    before = torch.load(base, weights_only=True)
+    assert ModelConfig.from_dict(ck["config"]) == ModelConfig.from_dict(before["config"])
+    from finetec_live.inference.checkpoint import checkpoint_stages
+
+    assert ck["stages"][:-1] == checkpoint_stages(before)
+    assert f"from the weights of {base}" in ck["stages"][-1]["changed"]
+    rec = ck["history"][-1]
+    assert rec["outlier"] > 0 and "val_annotated_clean" in rec and "val_clean" in rec
+    for k, v in before["state_dict"].items():
+        if k.startswith("completion."):
+            assert torch.equal(v, ck["state_dict"][k]), k
+    assert any(not torch.equal(v, ck["state_dict"][k]) for k, v in before["state_dict"].items()
+               if k.startswith("backbone."))
+    assert train.main(["--init", str(base), "--dataset", "jhmdb", "--epochs", "1",
+                       "--out", str(tmp_path / "x.pt"), "--quiet"]) == 2

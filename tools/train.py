@@ -94,6 +94,34 @@ def parse_args(argv=None) -> argparse.Namespace:
              "mixer kept as it is")
     add("--interp", choices=("akima", "linear"), default=None,
         help="interpolation completion starts from (default: the model's)")
+    add("--init", type=Path, default=None, metavar="CKPT",
+        help="start from CKPT's weights (same model configuration) with a fresh schedule "
+             "(fine-tuning; with --freeze-completion the completion stays CKPT's)")
+    add("--reveal-prob", type=float, default=D.reveal_prob,
+        help="share of Penn windows that show the annotated positions of joints marked "
+             "invisible (a pose estimator's convention)")
+    add("--tempo-prob", type=float, default=D.tempo_prob,
+        help="share of windows played 0.7-1.4x as fast")
+    add("--estimator-prob", type=float, default=D.estimator_prob,
+        help="share of windows given a pose estimator's landmark placement, views and errors "
+             "(finetec_live.learning.estimator)")
+    add("--outliers", default=D.outliers, choices=("jhmdb",),
+        help="outlier exposure: J-HMDB training clips of actions Penn lacks (minus those "
+             "held out to calibrate unknown) trained towards the uniform distribution")
+    add("--outlier-weight", type=float, default=D.outlier_weight)
+    add("--outlier-share", type=float, default=D.outlier_share,
+        help="outlier windows added per batch, as a share of the batch size")
+    add("--real-videos", default=D.real_videos, metavar="DIR",
+        help="also train on real poses: videos in one folder per class (poses estimated "
+             "once with the live front end, cached in --pose-cache)")
+    add("--real-folds", type=int, default=D.real_folds)
+    add("--real-fold", type=int, default=D.real_fold,
+        help="hold this fold of --real-videos out (folds group videos by source, so a fold "
+             "is people the model has not seen); default: train on all")
+    add("--outlier-videos", default=D.outlier_videos, metavar="DIR",
+        help="real videos of actions that are none of the classes (class folders or not), "
+             "added to outlier exposure")
+    add("--pose-cache", default=D.pose_cache)
     return ap.parse_args(argv)
 
 

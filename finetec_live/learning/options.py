@@ -61,9 +61,21 @@ class TrainOptions:
     bank_split: bool = False
     bank_only: bool = False
     interp: str | None = None
+    init: Path | None = None
+    reveal_prob: float = 0.0
+    tempo_prob: float = 0.0
+    estimator_prob: float = 0.0
+    outliers: str | None = None
+    outlier_weight: float = 0.5
+    outlier_share: float = 0.25
+    real_videos: str | None = None
+    real_folds: int = 4
+    real_fold: int | None = None
+    outlier_videos: str | None = None
+    pose_cache: str = "runs/pose_cache"
 
     def __post_init__(self) -> None:
-        for name in ("out", "resume", "refit_completion"):
+        for name in ("out", "resume", "refit_completion", "init"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, Path):
                 setattr(self, name, Path(v))

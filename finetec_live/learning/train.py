@@ -15,7 +15,8 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +30,13 @@ from finetec_live.learning.checkpoints import atomic_save, stage_record, with_st
 from finetec_live.learning.options import TrainOptions
 from finetec_live.learning.refine import init_bank, refine_completion, to_tensors
 from finetec_live.learning.validation import BURST60, CLEAN, Validator
-from finetec_live.learning.windows import Sampler, make_batch, mean_sequence, split_train_val
+from finetec_live.learning.windows import (
+    Sampler,
+    join_batches,
+    make_batch,
+    mean_sequence,
+    split_train_val,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +84,10 @@ class Run:
     validator: Validator
     device: str
     record: dict
-    base: dict | None = None  # the checkpoint resumed from
+    base: dict | None = None  # the checkpoint resumed from or started from
+    hidden: list | None = None  # per training clip: annotated joints marked invisible
+    outliers: list = field(default_factory=list)  # clips of none of the classes
+    validator_annotated: Validator | None = None  # the same clips, annotated convention
     start_epoch: int = 0
     train_seconds: float = 0.0
     history: list = field(default_factory=list)
@@ -117,7 +127,8 @@ class Run:
 def _describe(opts: TrainOptions, start_epoch: int) -> str:
     what = ("everything but the completion module" if opts.freeze_completion
             else "every weight")
-    how = f"resumed at epoch {start_epoch}" if opts.resume else "from scratch"
+    how = (f"resumed at epoch {start_epoch}" if opts.resume else
+           f"from the weights of {opts.init}" if opts.init else "from scratch")
     note = f"joint training of {what}, {how}, to epoch {opts.epochs}"
     if opts.refine_epochs:
         note += f"; then the completion module alone for {opts.refine_epochs} epochs"
@@ -141,6 +152,55 @@ def _resume(run: Run, path) -> None:
     log.info("resumed from %s at epoch %d", path, run.start_epoch)
 
 
+def _init_from(run: Run, path) -> None:
+    ck = load_checkpoint(path)
+    run.model.load_state_dict(ck["state_dict"])
+    run.base = ck
+    log.info("starting from the weights of %s", path)
+
+
+def hidden_joints(opts: TrainOptions, clips) -> list:
+    """Per clip ``(T, V)``: joints with an annotated position that the clip's convention
+    marks invisible (Penn Action's self-occluded joints)."""
+    if not str(opts.dataset).lower().startswith("penn"):
+        raise FinetecError(f"--reveal-prob needs Penn Action's two joint conventions; "
+                           f"{opts.dataset} has one (use --reveal-prob 0)")
+    annotated = {c.name: c for c in load_dataset(opts.dataset, opts.data_root,
+                                                 mask="annotated").clips}
+    return [annotated[c.name].joint_valid & ~c.joint_valid for c in clips]
+
+
+def _videos(opts: TrainOptions, layout: str, class_names) -> tuple[list, list]:
+    """``(labelled chunks, outlier chunks)`` of real videos (see
+    :mod:`finetec_live.learning.realposes`)."""
+    from finetec_live.learning.realposes import select_fold, video_chunks
+    from finetec_live.learning.videos import find_videos
+
+    cache = Path(opts.pose_cache)
+    real, other = [], []
+    if opts.real_videos:
+        vids = find_videos(opts.real_videos)
+        if opts.real_fold is not None:
+            vids = select_fold(vids, opts.real_folds, opts.real_fold, held_out=False)
+        real = video_chunks(vids, cache, layout, class_names)
+    if opts.outlier_videos:
+        root = Path(opts.outlier_videos)
+        labelled = any(p.is_dir() for p in root.iterdir()) if root.is_dir() else False
+        other = video_chunks(find_videos(root, labelled=labelled), cache, layout, None)
+    return real, other
+
+
+def _outliers(opts: TrainOptions, layout: str) -> list:
+    from finetec_live.data.outliers import jhmdb_outliers, split_outliers
+
+    if opts.outliers is None:
+        return []
+    for_training, held = split_outliers(jhmdb_outliers("train", opts.data_root, layout))
+    log.info("outlier exposure: %d J-HMDB training clips of actions the classes lack "
+             "(%d more held out for calibration)", len(for_training), len(held))
+    return for_training
+
+
 def setup(opts: TrainOptions, command: str) -> Run:
     """Data, model, optimiser (and the resumed state) of a training run."""
     from finetec_live.models import FinetecNet
@@ -157,11 +217,21 @@ def setup(opts: TrainOptions, command: str) -> Run:
     train_clips, val_clips = split_train_val(train_clips, opts.val_fraction)
     log.info("%s: %d train, %d validation clips, %d classes, layout %s", dataset,
              len(train_clips), len(val_clips), len(class_names), layout)
-    cfg = model_config(opts, len(class_names), layout)
+    if opts.init is not None:  # the architecture of the checkpoint fine-tuned
+        from finetec_live.models import ModelConfig
+
+        base = load_checkpoint(opts.init)
+        if list(base["class_names"]) != class_names or base["layout"] != layout:
+            raise FinetecError(f"{opts.init} has other classes or another layout than "
+                               f"--dataset {opts.dataset}; fine-tune a checkpoint of the same "
+                               "data set")
+        cfg = ModelConfig.from_dict(base["config"])
+    else:
+        cfg = model_config(opts, len(class_names), layout)
     model = FinetecNet(cfg)
     prior = torch.from_numpy(mean_sequence(train_clips, cfg.T, layout))
     model.set_prior(prior)
-    if cfg.completion and cfg.completion_bank and opts.resume is None:
+    if cfg.completion and cfg.completion_bank and opts.resume is None and opts.init is None:
         init_bank(model, cfg, train_clips, layout, opts)
     model.to(device)
     log.info("model %s (completion=%s decomposition=%s physics=%s): %d parameters",
@@ -177,12 +247,29 @@ def setup(opts: TrainOptions, command: str) -> Run:
               stage_record(command, 0.0, "", opts.to_record()))
     if opts.resume is not None:
         _resume(run, opts.resume)
+    elif opts.init is not None:
+        _init_from(run, opts.init)
+    if opts.reveal_prob > 0:
+        run.hidden = hidden_joints(opts, train_clips)
+        shown = [replace(c, joint_valid=c.joint_valid | h)
+                 for c, h in zip(val_clips, hidden_joints(opts, val_clips), strict=True)]
+        run.validator_annotated = Validator(shown, layout, class_names)
+    run.outliers = _outliers(opts, layout)
+    real, other = _videos(opts, layout, class_names)
+    if real:
+        run.train_clips = run.train_clips + real
+        if run.hidden is not None:
+            run.hidden = run.hidden + [np.zeros_like(c.joint_valid) for c in real]
+    run.outliers = run.outliers + other
     run.record["changed"] = _describe(opts, run.start_epoch)
     return run
 
 
-def train_epoch(run: Run, sampler: Sampler, epoch: int) -> dict:
-    """One epoch of joint training; the epoch's mean losses and training accuracy."""
+def train_epoch(run: Run, sampler: Sampler, epoch: int, outliers: Sampler | None = None
+                ) -> dict:
+    """One epoch of joint training; the epoch's mean losses and training accuracy (of the
+    labelled windows). ``outliers`` adds ``outlier_share`` of a batch of its windows to
+    every batch, trained towards the uniform distribution."""
     from finetec_live.models import compute_losses
 
     opts, model = run.opts, run.model
@@ -201,20 +288,29 @@ def train_epoch(run: Run, sampler: Sampler, epoch: int) -> dict:
         if len(idx) < 2:
             continue
         tb = sampler.batch(idx)
+        is_out = np.zeros(len(idx), bool)
+        if outliers is not None:
+            n_out = max(2, round(opts.outlier_share * opts.batch_size))
+            tb = join_batches(tb, outliers.batch(
+                outliers.rng.integers(len(outliers.clips), size=n_out)))
+            is_out = np.r_[is_out, np.ones(n_out, bool)]
         batch, target, tvalid = make_batch(run.cfg, run.layout, tb)
         inputs = to_tensors(batch.network_inputs(), run.device)
         tgt, tv, lab = to_tensors((target, tvalid, tb.labels), run.device)
+        flag = torch.from_numpy(is_out).to(run.device) if outliers is not None else None
         for g in run.opt.param_groups:
             g["lr"] = run.lr_at(epoch * steps + it)
         out = model(*inputs)
-        losses = compute_losses(out, lab, inputs[1], tgt if use_target else None, tv)
+        losses = compute_losses(out, lab, inputs[1], tgt if use_target else None, tv,
+                                outlier=flag, w_outlier=opts.outlier_weight)
         run.opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         run.opt.step()
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
-        acc = float((out["logits"].argmax(-1) == lab).float().mean())
+        inl = ~torch.from_numpy(is_out).to(run.device)
+        acc = float((out["logits"][inl].argmax(-1) == lab[inl]).float().mean())
         sums["acc"] = sums.get("acc", 0.0) + acc
         bar.set_postfix(loss=f"{float(losses['total'].detach()):.3f}", acc=f"{acc:.2f}")
     return {k: v / steps for k, v in sums.items()}
@@ -225,12 +321,20 @@ def train(opts: TrainOptions, command: str) -> dict:
     checkpoint. With ``opts.val_fraction`` > 0, every 5th and the last epoch record
     top-1 (%) on the validation clips, clean and under 60 % bursts."""
     run = setup(opts, command)
+    kw = dict(crop_prob=opts.crop_prob, crop_seconds=tuple(opts.crop_seconds),
+              mask_prob=opts.mask_prob, native_prob=opts.native_prob,
+              tempo_prob=opts.tempo_prob, estimator_prob=opts.estimator_prob)
     sampler = Sampler(run.train_clips, run.layout, run.cfg.T, np.random.default_rng(opts.seed),
-                      crop_prob=opts.crop_prob, crop_seconds=tuple(opts.crop_seconds),
-                      mask_prob=opts.mask_prob, native_prob=opts.native_prob)
+                      hidden=run.hidden, reveal_prob=opts.reveal_prob, **kw)
+    outliers = None
+    if run.outliers:
+        outliers = Sampler(run.outliers, run.layout, run.cfg.T,
+                           np.random.default_rng([opts.seed, 1]), **kw)
     for epoch in range(run.start_epoch, opts.epochs):
         t0 = time.time()
-        rec = train_epoch(run, sampler, epoch)
+        if outliers is not None:
+            outliers.rng = np.random.default_rng([opts.seed, epoch, 1])
+        rec = train_epoch(run, sampler, epoch, outliers)
         run.train_seconds += time.time() - t0
         run.record["seconds"] += time.time() - t0
         rec.update(epoch=epoch + 1, seconds=run.train_seconds)
@@ -238,6 +342,10 @@ def train(opts: TrainOptions, command: str) -> dict:
             val = run.validator.evaluate(run.model, run.device, [CLEAN, BURST60])
             rec["val_clean"] = 100 * val[CLEAN]["top1"]
             rec["val_burst60"] = 100 * val[BURST60]["top1"]
+            if run.validator_annotated:
+                val = run.validator_annotated.evaluate(run.model, run.device, [CLEAN, BURST60])
+                rec["val_annotated_clean"] = 100 * val[CLEAN]["top1"]
+                rec["val_annotated_burst60"] = 100 * val[BURST60]["top1"]
         run.history.append(rec)
         log.info("epoch %d: %s", epoch + 1, " ".join(
             f"{k}={v:.4g}" for k, v in rec.items() if k != "epoch"))

@@ -14,6 +14,7 @@ import numpy as np
 from finetec_live.data.corruption import Corruption, diverse_mask, joint_dropout
 from finetec_live.inference.prepare import PreparedBatch, prepare_windows
 from finetec_live.inference.preprocess import interpolate_missing, normalize, resample_batch
+from finetec_live.learning.estimator import EstimatorNoise, estimator_errors, estimator_geometry
 from finetec_live.skeleton.layouts import get_layout
 
 # The validation split is carved with this seed whatever the training seed, so every run
@@ -170,11 +171,22 @@ class TrainingBatch:
 
 
 class Sampler:
-    """Draws augmented, corrupted training windows (NumPy; seeded)."""
+    """Draws augmented, corrupted training windows (NumPy; seeded).
+
+    ``hidden``: per clip, ``(T, V)`` joints the clip's ``joint_valid`` leaves out although
+    their positions are annotated (Penn's self-occluded joints); with ``reveal_prob`` a
+    window shows them, as a pose estimator gives every joint. ``tempo_prob``: share of
+    windows played faster or slower (a factor in ``tempo``). ``estimator_prob``: share of
+    windows that get :mod:`~finetec_live.learning.estimator`'s placement, view and
+    estimator errors (``noise``).
+    """
 
     def __init__(self, clips, layout, T: int, rng: np.random.Generator, *,
                  crop_prob: float, crop_seconds: tuple[float, float], mask_prob: float,
-                 native_prob: float, augment: bool = True, gap_prob: float = 0.0) -> None:
+                 native_prob: float, augment: bool = True, gap_prob: float = 0.0,
+                 hidden=None, reveal_prob: float = 0.0, tempo_prob: float = 0.0,
+                 tempo: tuple[float, float] = (0.7, 1.4), estimator_prob: float = 0.0,
+                 noise: EstimatorNoise | None = None) -> None:
         self.clips = clips
         self.gap_prob = gap_prob  # share of the masks drawn as long contiguous gaps
         self.layout = get_layout(layout)
@@ -185,6 +197,12 @@ class Sampler:
         self.mask_prob = mask_prob
         self.native_prob = native_prob
         self.augment = augment
+        self.hidden = hidden
+        self.reveal_prob = reveal_prob
+        self.tempo_prob = tempo_prob
+        self.tempo = tempo
+        self.estimator_prob = estimator_prob
+        self.noise = noise or EstimatorNoise()
         self.flip = self.layout.flip_permutation()
         self.scales = np.array([clip_scale(c, self.layout) for c in clips], dtype=np.float32)
 
@@ -201,11 +219,16 @@ class Sampler:
         if rng.random() < 0.5:
             M = M @ np.diag([-1.0, 1.0])
             pos, jv = pos[:, self.flip], jv[:, self.flip]
+        estimated = rng.random() < self.estimator_prob
+        if estimated:
+            pos, jv = estimator_geometry(pos, jv, self.layout, rng, self.noise)
         clean = ((pos - ctr) @ M.T.astype(np.float32) + ctr).astype(np.float32)
         # keypoint jitter (pose-estimator noise), in units of the body size
         sig = rng.uniform(0.0, 0.04) * self.scales[i]
         noisy = clean + rng.normal(0, 1, size=clean.shape).astype(np.float32) * sig
         clean_jv = jv
+        if estimated:
+            noisy, jv = estimator_errors(noisy, jv, self.layout, rng, self.noise)
         # missing joints (whole tracks and single samples)
         if rng.random() < 0.3:
             jv = jv & (rng.random(jv.shape) > rng.uniform(0.0, 0.15))
@@ -218,12 +241,18 @@ class Sampler:
         rng, c = self.rng, self.clips[i]
         pos = c.positions.copy()  # (Tc, V, 2)
         jv = c.joint_valid.copy()
+        if self.augment and self.hidden is not None and rng.random() < self.reveal_prob:
+            jv |= self.hidden[i]
         Tc = c.num_frames
-        ts = np.arange(Tc) / c.fps
-        # temporal crop to a live-window duration
-        if self.augment and Tc / c.fps > self.crop_seconds[0] and rng.random() < self.crop_prob:
+        speed = 1.0
+        if self.augment and rng.random() < self.tempo_prob:
+            speed = math.exp(rng.uniform(math.log(self.tempo[0]), math.log(self.tempo[1])))
+        ts = np.arange(Tc) / (c.fps * speed)
+        # temporal crop to a live-window duration (of the played-back time)
+        if (self.augment and ts[-1] > self.crop_seconds[0]
+                and rng.random() < self.crop_prob):
             dur = rng.uniform(*self.crop_seconds)
-            n = int(np.clip(round(dur * c.fps), 8, Tc))
+            n = int(np.clip(round(dur * c.fps * speed), 8, Tc))
             s = int(rng.integers(0, Tc - n + 1))
             pos, jv, ts = pos[s:s + n], jv[s:s + n], ts[s:s + n]
         Tn = len(pos)
@@ -265,6 +294,14 @@ class Sampler:
         ofv[none, 0] = fv[none, 0]
         ojv[none, 0] = jv[none, 0]
         return TrainingBatch(pos, fv, jv, ts, ofv, ojv, labels, clean, clean_jv)
+
+
+def join_batches(a: TrainingBatch, b: TrainingBatch) -> TrainingBatch:
+    """The windows of ``a`` then those of ``b``, one batch."""
+    from dataclasses import fields
+
+    return TrainingBatch(**{f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)])
+                            for f in fields(TrainingBatch)})
 
 
 def completion_target(clean: np.ndarray, clean_valid: np.ndarray, batch: PreparedBatch
