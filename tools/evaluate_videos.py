@@ -3,6 +3,13 @@
 
     python tools/evaluate_videos.py                      # penn_real/ and other_actions/
     python tools/evaluate_videos.py --videos DIR --other DIR --model penn --json out.json
+    python tools/evaluate_videos.py --crossval 'runs/cv{fold}.pt' --folds 4
+
+With ``--crossval PATTERN``, fold k's videos (videos grouped by source, see
+:mod:`finetec_live.learning.realposes`) are scored with the checkpoint ``PATTERN``
+names for ``{fold}`` = k, one trained without them (``tools/train.py --real-fold k``):
+the table is then a score on people the models did not see. The videos of other
+actions are scored with every fold's model.
 
 Poses are estimated once per video (MediaPipe, every frame, as ``finetec-live
 --fast``) and cached in ``--cache`` (default ``runs/pose_cache``), named by the
@@ -34,6 +41,9 @@ def main(argv=None) -> int:
                     help="pose recordings of the videos (default runs/pose_cache)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--json", type=Path, help="write the per-video results here")
+    ap.add_argument("--crossval", metavar="PATTERN",
+                    help="checkpoint per fold, '{fold}' in the name (see above)")
+    ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -42,28 +52,44 @@ def main(argv=None) -> int:
 
         from finetec_live import Recognizer
         from finetec_live.data.paths import data_root
+        from finetec_live.inference.openset import OPEN_SET_LABELS
         from finetec_live.learning import videos as V
+        from finetec_live.learning.realposes import select_fold
 
         torch.set_num_threads(max(1, args.threads))
-        rec = Recognizer.from_checkpoint(args.model, device="cpu")
         labelled = V.find_videos(args.videos or data_root() / "videos" / "penn_real")
         other_dir = args.other or data_root() / "videos" / "other_actions"
         others = [] if str(other_dir) == "none" else V.find_videos(other_dir, labelled=False)
-        res = V.evaluate_videos(rec, labelled, args.cache, progress=not args.quiet)
-        res_other = V.evaluate_videos(rec, others, args.cache, progress=not args.quiet)
+        if args.crossval:
+            runs = [(Recognizer.from_checkpoint(args.crossval.format(fold=k), device="cpu"),
+                     select_fold(labelled, args.folds, k, held_out=True))
+                    for k in range(args.folds)]
+        else:
+            runs = [(Recognizer.from_checkpoint(args.model, device="cpu"), labelled)]
+        res, res_other = [], []
+        for rec, videos in runs:
+            res += V.evaluate_videos(rec, videos, args.cache, progress=not args.quiet)
+            res_other.append(V.evaluate_videos(rec, others, args.cache,
+                                               progress=not args.quiet))
     except FinetecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"model {rec.model_id}; window {rec.window_seconds:g} s, hop {rec.hop_seconds:g} s\n")
+    for rec, _ in runs:
+        print(f"model {rec.model_id}; window {rec.window_seconds:g} s, hop "
+              f"{rec.hop_seconds:g} s")
+    print()
     print(V.class_table(res))
-    if res_other:
-        n_sports = sum(r.majority is not None for r in res_other)
-        print(f"\nOther actions: {n_sports} of {len(res_other)} videos get a "
-              f"{rec.checkpoint_meta.get('dataset', 'model')} label as their majority\n")
-        print(V.other_table(res_other))
+    for (rec, _), other in zip(runs, res_other, strict=True):
+        if not other:
+            continue
+        n_sports = sum(r.majority not in (None, *OPEN_SET_LABELS) for r in other)
+        print(f"\nOther actions, model {rec.model_id}: {n_sports} of {len(other)} videos get "
+              f"a {rec.checkpoint_meta.get('dataset', 'model')} label as their majority\n")
+        print(V.other_table(other))
     if args.json:
-        args.json.write_text(json.dumps({"model": rec.model_id, **V.summary(res + res_other)},
-                                        indent=1) + "\n")
+        flat = [r for other in res_other for r in other]
+        args.json.write_text(json.dumps({"models": [rec.model_id for rec, _ in runs],
+                                         **V.summary(res + flat)}, indent=1) + "\n")
     return 0
 
 

@@ -1,0 +1,199 @@
+"""Calibrating and measuring the open-set decision (:mod:`finetec_live.inference.openset`).
+
+Calibration uses training data only: the Penn validation clips (held out of training, in
+both joint conventions), the J-HMDB clips of other actions held out of outlier exposure
+(:func:`finetec_live.data.outliers.split_outliers`) and *still windows*, one real pose of a
+training clip held for a live window with a pose estimator's jitter. Every clip gives its
+whole length and live-window crops, each resampled to the model's grid as the evaluation
+does.
+
+- ``idle_floor`` is the ``idle_quantile`` quantile of the largest region motion score of
+  the Penn validation windows: that share of real actions would be called idle.
+- ``unknown_below`` is the ``unknown_quantile`` quantile of the top class probability of
+  the Penn validation windows that are not idle.
+
+:func:`measure` applies a calibrated model to any such sets (the test splits, for the
+report).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from finetec_live.inference.openset import IDLE, UNKNOWN, OpenSet, decide
+from finetec_live.inference.preprocess import resample_batch
+from finetec_live.skeleton.layouts import get_layout
+
+log = logging.getLogger(__name__)
+
+IDLE_QUANTILE = 0.01
+UNKNOWN_QUANTILE = 0.02
+# a still person through a pose estimator: per-joint jitter, as a fraction of the
+# kernel's body size (RMS distance of the joints to their centroid). MediaPipe on the
+# development set's plank hold gives region scores of 0.0003-0.0009, i.e. about 0.012-0.02.
+STILL_JITTER = (0.003, 0.02)
+STILL_DRIFT = 0.004  # slow drift of the whole body over the window, same units
+
+
+@dataclass
+class WindowSet:
+    """Windows on the model's grid: ``positions (N, T, V, 2)``, ``frame_valid (N, T)``,
+    ``joint_valid (N, T, V)``, ``timestamps (N, T)``, ``labels (N,)`` (-1: none of the
+    classes) and ``source (N,)`` the clip each came from."""
+
+    positions: np.ndarray
+    frame_valid: np.ndarray
+    joint_valid: np.ndarray
+    timestamps: np.ndarray
+    labels: np.ndarray
+    source: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def clip_windows(clips, T: int, window_s: float = 2.5, hop_s: float = 1.25,
+                 whole: bool = True, crops: bool = True, outlier: bool = False) -> WindowSet:
+    """Each clip whole and cut into ``window_s`` windows every ``hop_s`` (clips no longer
+    than a window give it once), resampled to ``T``; labels -1 when ``outlier``."""
+    parts, labels, source = [], [], []
+    for i, c in enumerate(clips):
+        ts = c.timestamps()
+        spans = [(0, c.num_frames)] if whole else []
+        n = round(window_s * c.fps)
+        if crops and c.num_frames > n:
+            step = max(1, round(hop_s * c.fps))
+            spans += [(s, s + n) for s in range(0, c.num_frames - n + 1, step)]
+        elif crops and not whole:
+            spans = [(0, c.num_frames)]
+        for a, b in spans:
+            parts.append(resample_batch(c.positions[None, a:b], np.ones((1, b - a), bool),
+                                        c.joint_valid[None, a:b], ts[None, a:b] - ts[a], T))
+            labels.append(-1 if outlier else c.label)
+            source.append(i)
+    pos, fv, jv, tt = (np.concatenate([p[k] for p in parts]) for k in range(4))
+    return WindowSet(pos, fv, jv, tt, np.array(labels), np.array(source))
+
+
+def still_windows(clips, n: int, T: int, rng: np.random.Generator, window_s: float = 2.5,
+                  jitter: tuple[float, float] = STILL_JITTER, drift: float = STILL_DRIFT,
+                  layout: str = "penn13") -> WindowSet:
+    """``n`` windows of one real pose held: a random frame (with at least half its joints)
+    of a random clip, repeated over ``window_s`` on ``T`` samples, with per-joint Gaussian
+    jitter of a standard deviation drawn from ``jitter`` and a slow drift up to ``drift``
+    (fractions of the pose's body size)."""
+    lay = get_layout(layout)
+    V = lay.num_joints
+    pos = np.zeros((n, T, V, 2), np.float32)
+    jv = np.zeros((n, T, V), bool)
+    k = 0
+    while k < n:
+        c = clips[int(rng.integers(len(clips)))]
+        t = int(rng.integers(c.num_frames))
+        ok = c.joint_valid[t]
+        if ok.sum() < (V + 1) // 2:
+            continue
+        p = c.positions[t]
+        ctr = p[ok].mean(0)
+        size = float(np.sqrt(((p[ok] - ctr) ** 2).sum(1).mean()))
+        sig = rng.uniform(*jitter) * size
+        steps = np.linspace(0.0, 1.0, T)[:, None, None]
+        way = rng.normal(size=(1, 1, 2)) * drift * size
+        pos[k] = p[None] + steps * way + rng.normal(size=(T, V, 2)) * sig
+        jv[k] = ok[None]
+        k += 1
+    ts = np.broadcast_to(np.linspace(0.0, window_s, T), (n, T)).copy()
+    return WindowSet(pos, np.ones((n, T), bool), jv, ts, np.full(n, -1), np.arange(n))
+
+
+def scores(recognizer, windows: WindowSet, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs (N, K), motion (N, R))`` of ``recognizer`` on ``windows``."""
+    probs, motion = [], []
+    for s in range(0, len(windows), batch):
+        sl = slice(s, s + batch)
+        b = recognizer.prepare(windows.positions[sl], windows.frame_valid[sl],
+                               windows.joint_valid[sl], windows.timestamps[sl])
+        probs.append(recognizer.predict(b))
+        motion.append(recognizer.motion_scores(b))
+    return np.concatenate(probs), np.concatenate(motion)
+
+
+def calibrate(recognizer, inliers: WindowSet, outliers: WindowSet, still: WindowSet,
+              idle_quantile: float = IDLE_QUANTILE,
+              unknown_quantile: float = UNKNOWN_QUANTILE) -> OpenSet:
+    """The thresholds (see the module docstring), with the rates they give on the
+    calibration sets in ``calibration``."""
+    p_in, m_in = scores(recognizer, inliers)
+    idle_floor = float(np.quantile(m_in.max(1), idle_quantile))
+    moving = m_in.max(1) > idle_floor
+    unknown_below = float(np.quantile(p_in.max(1)[moving], unknown_quantile))
+    rule = OpenSet(unknown_below, idle_floor)
+    cal = {"inlier_windows": len(inliers), "outlier_windows": len(outliers),
+           "still_windows": len(still), "idle_quantile": idle_quantile,
+           "unknown_quantile": unknown_quantile}
+    for name, ws in (("inlier", inliers), ("outlier", outliers), ("still", still)):
+        r = rates(recognizer, ws, rule)
+        cal.update({f"{name}_{k}": v for k, v in r.items()})
+    log.info("open set: idle below %.5f, unknown below %.3f; %s", idle_floor, unknown_below,
+             ", ".join(f"{k}={v:.3f}" for k, v in cal.items() if isinstance(v, float)))
+    return replace(rule, calibration=cal)
+
+
+def rates(recognizer, windows: WindowSet, rule: OpenSet | None = None) -> dict:
+    """Shares of ``windows`` that come out right (their class; for windows of no class,
+    ``unknown`` or ``idle``), ``unknown`` and ``idle`` under ``rule`` (default: the
+    recognizer's)."""
+    rule = rule or recognizer.open_set
+    probs, motion = scores(recognizer, windows)
+    labels = [d.label for d in decide(probs, motion, recognizer.class_names, rule)]
+    names = np.array(labels)
+    truth = np.array([recognizer.class_names[k] if k >= 0 else "" for k in windows.labels])
+    rejected = (names == UNKNOWN) | (names == IDLE)
+    right = np.where(windows.labels >= 0, names == truth, rejected)
+    return {"right": float(right.mean()), "unknown": float((names == UNKNOWN).mean()),
+            "idle": float((names == IDLE).mean()),
+            "closed_right": float(np.mean(probs.argmax(1) == windows.labels))}
+
+
+
+def calibration_sets(recognizer, data_root=None, seed: int = 0, still: int = 600):
+    """``(inliers, outliers, still)`` for a Penn Action model: the validation clips in both
+    joint conventions, the held-out J-HMDB clips of other actions, still windows of
+    training poses."""
+    from finetec_live.data import load_dataset
+    from finetec_live.data.outliers import jhmdb_outliers, split_outliers
+    from finetec_live.learning.windows import split_train_val
+
+    T, w = recognizer.T, recognizer.window_seconds
+    vis = load_dataset("penn", data_root)
+    ann = {c.name: c for c in load_dataset("penn", data_root, mask="annotated").clips}
+    train, val = split_train_val(list(vis.train()))
+    both = val + [ann[c.name] for c in val]
+    held = split_outliers(jhmdb_outliers("train", data_root, recognizer.layout))[1]
+    rng = np.random.default_rng(seed)
+    return (clip_windows(both, T, w), clip_windows(held, T, w, outlier=True),
+            still_windows(train + [ann[c.name] for c in train], still, T, rng, w,
+                          layout=recognizer.layout))
+
+
+def test_sets(recognizer, data_root=None, seed: int = 1, still: int = 600) -> dict:
+    """The report's sets, none seen by training or calibration: Penn's test clips whole
+    (both conventions), J-HMDB's test clips of the actions Penn lacks (whole), still
+    windows of test poses."""
+    from finetec_live.data import load_dataset
+    from finetec_live.data.outliers import jhmdb_outliers
+
+    T, w = recognizer.T, recognizer.window_seconds
+    vis = list(load_dataset("penn", data_root).test())
+    ann = list(load_dataset("penn", data_root, mask="annotated").test())
+    rng = np.random.default_rng(seed)
+    return {"penn_test_visibility": clip_windows(vis, T, w, crops=False),
+            "penn_test_annotated": clip_windows(ann, T, w, crops=False),
+            "jhmdb_test_other_actions": clip_windows(
+                jhmdb_outliers("test", data_root, recognizer.layout), T, w, crops=False,
+                outlier=True),
+            "still_test_poses": still_windows(vis + ann, still, T, rng, w,
+                                              layout=recognizer.layout)}

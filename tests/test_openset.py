@@ -1,0 +1,133 @@
+"""The open-set decision (class, unknown, idle), its thresholds in the checkpoint, its
+calibration sets and the outlier clips it is trained and calibrated with."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from finetec_live import Recognizer
+from finetec_live.data.outliers import PENN_IN_JHMDB, jhmdb_outliers, split_outliers
+from finetec_live.errors import FinetecError
+from finetec_live.inference.openset import IDLE, UNKNOWN, OpenSet, decide
+from finetec_live.learning import openset as L
+
+NAMES = ["a", "b", "c"]
+
+
+def test_decide_idle_then_unknown_then_class():
+    probs = np.array([[0.9, 0.05, 0.05], [0.4, 0.3, 0.3], [0.2, 0.7, 0.1]])
+    motion = np.array([[0.001, 0.0, 0.0005], [0.5, 0.1, 0.0], [0.3, 0.0, 0.0]])
+    rule = OpenSet(unknown_below=0.5, idle_floor=0.002)
+    got = decide(probs, motion, NAMES, rule)
+    assert [d.label for d in got] == [IDLE, UNKNOWN, "b"]
+    assert [d.kind for d in got] == ["idle", "unknown", "class"]
+    assert got[0].score == pytest.approx(1 - 0.001 / 0.002)
+    assert got[1].score == pytest.approx(0.6)
+    assert got[2].score == pytest.approx(0.7)
+    closed = decide(probs, motion, NAMES, None)
+    assert [d.label for d in closed] == ["a", "a", "b"]
+
+
+def test_open_set_round_trips_and_refuses_bad_thresholds():
+    rule = OpenSet(0.6, 0.003, {"n": 3})
+    assert OpenSet.from_dict(rule.to_dict()) == rule
+    for bad in ({"unknown_below": 1.5, "idle_floor": 0.0}, {"unknown_below": 0.5},
+                {"unknown_below": "x", "idle_floor": 0.1},
+                {"unknown_below": 0.5, "idle_floor": float("nan")}, [1, 2]):
+        with pytest.raises(FinetecError):
+            OpenSet.from_dict(bad)
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    """The shipped weights with an open set whose idle floor a held pose is below."""
+    from finetec_live.inference.checkpoint import resolve_checkpoint
+
+    ck = torch.load(resolve_checkpoint("penn"), weights_only=True)
+    ck["open_set"] = OpenSet(unknown_below=0.3, idle_floor=0.002).to_dict()
+    path = tmp_path_factory.mktemp("ck") / "m.pt"
+    torch.save(ck, path)
+    return Recognizer.from_checkpoint(path, device="cpu")
+
+
+def test_recognizer_label_says_idle_for_a_held_pose_and_obeys_the_switch(calibrated):
+    from finetec_live.data import load_penn_action
+
+    clip = next(c for c in load_penn_action().test() if c.label_name == "jumping_jacks")
+    still = L.still_windows([clip], 4, 64, np.random.default_rng(0), jitter=(0.001, 0.002),
+                            drift=0.0)
+    labels = calibrated.label(still.positions, still.frame_valid, still.joint_valid,
+                              still.timestamps)
+    assert labels == [IDLE] * 4
+    moving = calibrated.label(clip.positions, np.ones(clip.num_frames, bool),
+                              clip.joint_valid, clip.timestamps())
+    assert moving == ["jumping_jacks"]
+    calibrated.open_set_enabled = False
+    try:
+        assert calibrated.label(still.positions, still.frame_valid, still.joint_valid,
+                                still.timestamps)[0] in calibrated.class_names
+    finally:
+        calibrated.open_set_enabled = True
+
+
+def test_still_windows_hold_one_pose_with_bounded_jitter():
+    from finetec_live.data import load_penn_action
+
+    clips = list(load_penn_action().train())[:20]
+    ws = L.still_windows(clips, 8, 64, np.random.default_rng(3), jitter=(0.01, 0.01),
+                         drift=0.0)
+    assert ws.positions.shape == (8, 64, 13, 2) and (ws.labels == -1).all()
+    for n in range(8):
+        ok = ws.joint_valid[n, 0]
+        assert (ws.joint_valid[n] == ok).all() and ok.sum() >= 7
+        p = ws.positions[n][:, ok]
+        spread = p.std(0).mean()
+        size = np.sqrt(((p.mean(0) - p.mean((0, 1))) ** 2).sum(-1).mean())
+        assert spread == pytest.approx(0.01 * size, rel=0.35)
+
+
+def test_clip_windows_give_whole_clips_and_live_crops():
+    from finetec_live.data import load_penn_action
+
+    clips = list(load_penn_action().train())[:5]
+    whole = L.clip_windows(clips, 64, crops=False)
+    assert len(whole) == 5 and (whole.labels == [c.label for c in clips]).all()
+    both = L.clip_windows(clips, 64, 2.5, 1.25)
+    n_crops = sum(len(range(0, c.num_frames - 75 + 1, 38)) for c in clips if c.num_frames > 75)
+    assert len(both) == 5 + n_crops
+    for n in range(len(both)):
+        c = clips[both.source[n]]
+        assert np.isclose(both.timestamps[n, -1], (c.num_frames - 1) / 30.0) or np.isclose(
+            both.timestamps[n, -1], 74 / 30.0)
+
+
+def test_outliers_are_the_actions_penn_lacks_and_calibration_is_held_out():
+    train, test = jhmdb_outliers("train"), jhmdb_outliers("test")
+    names = {c.label_name for c in train}
+    assert len(names) == 12 and not names & set(PENN_IN_JHMDB)
+    assert {c.label_name for c in test} == names
+    assert all(c.layout == "penn13" and c.positions.shape[1] == 13 for c in train)
+    fit, held = split_outliers(train)
+    assert {c.name for c in fit}.isdisjoint({c.name for c in held})
+    assert len(fit) + len(held) == len(train)
+    assert {c.label_name for c in held} == names
+    again = split_outliers(train)[1]
+    assert [c.name for c in again] == [c.name for c in held]
+
+
+def test_calibration_quantiles_set_the_thresholds(calibrated):
+    from finetec_live.data import load_penn_action
+
+    clips = list(load_penn_action().train())[:40]
+    inl = L.clip_windows(clips, 64, crops=False)
+    out = L.clip_windows(jhmdb_outliers("train")[:10], 64, crops=False, outlier=True)
+    still = L.still_windows(clips, 10, 64, np.random.default_rng(0))
+    rule = L.calibrate(calibrated, inl, out, still, idle_quantile=0.1, unknown_quantile=0.2)
+    probs, motion = L.scores(calibrated, inl)
+    assert (motion.max(1) <= rule.idle_floor).mean() == pytest.approx(0.1, abs=0.03)
+    moving = motion.max(1) > rule.idle_floor
+    assert (probs.max(1)[moving] < rule.unknown_below).mean() == pytest.approx(0.2, abs=0.03)
+    assert rule.calibration["inlier_windows"] == 40
+    assert rule.calibration["still_idle"] + rule.calibration["still_unknown"] <= 1.0

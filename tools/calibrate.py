@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""Calibrate a Penn Action checkpoint's open-set decision (``unknown`` and ``idle``) and
+write the thresholds into it (``open_set``, with a stage record).
+
+    python tools/calibrate.py --checkpoint runs/penn_ft.pt --out models/weights/penn.pt
+
+Training data only (:func:`finetec_live.learning.openset.calibration_sets`): Penn's
+validation clips in both joint conventions, J-HMDB training clips of other actions held out
+of outlier exposure, still windows of training poses. ``--report`` also measures the
+test sets (:func:`finetec_live.learning.openset.test_sets`) and prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from finetec_live.errors import FinetecError
+from finetec_live.learning.openset import IDLE_QUANTILE, UNKNOWN_QUANTILE
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", required=True, type=Path)
+    ap.add_argument("--out", type=Path, help="where to write (default: --checkpoint)")
+    ap.add_argument("--idle-quantile", type=float, default=IDLE_QUANTILE)
+    ap.add_argument("--unknown-quantile", type=float, default=UNKNOWN_QUANTILE)
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--report", type=Path, default=None,
+                    help="also measure the test sets and write them (JSON) here")
+    args = ap.parse_args(argv)
+    command = " ".join(["python", "tools/calibrate.py", *(sys.argv[1:] if argv is None
+                                                          else argv)])
+    try:
+        import torch
+
+        from finetec_live.inference.checkpoint import load_checkpoint
+        from finetec_live.inference.recognizer import Recognizer
+        from finetec_live.learning import openset
+        from finetec_live.learning.checkpoints import atomic_save, stage_record, with_stage
+
+        torch.set_num_threads(max(1, args.threads))
+        t0 = time.time()
+        rec = Recognizer.from_checkpoint(args.checkpoint, device="cpu")
+        rule = openset.calibrate(rec, *openset.calibration_sets(rec, args.data_root),
+                                 idle_quantile=args.idle_quantile,
+                                 unknown_quantile=args.unknown_quantile)
+        ck = load_checkpoint(args.checkpoint)
+        ck["open_set"] = rule.to_dict()
+        ck["stages"] = with_stage(ck, stage_record(
+            command, time.time() - t0, "open-set thresholds calibrated (nothing trained)",
+            {"idle_quantile": args.idle_quantile, "unknown_quantile": args.unknown_quantile}))
+        atomic_save(ck, args.out or args.checkpoint)
+        print(json.dumps(rule.to_dict(), indent=1))
+        if args.report:
+            rec = Recognizer.from_checkpoint(args.out or args.checkpoint, device="cpu")
+            report = {name: openset.rates(rec, ws) for name, ws in
+                      openset.test_sets(rec, args.data_root).items()}
+            report["open_set"] = rule.to_dict()
+            report["made_by"] = command
+            args.report.write_text(json.dumps(report, indent=1) + "\n")
+            print(json.dumps(report, indent=1))
+    except FinetecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
