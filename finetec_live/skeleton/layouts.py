@@ -287,13 +287,14 @@ def _same_names(dst: Layout, rename: dict[str, str] | None = None) -> list:
 
 
 # MediaPipe's hips sit closer together than Penn Action's annotators put them, and its
-# nose lower than their head point. Measured with ``tools/check_mapping.py`` (medians over
-# frames with head, shoulders and hips valid; Penn's training annotations against MediaPipe
-# on the real-video development set): hip width / shoulder width 0.878 (Penn) vs 0.603
-# (MediaPipe); head above the shoulder midpoint / torso length 0.383 vs 0.326. So penn13's
-# hips are MediaPipe's spread about their midpoint by PENN_HIP_SPREAD, and its head the
-# nose moved away from the shoulder midpoint by PENN_HEAD_RAISE (affine weights, summing
-# to 1, some negative).
+# nose lower than their head point. Measured with ``tools/check_mapping.py --raw``
+# (medians over frames with head, shoulders and hips valid; Penn's training annotations
+# against MediaPipe on the real-video development set ``videos/penn_real``): hip width /
+# shoulder width 0.878 (Penn) vs 0.601 (MediaPipe); head above the shoulder midpoint /
+# torso length 0.383 vs 0.320. So penn13's hips are MediaPipe's spread about their
+# midpoint by PENN_HIP_SPREAD, and its head the nose moved away from the shoulder
+# midpoint by PENN_HEAD_RAISE (affine weights, summing to 1, some negative); mapped, the
+# medians are 0.878 and 0.375 (``tools/check_mapping.py``).
 PENN_HIP_SPREAD = 1.46
 PENN_HEAD_RAISE = 1.17
 
