@@ -74,6 +74,24 @@ def test_unknown_and_idle_are_segments_like_any_label():
         assert a.t_end == b.t_start
 
 
+def test_idle_segments_span_their_idle_windows_exactly():
+    """An idle window is still throughout, any other moves somewhere: idle starts at its
+    first idle window's start and ends at its last idle window's end."""
+    segs = _run(["idle"] * 4 + ["squat"] * 6 + ["idle"] * 3)
+    assert [s.label for s in segs] == ["idle", "squat", "idle"]
+    assert segs[0].t_end == segs[1].t_start == 3 * HOP + WINDOW  # the last idle window's end
+    assert segs[1].t_end == segs[2].t_start == 10 * HOP  # the first idle window's start
+    segs = _run(["idle", "idle", "squat", "idle", "squat", "squat"])  # absorbed flicker
+    assert segs[0].t_end == 3 * HOP + WINDOW and segs[0].windows == 4
+
+
+def test_the_idle_label_is_the_recognizers():
+    from finetec_live.inference.openset import IDLE as RECOGNIZER_IDLE
+    from finetec_live.live.segments import IDLE
+
+    assert IDLE == RECOGNIZER_IDLE
+
+
 def test_a_pending_change_at_the_end_stays_in_the_last_segment():
     (s,) = _run(["a"] * 4 + ["b"])
     assert (s.label, s.windows, s.votes, s.last_window) == ("a", 5, 4, 4)

@@ -94,7 +94,7 @@ def test_from_a_segmenter():
                        t_start=round(done.t_start * 1e9), t_end=round(done.t_end * 1e9),
                        windows=done.windows, votes=done.votes, score=done.score,
                        first_window=done.first_window, last_window=done.last_window, model="m")
-    assert SegmentMessage.unpack(m.pack()) == m and m.t_end == 2_750_000_000
+    assert SegmentMessage.unpack(m.pack()) == m and m.t_end == 1_500_000_000  # idle from 1.5 s
 
 
 MALFORMED = [

@@ -11,10 +11,13 @@ hysteresis. The rule, window by window (in the order they were published):
   one other label is the decision for ``enter`` consecutive windows (default 2). Then the
   segment closes and the new one starts with those windows; windows of other labels in
   between stay in the segment they fell in (flicker is absorbed).
-- The boundary between the two segments is the centre of the first window of the new
-  label: a window takes the label of the larger part of its time, so that is where the
-  change most likely lies (the start of that window would place every change about half
-  a window early). The segments of a stream thus tile its time without overlap.
+- The boundary between the two segments is where the change most likely lies. A class or
+  ``unknown`` window takes the label of the larger part of its time, so the boundary is
+  the centre of the new label's first window (its start would place every change about
+  half a window early). An ``idle`` window is still over all of its time (every region
+  static) and any other window moves somewhere in it, so an idle segment spans its idle
+  windows exactly: it starts at the start of its first idle window and ends at the end
+  of its last. The segments of a stream thus tile its time without overlap.
 - A hole in the coverage (a window starting more than ``gap`` seconds after the last
   window of the segment ended: a long stretch without classified windows) closes the
   segment at its last window's end; the next window opens a new one at its own start.
@@ -30,6 +33,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+#: The label of windows in which nobody moves (``finetec_live.inference.openset.IDLE``).
+IDLE = "idle"
 #: Float slack when comparing one window's start with another's end (windows that touch
 #: end and start at the same instant, up to rounding).
 TIME_SLACK_S = 1e-6
@@ -78,6 +83,7 @@ class _Run:
     last_end: float = 0.0  # end of the last window in it
     last_window: int = 0
     centre: float = 0.0  # centre of the first window: the boundary, should it take over
+    vote_end: float = 0.0  # end of the last window of its own label
 
 
 class Segmenter:
@@ -86,14 +92,15 @@ class Segmenter:
     ``enter``: consecutive windows a new label needs to take over (1: no hysteresis).
     ``gap``: seconds of coverage missing between two windows that close a segment
     (the command passes its hop, so one lost window never splits a segment).
+    ``idle``: the label whose windows are still throughout (its boundaries are exact).
     """
 
-    def __init__(self, enter: int = 2, gap: float = 0.0) -> None:
+    def __init__(self, enter: int = 2, gap: float = 0.0, idle: str = IDLE) -> None:
         if isinstance(enter, bool) or not isinstance(enter, int) or enter < 1:
             raise ValueError(f"enter must be an integer >= 1, got {enter!r}")
         if not gap >= 0.0:
             raise ValueError(f"gap must be >= 0 seconds, got {gap!r}")
-        self.enter, self.gap = enter, float(gap)
+        self.enter, self.gap, self.idle = enter, float(gap), idle
         self.closed = 0  # segments closed so far (the next one's seq)
         self._open: _Run | None = None
         self._candidate: _Run | None = None  # another label's consecutive windows
@@ -131,7 +138,13 @@ class Segmenter:
             return None
         cur.windows -= cand.windows
         cur.last_end, cur.last_window = self._before
-        done = self._close(cur, cand.centre)
+        if cand.label == self.idle:  # still from its first window's start
+            boundary = cand.t_start
+        elif cur.label == self.idle:  # still up to its last idle window's end
+            boundary = cur.vote_end
+        else:
+            boundary = cand.centre
+        done = self._close(cur, boundary)
         cand.t_start = done.t_end
         self._open, self._candidate = cand, None
         return done
@@ -155,6 +168,7 @@ class Segmenter:
         if vote:
             run.votes += 1
             run.score_sum += score
+            run.vote_end = max(run.vote_end, float(t_end))
 
     def _close(self, run: _Run, t_end: float) -> Segment:
         seg = Segment(seq=self.closed, label=run.label, t_start=run.t_start,
@@ -174,5 +188,5 @@ def timeline_lines(segments, more: int = 0) -> list[str]:
         lines.append(f"{s.t_start:9.2f} - {s.t_end:9.2f} s  {s.label:<20s} "
                      f"{s.windows:5d} windows{other}  mean score {s.score:.2f}")
     if more:
-        lines.append(f"... and {more} more segments (all in --stats-json)")
+        lines.append(f"... and {more} more segments (in --stats-json)")
     return lines
