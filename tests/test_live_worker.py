@@ -49,3 +49,32 @@ def test_with_a_display_the_network_runs_once_per_window(rec):
 def test_without_missing_frames_no_completion_is_mapped(rec):
     got = classify_window(rec, _window(slice(0, 0)), "cam", want_completion=True)
     assert got.completed_positions is None and not got.message.completed
+
+
+def _still(window: Window) -> Window:
+    pos = np.repeat(window.positions[:1], window.num_frames, axis=0)
+    fv = np.ones(window.num_frames, bool)
+    return Window(pos, fv, window.joint_valid | True, window.timestamps, t_start=0.0,
+                  t_end=2.5, seq=4, layout="penn13")
+
+
+def test_the_message_carries_the_open_set_decision(rec):
+    from finetec_live.inference.openset import OpenSet
+
+    moving, still = _window(slice(0, 0)), _still(_window(slice(0, 0)))
+    closed = classify_window(rec, moving, "cam").message
+    assert closed.label == closed.topk[0][0] and closed.score == closed.topk[0][1]
+    saved = rec.open_set, rec.open_set_enabled
+    try:
+        rec.open_set, rec.open_set_enabled = OpenSet(unknown_below=1.0, idle_floor=0.002), True
+        got = classify_window(rec, moving, "cam")
+        m = got.message
+        assert (m.label, got.kind) == ("unknown", "unknown")
+        assert m.score == pytest.approx(1.0 - m.topk[0][1], abs=1e-6)
+        assert m.topk == closed.topk  # the ranking of the classes is the classifier's
+        got = classify_window(rec, still, "cam")
+        assert (got.message.label, got.kind, got.message.score) == ("idle", "idle", 1.0)
+        rec.open_set_enabled = False  # --no-open-set
+        assert classify_window(rec, still, "cam").message.label in rec.class_names
+    finally:
+        rec.open_set, rec.open_set_enabled = saved

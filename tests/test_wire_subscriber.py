@@ -131,3 +131,10 @@ def test_subscribe_command_survives_malformed_messages():
     n = int(lines[-1].split("finetec-subscribe: ")[1].split()[0])
     per_round = sum(frames[0].startswith(b"label.") for frames, _ in MALFORMED)  # subscribed
     assert n >= 2 * per_round  # at least the two full rounds before labels 2 and 3
+
+
+def test_subscribe_command_with_nothing_to_print_is_one_line():
+    r = subprocess.run([*SUBSCRIBE, "--no-labels", "--no-segments"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "nothing to print" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

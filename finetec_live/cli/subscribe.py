@@ -1,4 +1,4 @@
-"""``finetec-subscribe``: print the label stream of a running ``finetec-live``."""
+"""``finetec-subscribe``: print the labels and segments of a running ``finetec-live``."""
 
 from __future__ import annotations
 
@@ -11,22 +11,32 @@ import time
 from finetec_live.cli.options import OneLineParser
 from finetec_live.errors import FinetecError
 from finetec_live.wire.endpoints import DEFAULT_BIND
-from finetec_live.wire.messages import LabelMessage, StatusMessage
+from finetec_live.wire.messages import (
+    OPEN_SET_LABELS,
+    LabelMessage,
+    SegmentMessage,
+    StatusMessage,
+)
 
 REPORT_EVERY_S = 5.0  # at most one stderr line about malformed messages this often
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="finetec-subscribe",
-                      description="Print the labels (and optionally the heartbeats) published by "
-                                  "finetec-live.")
+                      description="Print the labels, segments (and optionally the heartbeats) "
+                                  "published by finetec-live.")
     p.add_argument("--connect", default=DEFAULT_BIND, metavar="ENDPOINT",
                    help=f"publisher endpoint (default {DEFAULT_BIND})")
     p.add_argument("--json", action="store_true", help="one JSON object per line, with 'topic'")
     p.add_argument("--stream", default="", help="only this stream id (default: all)")
+    p.add_argument("--labels", action=argparse.BooleanOptionalAction, default=True,
+                   help="print label.<stream>, one per window (default on)")
+    p.add_argument("--segments", action=argparse.BooleanOptionalAction, default=True,
+                   help="print segment.<stream>, one per stretch of one label (default on)")
     p.add_argument("--status", action="store_true", help="also print status.<stream> heartbeats")
     p.add_argument("--count", type=int, default=0, metavar="N",
-                   help="exit after N label messages (default: run until Ctrl-C)")
+                   help="exit after N label and segment messages (those printed; default: "
+                        "run until Ctrl-C)")
     p.add_argument("--timeout", type=float, default=0.0, metavar="S",
                    help="exit with status 1 when nothing arrives for S seconds (default: wait)")
     p.add_argument("--curve-server-key", metavar="FILE",
@@ -38,14 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def format_message(message: LabelMessage | StatusMessage) -> str:
-    """One human-readable line for a label or status message."""
+def format_message(message: LabelMessage | SegmentMessage | StatusMessage) -> str:
+    """One human-readable line for a label, segment or status message. An ``unknown``
+    or ``idle`` label names the best class after it."""
     m = message
     if isinstance(m, LabelMessage):
+        best = ""
+        if m.label in OPEN_SET_LABELS and m.topk:
+            best = f" (best class {m.topk[0][0]} {m.topk[0][1]:.2f})"
         return (f"{m.stream} #{m.seq:<5d} {m.t_start / 1e9:8.2f}-{m.t_end / 1e9:8.2f}s  "
-                f"{m.label:<20s} {m.score:.2f}  missing {m.missing:.0%}"
+                f"{m.label:<20s} {m.score:.2f}{best}  missing {m.missing:.0%}"
                 f"{' (completed)' if m.completed else ''}  "
                 f"latency {m.latency_ms['total']:.1f} ms")
+    if isinstance(m, SegmentMessage):
+        other = f", {m.windows - m.votes} other" if m.votes < m.windows else ""
+        return (f"{m.stream} segment #{m.seq:<4d} {m.t_start / 1e9:8.2f}-"
+                f"{m.t_end / 1e9:8.2f}s  {m.label:<20s} {m.score:.2f}  "
+                f"{m.windows} windows{other} (#{m.first_window}-#{m.last_window})")
     return (f"{m.stream} status: {m.state}, {m.fps:.1f} fps, {m.frames} frames, "
             f"{m.pose_missing} without pose, {m.published} published, "
             f"{m.dropped_windows} dropped, {m.skipped_windows} skipped")
@@ -60,11 +79,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.count < 0 or args.timeout < 0:
         raise FinetecError("--count and --timeout must be >= 0")
-    topics = [t + args.stream for t in ["label.", *(["status."] if args.status else [])]]
+    kinds = [k for k, on in (("label", args.labels), ("segment", args.segments),
+                             ("status", args.status)) if on]
+    if not kinds:
+        raise FinetecError("--no-labels and --no-segments leave nothing to print; keep one "
+                           "of them or add --status")
+    topics = [f"{k}.{args.stream}" for k in kinds]
     sub = open_subscriber(args.connect, topics=topics, curve_server_key=args.curve_server_key,
                           curve_secret=args.curve_secret)
     report = ThrottledReport(_stderr, interval_s=REPORT_EVERY_S)
-    n_labels, last = 0, time.monotonic()
+    n_printed, last = 0, time.monotonic()
     try:
         while True:
             got = sub.receive(200)
@@ -81,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 line = format_message(got.message)
             print(line, flush=True)
-            if got.is_label:
-                n_labels += 1
-                if args.count and n_labels >= args.count:
+            if got.kind != "status":
+                n_printed += 1
+                if args.count and n_printed >= args.count:
                     return 0
     finally:
         sub.close()

@@ -3,23 +3,31 @@
 These are steps the command-line tool composes; none of them starts a thread
 or opens a socket on its own. The capture thread (source + pose + buffer) puts
 due windows into a :class:`Handoff`; the inference thread takes them,
-:func:`classify_window` runs kernels and model, and the publisher sends the
-result. When inference falls behind, the hand-off drops the stalest window and
-counts it: nothing ever waits for inference or for a subscriber.
+:func:`classify_window` runs kernels, model and the open-set decision, and the
+publisher sends the result; a :class:`~finetec_live.live.segments.Segmenter` turns the
+labels into segments, published as each one ends. When inference falls behind, the
+hand-off drops the stalest window and counts it: nothing ever waits for inference or
+for a subscriber.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from finetec_live.inference.window import Window
 from finetec_live.live.handoff import Handoff
+from finetec_live.live.segments import Segment, Segmenter
 from finetec_live.live.stats import Stats
-from finetec_live.wire.messages import LabelMessage
+from finetec_live.wire.messages import LabelMessage, SegmentMessage
+
+#: Closed segments a worker keeps for the end-of-run timeline (the newest; all are
+#: published and counted).
+MAX_SEGMENTS_KEPT = 10_000
 
 
 def enough_valid(window: Window, min_valid_fraction: float, min_valid_frames: int = 2,
@@ -39,11 +47,14 @@ class Classified:
     message: LabelMessage
     probs: np.ndarray
     completed_positions: np.ndarray | None = None  # (T, V, 2) when asked for
+    kind: str = "class"  # the decision's: "class", "unknown" or "idle"
 
 
 def classify_window(recognizer, window: Window, stream: str, topk: int = 5,
                     want_completion: bool = False) -> Classified:
-    """Kernels (``prepare``) and model (``predict``) on one window, timed.
+    """Kernels (``prepare``), model (``predict``) and the open-set decision
+    (``decide``: the message's ``label`` and ``score``) on one window, timed; ``topk``
+    ranks the classes by probability whatever the decision.
 
     ``latency_ms.total`` is left at 0: the worker sets it just before sending
     (from the reading of the window's newest frame to publication).
@@ -64,34 +75,40 @@ def classify_window(recognizer, window: Window, stream: str, topk: int = 5,
     else:
         probs = recognizer.predict(batch)
         t2 = time.perf_counter()
-    probs = np.asarray(probs)[0]  # (K,)
+    probs = np.asarray(probs)  # (1, K)
+    decision = recognizer.decide(probs, batch)[0]  # motion kernel's scores (idle), if needed
+    t3 = time.perf_counter()
+    probs = probs[0]  # (K,)
     names = recognizer.class_names
     order = np.argsort(-probs)[: max(1, min(topk, len(names)))]
     missing = window.missing_fraction
     msg = LabelMessage(
         stream=stream, seq=window.seq,
         t_start=round(window.t_start * 1e9), t_end=round(window.t_end * 1e9),
-        label=names[order[0]], score=float(probs[order[0]]),
+        label=decision.label, score=float(decision.score),
         topk=[[names[i], float(probs[i])] for i in order],
         missing=missing, completed=bool(recognizer.uses_completion and missing > 0),
-        latency_ms={"pose": window.pose_ms, "kernels": (t1 - t0) * 1e3,
+        latency_ms={"pose": window.pose_ms, "kernels": (t1 - t0 + t3 - t2) * 1e3,
                     "model": (t2 - t1) * 1e3, "total": 0.0},
         model=str(recognizer.model_id), wall_ns=time.time_ns())
-    return Classified(msg, probs, completed)
+    return Classified(msg, probs, completed, decision.kind)
 
 
 class InferenceWorker:
     """The body of the inference thread (the caller creates and joins the thread).
 
-    Takes windows from the hand-off, classifies them, publishes each label, a
-    heartbeat every ``heartbeat_s``, and a final ``stopped`` heartbeat. Any
-    exception is kept in ``error`` and ``stop`` is set, so the capture thread
-    ends too and the caller reports it.
+    Takes windows from the hand-off, classifies them, publishes each label, each
+    segment as it ends (with a ``segmenter``; the open one when the hand-off is closed
+    and drained), a heartbeat every ``heartbeat_s``, and a final ``stopped``
+    heartbeat. Any exception is kept in ``error`` and ``stop`` is set, so the capture
+    thread ends too and the caller reports it. ``segments`` keeps the newest
+    :data:`MAX_SEGMENTS_KEPT` closed segments, ``segments_published`` counts them all.
     """
 
     def __init__(self, recognizer, handoff: Handoff, publisher, stats: Stats, stream: str,
                  stop: threading.Event, *, topk: int = 5, want_completion: bool = False,
-                 on_label=None, heartbeat_s: float = 1.0) -> None:
+                 on_label=None, heartbeat_s: float = 1.0,
+                 segmenter: Segmenter | None = None) -> None:
         self.recognizer, self.handoff, self.publisher = recognizer, handoff, publisher
         self.stats, self.stream, self.stop = stats, stream, stop
         self.topk, self.want_completion = topk, want_completion
@@ -99,6 +116,9 @@ class InferenceWorker:
         self.heartbeat_s = heartbeat_s
         self.error: BaseException | None = None
         self.latest: Classified | None = None  # read by the display
+        self.segmenter = segmenter
+        self.segments: deque[Segment] = deque(maxlen=MAX_SEGMENTS_KEPT)
+        self.segments_published = 0
         self._t_start = time.monotonic()
         self._last_beat = self._t_start
         self._last_frames = 0
@@ -125,7 +145,24 @@ class InferenceWorker:
         self.latest = result
         if self.on_label is not None:
             self.on_label(result)
+        if self.segmenter is not None:
+            m = result.message
+            self.publish_segment(self.segmenter.push(m.label, m.score, window.t_start,
+                                                     window.t_end, window.seq))
         return result
+
+    def publish_segment(self, segment: Segment | None) -> None:
+        """Send a closed segment (None: nothing closed) and keep it for the timeline."""
+        if segment is None:
+            return
+        self.publisher.send(SegmentMessage(
+            stream=self.stream, seq=segment.seq, label=segment.label,
+            t_start=round(segment.t_start * 1e9), t_end=round(segment.t_end * 1e9),
+            windows=segment.windows, votes=segment.votes, score=min(1.0, segment.score),
+            first_window=segment.first_window, last_window=segment.last_window,
+            model=str(self.recognizer.model_id), wall_ns=time.time_ns()))
+        self.segments.append(segment)
+        self.segments_published += 1
 
     def run(self) -> None:
         try:
@@ -137,6 +174,8 @@ class InferenceWorker:
                     break
                 if time.monotonic() - self._last_beat >= self.heartbeat_s:
                     self.heartbeat()
+            if self.segmenter is not None:  # the stream ended: its open segment too
+                self.publish_segment(self.segmenter.flush())
             self.heartbeat("stopped")
         except BaseException as exc:  # reported by the caller, in its thread
             self.error = exc
@@ -171,7 +210,7 @@ def warm_up(recognizer, window_s: float, fps: float, want_completion: bool = Fal
     jv = fv[:, None] & np.ones((T, lay.num_joints), bool)
     for _ in range(rounds):
         batch = recognizer.prepare(pos[None], fv[None], jv[None], ts[None])
-        recognizer.predict(batch)
+        recognizer.decide(recognizer.predict(batch), batch)
         if want_completion:
             recognizer.complete(pos[None], fv[None], jv[None], ts[None])
     return time.perf_counter() - t0
