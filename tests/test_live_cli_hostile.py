@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 
 from finetec_live.live.sources import DEMO_VIDEO
 
@@ -202,11 +203,50 @@ def test_lagged_frames_are_missing_ticks_counted_and_never_written(tmp_path):
     assert np.median(pose_ms) > 0.6 * np.median(every_frame)
 
 
-def test_progress_bar_on_request(tmp_path):
-    r = _live(["--video", str(DEMO_VIDEO), "--fast", "--no-display", "--progress"],
-              timeout=300)
+def test_progress_line_on_request(tmp_path):
+    """--progress on a file whose stderr is no terminal: one line redrawn (carriage
+    returns, never new lines), ending at the file's length with the windows classified."""
+    r = subprocess.run([*LIVE, "--bind", "tcp://127.0.0.1:*", "--video", str(DEMO_VIDEO),
+                        "--fast", "--no-display", "--progress", "--stats-json",
+                        str(tmp_path / "s.json")], capture_output=True, timeout=300)
+    err = r.stderr.decode()  # as bytes: text mode would turn carriage returns into new lines
+    assert r.returncode == 0, err
+    published = json.loads((tmp_path / "s.json").read_text())["published"]
+    lines = err.split("\n")
+    line = next(x for x in lines if "\r" in x)
+    last = line.split("\r")[-1]
+    assert "100%" in last and f"sports2d_demo: 5.0/5.0 s, {published} windows, " in last
+    assert sum("\r" in x for x in lines) == 1  # the one line
+
+
+def test_address_in_use():
+    holder = zmq.Context.instance().socket(zmq.PUB)
+    port = holder.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        r = _live(["--video", str(DEMO_VIDEO), "--bind", f"tcp://127.0.0.1:{port}"])
+    finally:
+        holder.close(linger=0)
+    _one_line_error(r, "already in use", "--bind")
+
+
+def test_keygen_writes_usable_keys(tmp_path):
+    r = subprocess.run([*LIVE, "keygen", str(tmp_path / "keys")], capture_output=True,
+                       text=True, timeout=30)
     assert r.returncode == 0, r.stderr
-    assert "150/150" in r.stderr
+    names = sorted(p.name for p in (tmp_path / "keys").iterdir())
+    assert names == ["client.key", "client.key_secret", "server.key", "server.key_secret"]
+    again = subprocess.run([*LIVE, "keygen", str(tmp_path / "keys")], capture_output=True,
+                           text=True, timeout=30)
+    _one_line_error(again, "already exist")
+
+
+def test_cuda_asked_for_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    r = _live(["--video", str(DEMO_VIDEO), "--device", "cuda"])
+    _one_line_error(r, "CUDA", "--device cpu")  # the flag, not a Python argument
 
 
 def test_a_wildcard_port_is_logged_as_the_port_bound():

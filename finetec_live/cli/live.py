@@ -19,16 +19,16 @@ import sys
 import threading
 import time
 
-from finetec_live.cli import checks, runtime
+from finetec_live.cli import checks, parts, runtime
 from finetec_live.cli.options import build_parser
 from finetec_live.cli.outputs import (
     JsonlWriter,
     stats_payload,
     summary_line,
+    timeline,
     write_error,
     write_stats,
 )
-from finetec_live.cli.parts import load_recognizer, open_source
 from finetec_live.errors import FinetecError
 
 log = logging.getLogger("finetec_live")
@@ -65,7 +65,7 @@ class LiveRun:
 
         args = self.args
         self.signals.install()
-        self.source = open_source(args, self.stop)
+        self.source = parts.open_source(args, self.stop)
         self.stream = args.stream or self.source.name
         try:
             check_stream_name(self.stream)
@@ -73,7 +73,8 @@ class LiveRun:
             raise FinetecError(f"{exc}; pass --stream with such a name") from None
         self._open_display()
         self._open_publisher()
-        self.rec = load_recognizer(args.model, args.device)
+        self.rec = parts.load_recognizer(args.model, args.device)
+        parts.configure_open_set(self.rec, args.open_set)
         runtime.limit_torch_threads()
         self._open_timeline()
         if args.drop > 0:
@@ -122,13 +123,15 @@ class LiveRun:
 
     def _start_worker(self) -> None:
         from finetec_live.live.handoff import Handoff
+        from finetec_live.live.segments import Segmenter
         from finetec_live.live.worker import InferenceWorker, warm_up
 
         want = self.display is not None
         self.handoff = Handoff(maxsize=1)
         self.worker = InferenceWorker(self.rec, self.handoff, self.publisher, self.stats,
                                       self.stream, self.stop, topk=self.args.topk,
-                                      want_completion=want, on_label=self.jsonl)
+                                      want_completion=want, on_label=self.jsonl,
+                                      segmenter=Segmenter(gap=self.hop_s))
         log.debug("warm-up: %.2f s", warm_up(self.rec, self.window_s, self.source.fps,
                                               want_completion=want))
         self.worker_thread = threading.Thread(target=self.worker.run, name="finetec-inference",
@@ -161,23 +164,20 @@ class LiveRun:
                                                 daemon=True)
             self.pump_thread.start()
         rec = self.rec
-        log.info("publishing label.%s and status.%s on %s; model %s (%s, %d classes) on %s; "
-                 "window %.2f s, hop %.2f s; source %.1f fps%s", self.stream, self.stream,
-                 self.publisher.endpoint, rec.model_id, rec.layout, len(rec.class_names),
-                 rec.device, self.window_s, self.hop_s, self.source.fps,
+        parts.warn_closed_set(rec, args.open_set, args.model)
+        log.info("publishing label.%s, segment.%s and status.%s on %s; model %s (%s, %d "
+                 "classes, %s) on %s; window %.2f s, hop %.2f s; source %.1f fps%s",
+                 self.stream, self.stream, self.stream, self.publisher.endpoint, rec.model_id,
+                 rec.layout, len(rec.class_names),
+                 "open set" if rec.open_set_enabled else "closed set", rec.device,
+                 self.window_s, self.hop_s, self.source.fps,
                  ", as fast as possible" if args.fast else "")
-        self._open_progress()
-
-    def _open_progress(self) -> None:
-        args = self.args
         show = args.progress if args.progress is not None else sys.stderr.isatty()
-        if not show or args.camera is not None:
-            return
-        from tqdm import tqdm
+        if show and args.camera is None:  # a file's replay, never a camera
+            from finetec_live.cli.progress import ReplayProgress, source_seconds
 
-        total = getattr(self.source, "frame_count", None) if not args.loop else None
-        self.progress = tqdm(total=total or None, unit="frame", desc=self.stream,
-                             file=sys.stderr, mininterval=0.5)
+            self.progress = ReplayProgress(self.stream, source_seconds(self.source, args.loop),
+                                           1.0 / self.source.fps)
 
     # ------------------------------------------------------------------ running
     def capture(self) -> None:
@@ -189,7 +189,7 @@ class LiveRun:
                 self.stats.first_frame_wall = frame.wall
             self.step(frame)
             if self.progress is not None:
-                self.progress.update(1)
+                self.progress.update(frame.timestamp, self.worker)
             if self.display is not None and self.display.closed_by_user:
                 self.signals.why = "window closed"
                 break
@@ -265,10 +265,8 @@ class LiveRun:
 
     # ------------------------------------------------------------------ ending
     def finish(self) -> None:
-        """Last window, drain inference, the end line and the statistics."""
-        if self.progress is not None:  # before the end line, not across it
-            self.progress.close()
-            self.progress = None
+        """Last window, drain inference, the progress line's last state, the end line, a
+        file's timeline and the statistics."""
         if self.worker.error is None and self.signals.why in ("end", "max_seconds"):
             final = self.timeline.flush()
             if final is not None:
@@ -276,6 +274,9 @@ class LiveRun:
         self.handoff.close()
         self.worker_thread.join()
         self.worker_thread = None
+        if self.progress is not None:  # before the end line, not across it
+            self.progress.close(self.worker)
+            self.progress = None
         if self.worker.error is not None:
             raise self.worker.error
         self.stats.dropped_windows = self.handoff.dropped
@@ -283,6 +284,8 @@ class LiveRun:
         self._report_source()
         s = self.stats.to_dict()
         log.info("%s", summary_line(self.signals.why, s))
+        if self.args.camera is None:  # the end of a file (or of its replay)
+            log.info("%s", timeline(self.worker, self.stream))
         if self.args.stats_json:
             write_stats(self.args.stats_json, stats_payload(s, self))
             self.stats_written = True

@@ -14,7 +14,9 @@ examples:
   finetec-live --video clip.mp4 --record poses.fkp          keep the poses for replay
   finetec-live --keypoints poses.fkp --fast                 replay them without video
   finetec-live keygen keys/                                 CURVE keys for --bind tcp://*:5557
-  finetec-subscribe --connect tcp://127.0.0.1:5557          print the labels
+  finetec-live --video clip.mp4 --no-open-set               classes only, never unknown/idle
+  finetec-subscribe --connect tcp://127.0.0.1:5557          print the labels and segments
+  finetec-subscribe --no-labels                             print the segments only
 """
 
 
@@ -76,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="S", help="end the run when a camera delivers no frame for S "
                                        "seconds, reopening it meanwhile (default 10)")
     src.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                     help="a progress bar while replaying a file (default: when stderr is a "
-                          "terminal)")
+                     help="one updating line on stderr while replaying a file: source time, "
+                          "windows, the latest label (default: when stderr is a terminal)")
 
     pose = p.add_argument_group("pose and corruption")
     pose.add_argument("--min-visibility", type=_fraction("--min-visibility", False), default=0.5,
@@ -103,22 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
                                          "of its frames have a pose (default 0.2)")
     model.add_argument("--topk", type=_positive_int("--topk"), default=5, metavar="K",
                        help="labels in the message's topk list (default 5)")
+    model.add_argument("--open-set", action=argparse.BooleanOptionalAction, default=True,
+                       help="label a window 'unknown' (like none of the classes) or 'idle' "
+                            "(nobody moving) by the checkpoint's calibrated thresholds "
+                            "(default on; without a calibration the labels are its classes)")
 
-    pub = p.add_argument_group("publishing")
-    pub.add_argument("--bind", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
-                     help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5557)")
-    pub.add_argument("--stream", metavar="ID", help="stream id in the topics (default: from the "
-                                                    "source name)")
-    pub.add_argument("--curve-secret", metavar="FILE",
-                     help="server key pair (server.key_secret from `finetec-live keygen`)")
-    pub.add_argument("--curve-clients", metavar="DIR",
-                     help="accept only the client public keys (*.key) in DIR (with CURVE)")
-    pub.add_argument("--curve-any-client", action="store_true",
-                     help="with CURVE beyond loopback, accept any subscriber holding server.key "
-                          "(encryption only, no allow-list)")
-    pub.add_argument("--insecure", action="store_true",
-                     help="allow a non-loopback --bind without CURVE encryption")
-
+    _publishing_options(p.add_argument_group("publishing"))
     out = p.add_argument_group("outputs")
     out.add_argument("--show", action="store_true", help="show the skeleton, label and fps")
     out.add_argument("--output", metavar="FILE", help="write the annotated video to FILE")
@@ -132,6 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                      help="logging on stderr (default INFO)")
     return p
+
+
+def _publishing_options(pub) -> None:
+    """The socket, the stream id and CURVE."""
+    pub.add_argument("--bind", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+                     help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5557)")
+    pub.add_argument("--stream", metavar="ID", help="stream id in the topics (default: from the "
+                                                    "source name)")
+    pub.add_argument("--curve-secret", metavar="FILE",
+                     help="server key pair (server.key_secret from `finetec-live keygen`)")
+    pub.add_argument("--curve-clients", metavar="DIR",
+                     help="accept only the client public keys (*.key) in DIR (with CURVE)")
+    pub.add_argument("--curve-any-client", action="store_true",
+                     help="with CURVE beyond loopback, accept any subscriber holding server.key "
+                          "(encryption only, no allow-list)")
+    pub.add_argument("--insecure", action="store_true",
+                     help="allow a non-loopback --bind without CURVE encryption")
 
 
 def build_keygen_parser() -> argparse.ArgumentParser:

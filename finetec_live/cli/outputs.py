@@ -1,4 +1,5 @@
-"""The files ``finetec-live`` writes besides the label stream: JSON lines, run statistics."""
+"""What ``finetec-live`` writes besides the label stream: JSON lines, run statistics, the
+end line and the end-of-file timeline of segments."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 from finetec_live.errors import FinetecError
+
+TIMELINE_LINES = 200  # segments printed at the end of a file (all go to --stats-json)
 
 
 def write_error(option: str, path: str | os.PathLike, exc: OSError) -> FinetecError:
@@ -77,8 +80,13 @@ def stats_payload(s: dict, live) -> dict:
     rec, args = live.rec, live.args
     s.update(stopped_by=live.signals.why, stream=live.stream)
     if rec is not None:
+        from finetec_live.cli.parts import open_set_summary
+
         s.update(model=rec.model_id, layout=rec.layout, device=rec.device,
-                 window_s=live.window_s, hop_s=live.hop_s)
+                 window_s=live.window_s, hop_s=live.hop_s, open_set=open_set_summary(rec))
+    if live.worker is not None:
+        s.update(segments_published=live.worker.segments_published,
+                 segments=[seg.to_dict() for seg in live.worker.segments])
     source = live.source
     if source is not None:
         s.update(source_fps=source.fps,
@@ -93,3 +101,17 @@ def stats_payload(s: dict, live) -> dict:
         s.update(output_frames=live.display.written)
     s.update(drop=args.drop, seed=args.seed)
     return s
+
+
+def timeline(worker, stream: str) -> str:
+    """The segments of a run as text: a heading, then one line per segment (the first
+    :data:`TIMELINE_LINES`)."""
+    from finetec_live.live.segments import timeline_lines
+
+    segs = list(worker.segments)
+    shown = segs[:TIMELINE_LINES]
+    lost = worker.segments_published - len(segs)  # beyond what the worker keeps
+    n = worker.segments_published
+    head = (f"timeline of {stream}: {n} segment{'' if n == 1 else 's'}"
+            + (f" (the first {lost} not kept)" if lost else ""))
+    return "\n".join([head, *timeline_lines(shown, more=len(segs) - len(shown))])

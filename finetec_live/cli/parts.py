@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import threading
 
 from finetec_live.errors import FinetecError
+
+log = logging.getLogger(__name__)
 
 
 def load_recognizer(model: str | None, device: str):
@@ -30,6 +33,32 @@ def load_recognizer(model: str | None, device: str):
 
     mapping_matrix("mediapipe33", rec.layout)  # FinetecError when the layout cannot be fed
     return rec
+
+
+def configure_open_set(rec, wanted: bool) -> None:
+    """``--open-set`` / ``--no-open-set`` on the recognizer: the decision is on when it is
+    wanted and the checkpoint has a calibration."""
+    rec.open_set_enabled = bool(wanted and rec.open_set is not None)
+
+
+def warn_closed_set(rec, wanted: bool, model: str | None) -> None:
+    """One warning when the decision is wanted but the checkpoint has no calibration (the
+    labels are then its classes); said once the run is open, so a refused option is the
+    only line a refused run prints."""
+    if wanted and rec.open_set is None:
+        log.warning("checkpoint %s has no open-set calibration: labels are closed-set (always "
+                    "one of its %d classes, never unknown or idle); calibrate it with `python "
+                    "tools/calibrate.py --checkpoint FILE` and pass --model FILE",
+                    model or "penn", len(rec.class_names))
+
+
+def open_set_summary(rec) -> dict:
+    """What ``--stats-json`` says about the decision in force."""
+    on = rec.open_set is not None and rec.open_set_enabled
+    out: dict = {"enabled": on, "calibrated": rec.open_set is not None}
+    if on:
+        out.update(unknown_below=rec.open_set.unknown_below, idle_floor=rec.open_set.idle_floor)
+    return out
 
 
 def open_source(args: argparse.Namespace, stop: threading.Event):
