@@ -136,3 +136,30 @@ def test_sampler_reveals_hidden_joints_and_changes_tempo():
     fast = Sampler(clips, "penn13", 32, np.random.default_rng(0), tempo_prob=1.0,
                    tempo=(2.0, 2.0), **common).batch(np.arange(4))
     np.testing.assert_allclose(fast.timestamps[:, -1], b.timestamps[:, -1] / 2, rtol=1e-5)
+
+
+def test_transplanted_legs_are_scaled_turned_and_anchored_at_the_shoulders():
+    T = 6
+    donor = np.zeros((T, 13, 2), np.float32)
+    donor[:, J["head"]] = (0.0, -1.0)
+    donor[:, J["left_shoulder"]], donor[:, J["right_shoulder"]] = (-1.0, 0.0), (1.0, 0.0)
+    donor[:, J["left_elbow"]], donor[:, J["right_elbow"]] = (-1.0, 1.0), (1.0, 1.0)
+    donor[:, J["left_hip"]], donor[:, J["right_hip"]] = (-0.5, 3.0), (0.5, 3.0)
+    donor[:, J["left_ankle"]] = (-0.5, 7.0)
+    djv = np.ones((T, 13), bool)
+    # the recipient: twice as big, lying (head to the left of the shoulders), no legs
+    pos = np.zeros((T, 13, 2), np.float32)
+    pos[:, J["head"]] = (8.0, 10.0)
+    pos[:, J["left_shoulder"]], pos[:, J["right_shoulder"]] = (10.0, 8.0), (10.0, 12.0)
+    pos[:, J["left_elbow"]], pos[:, J["right_elbow"]] = (12.0, 8.0), (12.0, 12.0)
+    jv = np.zeros((T, 13), bool)
+    jv[:, :7] = True
+    out, ok = E.transplant_lower_body(pos, jv, donor, djv, LAY)
+    np.testing.assert_array_equal(out[:, :7], pos[:, :7])  # what was there stays
+    assert ok[:, E.lower_body(LAY)].all()
+    # donor hip offset (-0.5, 3) from its shoulders, x2, turned by -90 degrees
+    np.testing.assert_allclose(out[0, J["left_hip"]], (10.0 + 6.0, 10.0 + 1.0), atol=1e-4)
+    np.testing.assert_allclose(out[0, J["left_ankle"]], (10.0 + 14.0, 10.0 + 1.0), atol=1e-4)
+    jv[:, J["right_elbow"]] = jv[:, J["left_elbow"]] = False  # nothing to scale by
+    out, ok = E.transplant_lower_body(pos, jv, donor, djv, LAY)
+    assert not ok[:, E.lower_body(LAY)].any()

@@ -105,6 +105,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--estimator-prob", type=float, default=D.estimator_prob,
         help="share of windows given a pose estimator's landmark placement, views and errors "
              "(finetec_live.learning.estimator)")
+    add("--transplant-prob", type=float, default=D.transplant_prob,
+        help="share of the windows of clips missing most of their lower body that get a "
+             "donor clip's hips and legs, as a pose estimator places them")
     add("--outliers", default=D.outliers, choices=("jhmdb",),
         help="outlier exposure: J-HMDB training clips of actions Penn lacks (minus those "
              "held out to calibrate unknown) trained towards the uniform distribution")

@@ -17,6 +17,10 @@ calls it on the observed window only, so the completion's ground truth stays cle
 - *Partial bodies*: legs (or feet) out of the frame for the whole window, or every joint
   below a horizontal line missing.
 - *Camera yaw*: the body seen from the side compresses horizontally.
+- *Legs an estimator sees*: annotators leave out joints outside the image (a guitarist's
+  legs below the frame), where an estimator often still places them; a clip missing most
+  of its lower body gets a donor clip's hips and legs, scaled and anchored at its
+  shoulders (:func:`transplant_lower_body`).
 - *Landmark placement*: hips spread or pinched about their midpoint and the head moved
   along the neck, the residual differences between where an estimator and annotators
   put these points (see ``tools/check_mapping.py``).
@@ -165,6 +169,71 @@ def yaw(pos, jv, rng: np.random.Generator, scale: float):
     out = pos.copy()
     out[..., 0] = cx + scale * (pos[..., 0] - cx)
     return out, jv.copy()
+
+
+LOWER_BODY = ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
+
+
+def lower_body(lay: Layout) -> list[int]:
+    """Indices of the hips, knees and ankles of ``lay`` (those it has)."""
+    n = _names(lay)
+    return [n[j] for j in LOWER_BODY if j in n]
+
+
+def _upper_scale(pos, jv, lay: Layout) -> float:
+    """Median shoulder-elbow length over the valid samples (0 when there are none)."""
+    n = _names(lay)
+    lengths = []
+    for side in ("left", "right"):
+        s, e = n.get(f"{side}_shoulder"), n.get(f"{side}_elbow")
+        if s is None or e is None:
+            continue
+        ok = jv[:, s] & jv[:, e]
+        lengths.append(np.linalg.norm(pos[ok, s] - pos[ok, e], axis=-1))
+    both = np.concatenate(lengths) if lengths else np.zeros(0)
+    return float(np.median(both)) if both.size else 0.0
+
+
+def _anchor(pos, jv, lay: Layout):
+    """Per frame: the midpoint of the valid shoulders, whether there is one, and the
+    direction (radians) from the head to it (NaN without a head)."""
+    n = _names(lay)
+    sh = [n["left_shoulder"], n["right_shoulder"]]
+    w = jv[:, sh].astype(np.float32)  # (T, 2)
+    count = w.sum(1)
+    mid = (pos[:, sh] * w[..., None]).sum(1) / np.maximum(count, 1)[:, None]
+    head = n.get("head", n.get("face"))
+    d = mid - pos[:, head] if head is not None else np.full_like(mid, np.nan)
+    ok_head = jv[:, head] if head is not None else np.zeros(len(pos), bool)
+    angle = np.where(ok_head & (count > 0), np.arctan2(d[:, 1], d[:, 0]), np.nan)
+    return mid, count > 0, angle
+
+
+def transplant_lower_body(pos, jv, donor_pos, donor_jv, lay: Layout):
+    """The missing hips, knees and ankles of ``pos`` filled from a donor sequence (looped
+    to this length): the donor's lower body relative to its shoulders, scaled by the ratio
+    of the two bodies' upper-arm lengths, turned by the difference of their head-to-
+    shoulders directions (a lying body gets lying legs), placed at this body's shoulders.
+    Frames without a shoulder in either body, and the whole window when either body has no
+    upper arm to measure, are left as they are."""
+    pos, jv = np.array(pos, np.float32), np.array(jv, bool)
+    a, b = _upper_scale(pos, jv, lay), _upper_scale(donor_pos, donor_jv, lay)
+    if a <= 0 or b <= 0:
+        return pos, jv
+    idx = np.arange(len(pos)) % len(donor_pos)
+    dp, dj = donor_pos[idx], donor_jv[idx]
+    d_mid, d_ok, d_ang = _anchor(dp, dj, lay)
+    r_mid, r_ok, r_ang = _anchor(pos, jv, lay)
+    turn = np.nan_to_num(r_ang - d_ang)  # no head in either: no turn
+    c, s = np.cos(turn), np.sin(turn)
+    for v in lower_body(lay):
+        fill = ~jv[:, v] & dj[:, v] & d_ok & r_ok
+        off = (a / b) * (dp[fill, v] - d_mid[fill])
+        cf, sf = c[fill], s[fill]
+        turned = np.stack([cf * off[:, 0] - sf * off[:, 1], sf * off[:, 0] + cf * off[:, 1]], -1)
+        pos[fill, v] = r_mid[fill] + turned
+        jv[fill, v] = True
+    return pos, jv
 
 
 def estimator_geometry(pos, jv, lay: Layout, rng: np.random.Generator,

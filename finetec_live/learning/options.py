@@ -65,6 +65,7 @@ class TrainOptions:
     reveal_prob: float = 0.0
     tempo_prob: float = 0.0
     estimator_prob: float = 0.0
+    transplant_prob: float = 0.0
     outliers: str | None = None
     outlier_weight: float = 0.5
     outlier_share: float = 0.25

@@ -323,7 +323,8 @@ def train(opts: TrainOptions, command: str) -> dict:
     run = setup(opts, command)
     kw = dict(crop_prob=opts.crop_prob, crop_seconds=tuple(opts.crop_seconds),
               mask_prob=opts.mask_prob, native_prob=opts.native_prob,
-              tempo_prob=opts.tempo_prob, estimator_prob=opts.estimator_prob)
+              tempo_prob=opts.tempo_prob, estimator_prob=opts.estimator_prob,
+              transplant_prob=opts.transplant_prob)
     sampler = Sampler(run.train_clips, run.layout, run.cfg.T, np.random.default_rng(opts.seed),
                       hidden=run.hidden, reveal_prob=opts.reveal_prob, **kw)
     outliers = None

@@ -14,7 +14,13 @@ import numpy as np
 from finetec_live.data.corruption import Corruption, diverse_mask, joint_dropout
 from finetec_live.inference.prepare import PreparedBatch, prepare_windows
 from finetec_live.inference.preprocess import interpolate_missing, normalize, resample_batch
-from finetec_live.learning.estimator import EstimatorNoise, estimator_errors, estimator_geometry
+from finetec_live.learning.estimator import (
+    EstimatorNoise,
+    estimator_errors,
+    estimator_geometry,
+    lower_body,
+    transplant_lower_body,
+)
 from finetec_live.skeleton.layouts import get_layout
 
 # The validation split is carved with this seed whatever the training seed, so every run
@@ -178,7 +184,9 @@ class Sampler:
     window shows them, as a pose estimator gives every joint. ``tempo_prob``: share of
     windows played faster or slower (a factor in ``tempo``). ``estimator_prob``: share of
     windows that get :mod:`~finetec_live.learning.estimator`'s placement, view and
-    estimator errors (``noise``).
+    estimator errors (``noise``). ``transplant_prob``: share of the windows of clips
+    missing most of their lower body that get a donor clip's hips and legs
+    (:func:`~finetec_live.learning.estimator.transplant_lower_body`).
     """
 
     def __init__(self, clips, layout, T: int, rng: np.random.Generator, *,
@@ -186,7 +194,7 @@ class Sampler:
                  native_prob: float, augment: bool = True, gap_prob: float = 0.0,
                  hidden=None, reveal_prob: float = 0.0, tempo_prob: float = 0.0,
                  tempo: tuple[float, float] = (0.7, 1.4), estimator_prob: float = 0.0,
-                 noise: EstimatorNoise | None = None) -> None:
+                 noise: EstimatorNoise | None = None, transplant_prob: float = 0.0) -> None:
         self.clips = clips
         self.gap_prob = gap_prob  # share of the masks drawn as long contiguous gaps
         self.layout = get_layout(layout)
@@ -203,6 +211,11 @@ class Sampler:
         self.tempo = tempo
         self.estimator_prob = estimator_prob
         self.noise = noise or EstimatorNoise()
+        self.transplant_prob = transplant_prob
+        low = lower_body(self.layout)
+        seen = np.array([c.joint_valid[:, low].mean() for c in clips])
+        self.legless = seen < 0.5  # clips missing most of their lower body
+        self.donors = np.flatnonzero(seen >= 0.9)
         self.flip = self.layout.flip_permutation()
         self.scales = np.array([clip_scale(c, self.layout) for c in clips], dtype=np.float32)
 
@@ -243,6 +256,10 @@ class Sampler:
         jv = c.joint_valid.copy()
         if self.augment and self.hidden is not None and rng.random() < self.reveal_prob:
             jv |= self.hidden[i]
+        if (self.augment and self.legless[i] and len(self.donors)
+                and rng.random() < self.transplant_prob):
+            d = self.clips[int(self.donors[rng.integers(len(self.donors))])]
+            pos, jv = transplant_lower_body(pos, jv, d.positions, d.joint_valid, self.layout)
         Tc = c.num_frames
         speed = 1.0
         if self.augment and rng.random() < self.tempo_prob:
