@@ -126,7 +126,13 @@ def test_calibration_quantiles_set_the_thresholds(calibrated):
     still = L.still_windows(clips, 10, 64, np.random.default_rng(0))
     rule = L.calibrate(calibrated, inl, out, still, idle_quantile=0.1, unknown_quantile=0.2)
     probs, motion = L.scores(calibrated, inl)
-    assert (motion.max(1) <= rule.idle_floor).mean() == pytest.approx(0.1, abs=0.03)
+    _, m_still = L.scores(calibrated, still)
+    cal = rule.calibration
+    assert (motion.max(1) <= cal["action_floor"]).mean() == pytest.approx(0.1, abs=0.03)
+    assert cal["still_floor"] == pytest.approx(L.STILL_MARGIN * np.quantile(
+        m_still.max(1), L.STILL_QUANTILE))
+    assert rule.idle_floor == min(cal["action_floor"], cal["still_floor"])
+    assert cal["still_idle"] >= 0.9
     moving = motion.max(1) > rule.idle_floor
     assert (probs.max(1)[moving] < rule.unknown_below).mean() == pytest.approx(0.2, abs=0.03)
     assert rule.calibration["inlier_windows"] == 40

@@ -7,8 +7,10 @@ training clip held for a live window with a pose estimator's jitter. Every clip 
 whole length and live-window crops, each resampled to the model's grid as the evaluation
 does.
 
-- ``idle_floor`` is the ``idle_quantile`` quantile of the largest region motion score of
-  the Penn validation windows: that share of real actions would be called idle.
+- ``idle_floor`` is the lower of the ``idle_quantile`` quantile of the largest region
+  motion score of the Penn validation windows (that share of real actions would be called
+  idle) and ``STILL_MARGIN`` times the ``STILL_QUANTILE`` quantile of the still windows'
+  (enough to call them idle, no more).
 - ``unknown_below`` is the ``unknown_quantile`` quantile of the top class probability of
   the Penn validation windows that are not idle.
 
@@ -36,6 +38,9 @@ UNKNOWN_QUANTILE = 0.02
 # development set's plank hold gives region scores of 0.0003-0.0009, i.e. about 0.012-0.02.
 STILL_JITTER = (0.003, 0.02)
 STILL_DRIFT = 0.004  # slow drift of the whole body over the window, same units
+# the idle floor needs no more than this margin over this quantile of the still windows
+STILL_QUANTILE = 0.99
+STILL_MARGIN = 1.5
 
 
 @dataclass
@@ -127,13 +132,17 @@ def calibrate(recognizer, inliers: WindowSet, outliers: WindowSet, still: Window
     """The thresholds (see the module docstring), with the rates they give on the
     calibration sets in ``calibration``."""
     p_in, m_in = scores(recognizer, inliers)
-    idle_floor = float(np.quantile(m_in.max(1), idle_quantile))
+    _, m_still = scores(recognizer, still)
+    action_floor = float(np.quantile(m_in.max(1), idle_quantile))
+    still_floor = STILL_MARGIN * float(np.quantile(m_still.max(1), STILL_QUANTILE))
+    idle_floor = min(action_floor, still_floor)
     moving = m_in.max(1) > idle_floor
     unknown_below = float(np.quantile(p_in.max(1)[moving], unknown_quantile))
     rule = OpenSet(unknown_below, idle_floor)
     cal = {"inlier_windows": len(inliers), "outlier_windows": len(outliers),
            "still_windows": len(still), "idle_quantile": idle_quantile,
-           "unknown_quantile": unknown_quantile}
+           "unknown_quantile": unknown_quantile, "action_floor": action_floor,
+           "still_floor": still_floor}
     for name, ws in (("inlier", inliers), ("outlier", outliers), ("still", still)):
         r = rates(recognizer, ws, rule)
         cal.update({f"{name}_{k}": v for k, v in r.items()})
