@@ -44,6 +44,10 @@ def main(argv=None) -> int:
     ap.add_argument("--crossval", metavar="PATTERN",
                     help="checkpoint per fold, '{fold}' in the name (see above)")
     ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--calibrate", type=float, metavar="Q", default=None,
+                    help="calibrate every model's open set first (tools/calibrate.py's "
+                         "training data) with unknown quantile Q, in memory: for choosing Q "
+                         "on cross-validation")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -66,6 +70,13 @@ def main(argv=None) -> int:
                     for k in range(args.folds)]
         else:
             runs = [(Recognizer.from_checkpoint(args.model, device="cpu"), labelled)]
+        if args.calibrate is not None:
+            from finetec_live.learning import openset
+
+            for rec, _ in runs:
+                rec.open_set = openset.calibrate(rec, *openset.calibration_sets(rec),
+                                                 unknown_quantile=args.calibrate)
+                rec.open_set_enabled = True
         res, res_other = [], []
         for rec, videos in runs:
             res += V.evaluate_videos(rec, videos, args.cache, progress=not args.quiet)
@@ -75,8 +86,11 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for rec, _ in runs:
+        rule = rec.open_set if rec.open_set_enabled else None
+        how = (f"unknown below {rule.unknown_below:.3f}, idle below {rule.idle_floor:.5f}"
+               if rule else "closed set")
         print(f"model {rec.model_id}; window {rec.window_seconds:g} s, hop "
-              f"{rec.hop_seconds:g} s")
+              f"{rec.hop_seconds:g} s; {how}")
     print()
     print(V.class_table(res))
     for (rec, _), other in zip(runs, res_other, strict=True):
