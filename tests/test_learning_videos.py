@@ -54,3 +54,32 @@ def test_the_same_labels_as_the_live_command_and_poses_cached_once(devset, tmp_p
     assert first[0].labels == live and len(live) >= 3
     table = V.class_table(first)
     assert "| box_jump | 0 / 1 |" in table and f"0 / {len(live)}" in table
+
+
+def test_crossval_scores_each_fold_with_its_own_model(tmp_path):
+    """--crossval: fold k's videos (whole sources) with the checkpoint named for k, every
+    model calibrated in memory with --calibrate."""
+    from _tools import load_tool
+
+    from finetec_live.inference.checkpoint import resolve_checkpoint
+
+    root = tmp_path / "dev"
+    (root / "box_jump").mkdir(parents=True)
+    for who in ("ann", "bob"):
+        (root / "box_jump" / f"{who}_jump.mp4").write_bytes(DEMO_VIDEO.read_bytes())
+    shipped = resolve_checkpoint("penn")
+    for k in (0, 1):
+        (tmp_path / f"m{k}.pt").symlink_to(shipped)
+    out = tmp_path / "cv.json"
+    tool = load_tool("evaluate_videos")
+    assert tool.main(["--videos", str(root), "--other", "none", "--crossval",
+                      str(tmp_path / "m{fold}.pt"), "--folds", "2", "--calibrate", "0.05",
+                      "--cache", str(tmp_path / "cache"), "--json", str(out),
+                      "--quiet"]) == 0
+    got = json.loads(out.read_text())
+    assert len(got["models"]) == 2
+    assert sorted(v["video"].rsplit("/", 1)[1] for v in got["videos"]) == [
+        "ann_jump.mp4", "bob_jump.mp4"]
+    assert tool.main(["--videos", str(root), "--other", "none", "--crossval",
+                      str(tmp_path / "m{fold}.pt"), "--folds", "3", "--quiet",
+                      "--cache", str(tmp_path / "cache")]) == 2
