@@ -137,3 +137,23 @@ def test_calibration_quantiles_set_the_thresholds(calibrated):
     assert (probs.max(1)[moving] < rule.unknown_below).mean() == pytest.approx(0.2, abs=0.03)
     assert rule.calibration["inlier_windows"] == 40
     assert rule.calibration["still_idle"] + rule.calibration["still_unknown"] <= 1.0
+
+
+def test_calibrate_tool_writes_the_thresholds_and_a_stage(tmp_path, capsys):
+    from _tools import load_tool
+
+    from finetec_live.inference.checkpoint import resolve_checkpoint
+
+    tool = load_tool("calibrate")
+    out = tmp_path / "cal.pt"
+    assert tool.main(["--checkpoint", str(resolve_checkpoint("penn")), "--out", str(out),
+                      "--unknown-quantile", "0.05"]) == 0
+    ck = torch.load(out, weights_only=True)
+    rule = OpenSet.from_dict(ck["open_set"])
+    assert rule.calibration["unknown_quantile"] == 0.05
+    assert ck["stages"][-1]["changed"].startswith("open-set thresholds calibrated")
+    rec = Recognizer.from_checkpoint(out, device="cpu")
+    assert rec.open_set == rule and rec.open_set_enabled
+    capsys.readouterr()
+    assert tool.main(["--checkpoint", str(out), "--report-only"]) == 2
+    assert "needs --report" in capsys.readouterr().err

@@ -23,6 +23,21 @@ from finetec_live.errors import FinetecError
 from finetec_live.learning.openset import IDLE_QUANTILE, UNKNOWN_QUANTILE
 
 
+def _report(rec, args, command: str, data_root) -> None:
+    """The open set of ``rec`` on the test sets, written to ``args.report`` and printed."""
+    from finetec_live.inference.checkpoint import file_sha256, resolve_checkpoint
+    from finetec_live.learning import openset
+
+    report = {name: openset.rates(rec, ws)
+              for name, ws in openset.test_sets(rec, data_root).items()}
+    report["open_set"] = rec.open_set.to_dict()
+    report["checkpoint"] = {"id": rec.model_id, "sha256": file_sha256(
+        resolve_checkpoint(args.out or args.checkpoint))}
+    report["made_by"] = command
+    args.report.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report, indent=1))
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -34,6 +49,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", type=Path, default=None,
                     help="also measure the test sets and write them (JSON) here")
+    ap.add_argument("--report-only", action="store_true",
+                    help="measure the checkpoint's stored open set on the test sets (with "
+                         "--report), without calibrating or writing the checkpoint")
     args = ap.parse_args(argv)
     command = " ".join(["python", "tools/calibrate.py", *(sys.argv[1:] if argv is None
                                                           else argv)])
@@ -48,6 +66,12 @@ def main(argv=None) -> int:
         torch.set_num_threads(max(1, args.threads))
         t0 = time.time()
         rec = Recognizer.from_checkpoint(args.checkpoint, device="cpu")
+        if args.report_only:
+            if args.report is None or rec.open_set is None:
+                raise FinetecError("--report-only needs --report FILE and a calibrated "
+                                   "checkpoint")
+            _report(rec, args, command, args.data_root)
+            return 0
         rule = openset.calibrate(rec, *openset.calibration_sets(rec, args.data_root),
                                  idle_quantile=args.idle_quantile,
                                  unknown_quantile=args.unknown_quantile)
@@ -59,13 +83,8 @@ def main(argv=None) -> int:
         atomic_save(ck, args.out or args.checkpoint)
         print(json.dumps(rule.to_dict(), indent=1))
         if args.report:
-            rec = Recognizer.from_checkpoint(args.out or args.checkpoint, device="cpu")
-            report = {name: openset.rates(rec, ws) for name, ws in
-                      openset.test_sets(rec, args.data_root).items()}
-            report["open_set"] = rule.to_dict()
-            report["made_by"] = command
-            args.report.write_text(json.dumps(report, indent=1) + "\n")
-            print(json.dumps(report, indent=1))
+            _report(Recognizer.from_checkpoint(args.out or args.checkpoint, device="cpu"),
+                    args, command, args.data_root)
     except FinetecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
