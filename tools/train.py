@@ -121,9 +121,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--real-fold", type=int, default=D.real_fold,
         help="hold this fold of --real-videos out (folds group videos by source, so a fold "
              "is people the model has not seen); default: train on all")
-    add("--outlier-videos", default=D.outlier_videos, metavar="DIR",
-        help="real videos of actions that are none of the classes (class folders or not), "
-             "added to outlier exposure")
+    add("--real-share", type=float, default=D.real_share,
+        help="share of the real video chunks drawn into each epoch (default all)")
+    add("--outlier-videos", default=D.outlier_videos, metavar="DIR", nargs="+",
+        help="folders of real videos of actions that are none of the classes (class folders "
+             "or not), added to outlier exposure")
     add("--pose-cache", default=D.pose_cache)
     return ap.parse_args(argv)
 

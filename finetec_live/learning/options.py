@@ -72,7 +72,8 @@ class TrainOptions:
     real_videos: str | None = None
     real_folds: int = 4
     real_fold: int | None = None
-    outlier_videos: str | None = None
+    outlier_videos: tuple[str, ...] | None = None
+    real_share: float = 1.0
     pose_cache: str = "runs/pose_cache"
 
     def __post_init__(self) -> None:
@@ -81,6 +82,8 @@ class TrainOptions:
             if v is not None and not isinstance(v, Path):
                 setattr(self, name, Path(v))
         self.crop_seconds = tuple(float(v) for v in self.crop_seconds)
+        if isinstance(self.outlier_videos, str):
+            self.outlier_videos = (self.outlier_videos,)
         for name in ("channels", "strides"):
             v = getattr(self, name)
             if v is not None:

@@ -88,6 +88,7 @@ class Run:
     hidden: list | None = None  # per training clip: annotated joints marked invisible
     outliers: list = field(default_factory=list)  # clips of none of the classes
     validator_annotated: Validator | None = None  # the same clips, annotated convention
+    real: int = 0  # real video chunks at the end of train_clips
     start_epoch: int = 0
     train_seconds: float = 0.0
     history: list = field(default_factory=list)
@@ -183,10 +184,9 @@ def _videos(opts: TrainOptions, layout: str, class_names) -> tuple[list, list]:
         if opts.real_fold is not None:
             vids = select_fold(vids, opts.real_folds, opts.real_fold, held_out=False)
         real = video_chunks(vids, cache, layout, class_names)
-    if opts.outlier_videos:
-        root = Path(opts.outlier_videos)
+    for root in map(Path, opts.outlier_videos or ()):
         labelled = any(p.is_dir() for p in root.iterdir()) if root.is_dir() else False
-        other = video_chunks(find_videos(root, labelled=labelled), cache, layout, None)
+        other += video_chunks(find_videos(root, labelled=labelled), cache, layout, None)
     return real, other
 
 
@@ -258,11 +258,24 @@ def setup(opts: TrainOptions, command: str) -> Run:
     real, other = _videos(opts, layout, class_names)
     if real:
         run.train_clips = run.train_clips + real
+        run.real = len(real)
         if run.hidden is not None:
             run.hidden = run.hidden + [np.zeros_like(c.joint_valid) for c in real]
     run.outliers = run.outliers + other
     run.record["changed"] = _describe(opts, run.start_epoch)
     return run
+
+
+def epoch_order(run: Run, rng: np.random.Generator) -> np.ndarray:
+    """The training clips of one epoch, shuffled: every annotated clip, and of the real
+    video chunks (the last ``run.real`` clips) a ``real_share`` share drawn afresh."""
+    n = len(run.train_clips)
+    idx = np.arange(n)
+    if run.real and run.opts.real_share < 1.0:
+        first = n - run.real
+        keep = rng.random(run.real) < run.opts.real_share
+        idx = np.concatenate([idx[:first], idx[first:][keep]])
+    return rng.permutation(idx)
 
 
 def train_epoch(run: Run, sampler: Sampler, epoch: int, outliers: Sampler | None = None
@@ -277,8 +290,8 @@ def train_epoch(run: Run, sampler: Sampler, epoch: int, outliers: Sampler | None
     # a fresh, reproducible stream per epoch (so resume gives the same run)
     sampler.rng = np.random.default_rng([opts.seed, epoch])
     torch.manual_seed(opts.seed * 1000 + epoch)
-    perm = sampler.rng.permutation(len(run.train_clips))
-    steps = max(1, math.ceil(len(run.train_clips) / opts.batch_size))
+    perm = epoch_order(run, sampler.rng)
+    steps = max(1, math.ceil(len(perm) / opts.batch_size))
     use_target = run.cfg.completion and not opts.freeze_completion
     sums: dict[str, float] = {}
     bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{opts.epochs}", disable=opts.quiet,
