@@ -73,7 +73,7 @@ def test_crossval_scores_each_fold_with_its_own_model(tmp_path):
     out = tmp_path / "cv.json"
     tool = load_tool("evaluate_videos")
     assert tool.main(["--videos", str(root), "--other", "none", "--crossval",
-                      str(tmp_path / "m{fold}.pt"), "--folds", "2", "--calibrate", "0.05",
+                      str(tmp_path / "m{fold}.pt"), "--folds", "2", "--calibrate-quantile", "0.05",
                       "--cache", str(tmp_path / "cache"), "--json", str(out),
                       "--quiet"]) == 0
     got = json.loads(out.read_text())

@@ -124,7 +124,8 @@ def test_calibration_quantiles_set_the_thresholds(calibrated):
     inl = L.clip_windows(clips, 64, crops=False)
     out = L.clip_windows(jhmdb_outliers("train")[:10], 64, crops=False, outlier=True)
     still = L.still_windows(clips, 10, 64, np.random.default_rng(0))
-    rule = L.calibrate(calibrated, inl, out, still, idle_quantile=0.1, unknown_quantile=0.2)
+    rule = L.calibrate(calibrated, inl, out, still, idle_quantile=0.1, unknown_quantile=0.2,
+                       outlier_rejection=0)
     probs, motion = L.scores(calibrated, inl)
     _, m_still = L.scores(calibrated, still)
     cal = rule.calibration
@@ -136,6 +137,14 @@ def test_calibration_quantiles_set_the_thresholds(calibrated):
     moving = motion.max(1) > rule.idle_floor
     assert (probs.max(1)[moving] < rule.unknown_below).mean() == pytest.approx(0.2, abs=0.03)
     assert rule.calibration["inlier_windows"] == 40
+    # the default rule: the level that rejects a share of the moving outlier windows
+    by_out = L.calibrate(calibrated, inl, out, still, idle_quantile=0.1,
+                         outlier_rejection=0.7)
+    p_out, m_out = L.scores(calibrated, out)
+    moving_out = m_out.max(1) > by_out.idle_floor
+    assert (p_out.max(1)[moving_out] < by_out.unknown_below).mean() == pytest.approx(
+        0.7, abs=0.11)
+    assert by_out.calibration["outlier_rejection"] == 0.7
     assert rule.calibration["still_idle"] + rule.calibration["still_unknown"] <= 1.0
 
 
@@ -147,7 +156,7 @@ def test_calibrate_tool_writes_the_thresholds_and_a_stage(tmp_path, capsys):
     tool = load_tool("calibrate")
     out = tmp_path / "cal.pt"
     assert tool.main(["--checkpoint", str(resolve_checkpoint("penn")), "--out", str(out),
-                      "--unknown-quantile", "0.05"]) == 0
+                      "--outlier-rejection", "0", "--unknown-quantile", "0.05"]) == 0
     ck = torch.load(out, weights_only=True)
     rule = OpenSet.from_dict(ck["open_set"])
     assert rule.calibration["unknown_quantile"] == 0.05

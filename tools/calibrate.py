@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from finetec_live.errors import FinetecError
-from finetec_live.learning.openset import IDLE_QUANTILE, UNKNOWN_QUANTILE
+from finetec_live.learning.openset import IDLE_QUANTILE, OUTLIER_REJECTION, UNKNOWN_QUANTILE
 
 
 def _report(rec, args, command: str, data_root) -> None:
@@ -44,6 +44,10 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", required=True, type=Path)
     ap.add_argument("--out", type=Path, help="where to write (default: --checkpoint)")
     ap.add_argument("--idle-quantile", type=float, default=IDLE_QUANTILE)
+    ap.add_argument("--outlier-rejection", type=float, default=OUTLIER_REJECTION,
+                    help="unknown below the top probability that rejects this share of the "
+                         "held-out outlier windows (default %(default)s; 0: use "
+                         "--unknown-quantile of the Penn validation windows instead)")
     ap.add_argument("--unknown-quantile", type=float, default=UNKNOWN_QUANTILE)
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--threads", type=int, default=1)
@@ -74,12 +78,14 @@ def main(argv=None) -> int:
             return 0
         rule = openset.calibrate(rec, *openset.calibration_sets(rec, args.data_root),
                                  idle_quantile=args.idle_quantile,
-                                 unknown_quantile=args.unknown_quantile)
+                                 unknown_quantile=args.unknown_quantile,
+                                 outlier_rejection=args.outlier_rejection)
         ck = load_checkpoint(args.checkpoint)
         ck["open_set"] = rule.to_dict()
         ck["stages"] = with_stage(ck, stage_record(
             command, time.time() - t0, "open-set thresholds calibrated (nothing trained)",
-            {"idle_quantile": args.idle_quantile, "unknown_quantile": args.unknown_quantile}))
+            {"idle_quantile": args.idle_quantile, "unknown_quantile": args.unknown_quantile,
+             "outlier_rejection": args.outlier_rejection}))
         atomic_save(ck, args.out or args.checkpoint)
         print(json.dumps(rule.to_dict(), indent=1))
         if args.report:

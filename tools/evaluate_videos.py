@@ -44,10 +44,13 @@ def main(argv=None) -> int:
     ap.add_argument("--crossval", metavar="PATTERN",
                     help="checkpoint per fold, '{fold}' in the name (see above)")
     ap.add_argument("--folds", type=int, default=4)
-    ap.add_argument("--calibrate", type=float, metavar="Q", default=None,
-                    help="calibrate every model's open set first (tools/calibrate.py's "
-                         "training data) with unknown quantile Q, in memory: for choosing Q "
-                         "on cross-validation")
+    ap.add_argument("--calibrate", type=float, metavar="R", default=None,
+                    help="calibrate every model's open set first, in memory, as "
+                         "tools/calibrate.py --outlier-rejection R does: for choosing the "
+                         "rule on cross-validation")
+    ap.add_argument("--calibrate-quantile", type=float, metavar="Q", default=None,
+                    help="the same with tools/calibrate.py's other rule, "
+                         "--outlier-rejection 0 --unknown-quantile Q")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -70,12 +73,14 @@ def main(argv=None) -> int:
                     for k in range(args.folds)]
         else:
             runs = [(Recognizer.from_checkpoint(args.model, device="cpu"), labelled)]
-        if args.calibrate is not None:
+        if args.calibrate is not None or args.calibrate_quantile is not None:
             from finetec_live.learning import openset
 
             for rec, _ in runs:
-                rec.open_set = openset.calibrate(rec, *openset.calibration_sets(rec),
-                                                 unknown_quantile=args.calibrate)
+                rec.open_set = openset.calibrate(
+                    rec, *openset.calibration_sets(rec),
+                    outlier_rejection=args.calibrate if args.calibrate else 0,
+                    unknown_quantile=args.calibrate_quantile or openset.UNKNOWN_QUANTILE)
                 rec.open_set_enabled = True
         res, res_other = [], []
         for rec, videos in runs:
