@@ -94,6 +94,12 @@ def parse_args(argv=None) -> argparse.Namespace:
              "mixer kept as it is")
     add("--interp", choices=("akima", "linear"), default=None,
         help="interpolation completion starts from (default: the model's)")
+    _estimated_pose_options(add)
+    return ap.parse_args(argv)
+
+
+def _estimated_pose_options(add) -> None:
+    """The options that fine-tune for estimated poses and the open set."""
     add("--init", type=Path, default=None, metavar="CKPT",
         help="start from CKPT's weights (same model configuration) with a fresh schedule "
              "(fine-tuning; with --freeze-completion the completion stays CKPT's)")
@@ -127,7 +133,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="folders of real videos of actions that are none of the classes (class folders "
              "or not), added to outlier exposure")
     add("--pose-cache", default=D.pose_cache)
-    return ap.parse_args(argv)
 
 
 def main(argv=None) -> int:
