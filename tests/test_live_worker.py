@@ -62,10 +62,11 @@ def test_the_message_carries_the_open_set_decision(rec):
     from finetec_live.inference.openset import OpenSet
 
     moving, still = _window(slice(0, 0)), _still(_window(slice(0, 0)))
-    closed = classify_window(rec, moving, "cam").message
-    assert closed.label == closed.topk[0][0] and closed.score == closed.topk[0][1]
     saved = rec.open_set, rec.open_set_enabled
     try:
+        rec.open_set_enabled = False  # the closed-set answer: the top class
+        closed = classify_window(rec, moving, "cam").message
+        assert closed.label == closed.topk[0][0] and closed.score == closed.topk[0][1]
         rec.open_set, rec.open_set_enabled = OpenSet(unknown_below=1.0, idle_floor=0.002), True
         got = classify_window(rec, moving, "cam")
         m = got.message

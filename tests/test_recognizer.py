@@ -326,6 +326,7 @@ def test_stages_read_old_and_new_checkpoints():
     assert got == ["train.py --dataset penn", "python tools/train.py --resume C.pt",
                    "python tools/train.py --refit-completion D.pt"]
     assert [s["command"] for s in checkpoint_stages({"command": "x"})] == ["x"]
-    shipped = checkpoint_stages(load_checkpoint("penn"))
-    assert len(shipped) == 5 and "--completion-bank 1024" in shipped[-1]["command"]
+    shipped = [s["command"] for s in checkpoint_stages(load_checkpoint("penn"))]
+    assert len(shipped) == 8 and "--completion-bank 1024" in shipped[4]
+    assert "--real-videos" in shipped[6] and "tools/calibrate.py" in shipped[7]
     assert len(checkpoint_stages(load_checkpoint("jhmdb"))) == 3
