@@ -180,9 +180,43 @@ def _packed(d: dict[str, Any]) -> bytes:
     return payload
 
 
+class _Keyed:
+    """What a label and a segment message share: a fixed key order (``_KEYS``), every key
+    but ``wall_ns`` required on decoding, keys beyond the schema ignored."""
+
+    _KEYS: tuple[str, ...] = ()  # set by each message class
+    _KIND = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: d[k] for k in self._KEYS}
+
+    def pack(self) -> bytes:
+        return _packed(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        """The message of a decoded payload; keys beyond the schema are ignored.
+
+        Raises :class:`MalformedMessage` (a ``ValueError``) for anything else.
+        """
+        d = _map(cls._KIND, d, tuple(k for k in cls._KEYS if k != "wall_ns"))
+        try:
+            return cls(**{k: d[k] for k in cls._KEYS if k in d})
+        except ValueError as exc:
+            raise MalformedMessage(f"{cls._KIND} message: {exc}") from None
+
+    @classmethod
+    def unpack(cls, payload: bytes):
+        return cls.from_dict(unpack(payload))
+
+
 @dataclass
-class LabelMessage:
+class LabelMessage(_Keyed):
     """One classified window, as published on ``label.<stream>``."""
+
+    _KEYS = LABEL_KEYS
+    _KIND = "label"
 
     stream: str
     seq: int
@@ -227,33 +261,14 @@ class LabelMessage:
     def topic(self) -> str:
         return label_topic(self.stream)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: d[k] for k in LABEL_KEYS}
-
-    def pack(self) -> bytes:
-        return _packed(self.to_dict())
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LabelMessage:
-        """The message of a decoded payload; keys beyond the schema are ignored.
-
-        Raises :class:`MalformedMessage` (a ``ValueError``) for anything else.
-        """
-        d = _map("label", d, tuple(k for k in LABEL_KEYS if k != "wall_ns"))
-        try:
-            return cls(**{k: d[k] for k in LABEL_KEYS if k in d})
-        except ValueError as exc:
-            raise MalformedMessage(f"label message: {exc}") from None
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> LabelMessage:
-        return cls.from_dict(unpack(payload))
 
 
 @dataclass
-class SegmentMessage:
+class SegmentMessage(_Keyed):
     """A stretch of one label, as published on ``segment.<stream>`` when it ends."""
+
+    _KEYS = SEGMENT_KEYS
+    _KIND = "segment"
 
     stream: str
     seq: int
@@ -291,28 +306,6 @@ class SegmentMessage:
     def topic(self) -> str:
         return segment_topic(self.stream)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: d[k] for k in SEGMENT_KEYS}
-
-    def pack(self) -> bytes:
-        return _packed(self.to_dict())
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SegmentMessage:
-        """The message of a decoded payload; keys beyond the schema are ignored.
-
-        Raises :class:`MalformedMessage` (a ``ValueError``) for anything else.
-        """
-        d = _map("segment", d, tuple(k for k in SEGMENT_KEYS if k != "wall_ns"))
-        try:
-            return cls(**{k: d[k] for k in SEGMENT_KEYS if k in d})
-        except ValueError as exc:
-            raise MalformedMessage(f"segment message: {exc}") from None
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> SegmentMessage:
-        return cls.from_dict(unpack(payload))
 
 
 @dataclass
