@@ -4,12 +4,12 @@ exception, never a hang."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire_checks import decodes_or_refuses as _decodes_or_refuses
 
 from finetec_live.wire.messages import (
     LABEL_KEYS,
@@ -18,7 +18,6 @@ from finetec_live.wire.messages import (
     StatusMessage,
     unpack,
 )
-from finetec_live.wire.subscriber import decode_message
 
 FAST = settings(max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
 
@@ -36,17 +35,6 @@ values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
                       | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
 
 
-def _decodes_or_refuses(frames) -> object | None:
-    """The decoded message, or None after a MalformedMessage; anything else fails."""
-    try:
-        got = decode_message(frames)
-    except MalformedMessage:
-        return None
-    # what is accepted is clean: it re-encodes, round-trips and is strict JSON
-    again = decode_message([got.topic.encode(), got.message.pack()])
-    assert again.message == got.message
-    json.dumps(got.message.to_dict(), allow_nan=False)
-    return got
 
 
 def _pack(d) -> bytes:

@@ -3,12 +3,11 @@ malformed payloads refused (never another exception), property tests like the la
 
 from __future__ import annotations
 
-import json
-
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire_checks import decodes_or_refuses as _decodes_or_refuses
 
 from finetec_live.cli.subscribe import format_message
 from finetec_live.live.segments import Segmenter
@@ -44,15 +43,6 @@ def _with(**kw) -> bytes:
     return _pack({**GOOD.to_dict(), **kw})
 
 
-def _decodes_or_refuses(frames):
-    try:
-        got = decode_message(frames)
-    except MalformedMessage:
-        return None
-    again = decode_message([got.topic.encode(), got.message.pack()])
-    assert again.message == got.message
-    json.dumps(got.message.to_dict(), allow_nan=False)
-    return got
 
 
 def test_round_trip_keys_in_order():

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from finetec_live.data.clips import Clip
 from finetec_live.errors import FinetecError
 from finetec_live.skeleton.layouts import map_layout
@@ -44,15 +42,9 @@ def jhmdb_outliers(split: str, root: str | os.PathLike | None = None,
 
 def split_outliers(clips, fraction: float = CALIBRATION_FRACTION,
                    seed: int = CALIBRATION_SEED) -> tuple[list[Clip], list[Clip]]:
-    """``(for_training, for_calibration)``: ``round(fraction * n)`` clips of each action of
-    ``n`` clips go to calibration (drawn with ``seed``), each part in the clips' order."""
-    clips = list(clips)
-    rng = np.random.default_rng(seed)
-    names = np.array([c.label_name for c in clips])
-    held = set()
-    for name in sorted(set(names)):
-        idx = np.flatnonzero(names == name)
-        n = min(max(1, round(fraction * len(idx))), len(idx) - 1) if len(idx) > 1 else 0
-        held |= {int(i) for i in rng.choice(idx, size=n, replace=False)}
-    return ([c for i, c in enumerate(clips) if i not in held],
-            [c for i, c in enumerate(clips) if i in held])
+    """``(for_training, for_calibration)``: the stratified carve-out of
+    :func:`~finetec_live.learning.windows.split_train_val` (``round(fraction * n)`` clips
+    of each action of ``n`` go to calibration), with this module's fraction and seed."""
+    from finetec_live.learning.windows import split_train_val
+
+    return split_train_val(clips, fraction, seed)

@@ -1,6 +1,6 @@
 """The open-set decision: a class, ``unknown`` or ``idle`` for every window.
 
-Two thresholds, calibrated on training data (:mod:`finetec_live.learning.calibrate`) and
+Two thresholds, calibrated on training data (:mod:`finetec_live.learning.openset`) and
 stored in the checkpoint (``ckpt["open_set"]``):
 
 - ``idle``: nobody is moving. The region-motion kernel

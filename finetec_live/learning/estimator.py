@@ -3,9 +3,11 @@ corruptions that bridge annotated clips (Penn Action) and poses from MediaPipe.
 
 Every function takes one clip's window, ``positions (T, V, 2)`` and ``joint_valid (T, V)``,
 returns new arrays (never changes its arguments) and draws from the given
-:class:`numpy.random.Generator`. :func:`estimator_like` applies each one with its own
-probability (:class:`EstimatorNoise`); the :class:`~finetec_live.learning.windows.Sampler`
-calls it on the observed window only, so the completion's ground truth stays clean.
+:class:`numpy.random.Generator`. :func:`estimator_geometry` (a different body or view: the
+completion's ground truth gets it too) and :func:`estimator_errors` (mistakes: the observed
+window only) apply them, each with its own probability (:class:`EstimatorNoise`); the
+:class:`~finetec_live.learning.windows.Sampler` calls them and
+:func:`transplant_lower_body`.
 
 - *Joint convention*: annotators mark self-occluded joints invisible although they place
   them; an estimator gives every joint. :class:`~finetec_live.learning.windows.Sampler`

@@ -16,8 +16,8 @@ does.
   or, with ``outlier_rejection`` 0, the ``unknown_quantile`` quantile of the top class
   probability of the Penn validation windows that are not idle.
 
-:func:`measure` applies a calibrated model to any such sets (the test splits, for the
-report).
+:func:`rates` applies a calibrated model to any such sets (:func:`test_sets`, the test
+splits, for the report).
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ def still_windows(clips, n: int, T: int, rng: np.random.Generator, window_s: flo
     V = lay.num_joints
     pos = np.zeros((n, T, V, 2), np.float32)
     jv = np.zeros((n, T, V), bool)
+    steps = np.linspace(0.0, 1.0, T)[:, None, None]  # the drift's course
     k = 0
     while k < n:
         c = clips[int(rng.integers(len(clips)))]
@@ -112,7 +113,6 @@ def still_windows(clips, n: int, T: int, rng: np.random.Generator, window_s: flo
         ctr = p[ok].mean(0)
         size = float(np.sqrt(((p[ok] - ctr) ** 2).sum(1).mean()))
         sig = rng.uniform(*jitter) * size
-        steps = np.linspace(0.0, 1.0, T)[:, None, None]
         way = rng.normal(size=(1, 1, 2)) * drift * size
         pos[k] = p[None] + steps * way + rng.normal(size=(T, V, 2)) * sig
         jv[k] = ok[None]
@@ -143,7 +143,7 @@ def calibrate(recognizer, inliers: WindowSet, outliers: WindowSet, still: Window
     windows; ``unknown_quantile`` is then unused."""
     p_in, m_in = scores(recognizer, inliers)
     p_out, m_out = scores(recognizer, outliers)
-    _, m_still = scores(recognizer, still)
+    p_still, m_still = scores(recognizer, still)
     action_floor = float(np.quantile(m_in.max(1), idle_quantile))
     still_floor = STILL_MARGIN * float(np.quantile(m_still.max(1), STILL_QUANTILE))
     idle_floor = min(action_floor, still_floor)
@@ -162,8 +162,10 @@ def calibrate(recognizer, inliers: WindowSet, outliers: WindowSet, still: Window
            "unknown_quantile": None if outlier_rejection else unknown_quantile,
            "outlier_rejection": outlier_rejection or None, "action_floor": action_floor,
            "still_floor": still_floor}
-    for name, ws in (("inlier", inliers), ("outlier", outliers), ("still", still)):
-        r = rates(recognizer, ws, rule)
+    for name, ws, probs, motion in (("inlier", inliers, p_in, m_in),
+                                    ("outlier", outliers, p_out, m_out),
+                                    ("still", still, p_still, m_still)):
+        r = _rates(recognizer.class_names, ws.labels, probs, motion, rule)
         cal.update({f"{name}_{k}": v for k, v in r.items()})
     log.info("open set: idle below %.5f, unknown below %.3f; %s", idle_floor, unknown_below,
              ", ".join(f"{k}={v:.3f}" for k, v in cal.items() if isinstance(v, float)))
@@ -174,17 +176,20 @@ def rates(recognizer, windows: WindowSet, rule: OpenSet | None = None) -> dict:
     """Shares of ``windows`` that come out right (their class; for windows of no class,
     ``unknown`` or ``idle``), ``unknown`` and ``idle`` under ``rule`` (default: the
     recognizer's)."""
-    rule = rule or recognizer.open_set
     probs, motion = scores(recognizer, windows)
-    labels = [d.label for d in decide(probs, motion, recognizer.class_names, rule)]
-    names = np.array(labels)
-    truth = np.array([recognizer.class_names[k] if k >= 0 else "" for k in windows.labels])
+    return _rates(recognizer.class_names, windows.labels, probs, motion,
+                  rule or recognizer.open_set)
+
+
+def _rates(class_names, labels: np.ndarray, probs: np.ndarray, motion: np.ndarray,
+           rule: OpenSet | None) -> dict:
+    names = np.array([d.label for d in decide(probs, motion, class_names, rule)])
+    truth = np.array([class_names[k] if k >= 0 else "" for k in labels])
     rejected = (names == UNKNOWN) | (names == IDLE)
-    right = np.where(windows.labels >= 0, names == truth, rejected)
+    right = np.where(labels >= 0, names == truth, rejected)
     return {"right": float(right.mean()), "unknown": float((names == UNKNOWN).mean()),
             "idle": float((names == IDLE).mean()),
-            "closed_right": float(np.mean(probs.argmax(1) == windows.labels))}
-
+            "closed_right": float(np.mean(probs.argmax(1) == labels))}
 
 
 def calibration_sets(recognizer, data_root=None, seed: int = 0, still: int = 600):

@@ -194,6 +194,17 @@ class _Keyed:
     def pack(self) -> bytes:
         return _packed(self.to_dict())
 
+    def _check_common(self) -> None:
+        """The keys both messages have: stream, version, number, bounds, label, model."""
+        self.stream = check_stream_name(self.stream)
+        self.v = _int("v", self.v, 1)
+        self.seq = _int("seq", self.seq, 0)
+        self.t_start, self.t_end = _int("t_start", self.t_start), _int("t_end", self.t_end)
+        self.wall_ns = _int("wall_ns", self.wall_ns)
+        if self.t_end < self.t_start:
+            raise ValueError(f"t_end ({self.t_end}) is before t_start ({self.t_start})")
+        self.label, self.model = _str("label", self.label), _str("model", self.model)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]):
         """The message of a decoded payload; keys beyond the schema are ignored.
@@ -235,14 +246,7 @@ class LabelMessage(_Keyed):
     def __post_init__(self) -> None:
         # types first, then ranges; plain Python types after, so msgpack writes
         # plain ints/floats/bools. Every failure is a ValueError naming the field.
-        self.stream = check_stream_name(self.stream)
-        self.v = _int("v", self.v, 1)
-        self.seq = _int("seq", self.seq, 0)
-        self.t_start, self.t_end = _int("t_start", self.t_start), _int("t_end", self.t_end)
-        self.wall_ns = _int("wall_ns", self.wall_ns)
-        if self.t_end < self.t_start:
-            raise ValueError(f"t_end ({self.t_end}) is before t_start ({self.t_start})")
-        self.label, self.model = _str("label", self.label), _str("model", self.model)
+        self._check_common()
         self.score = _probability("score", self.score)
         self.missing = _real("missing", self.missing, 0.0, 1.0, "a fraction in [0, 1]")
         self.completed = _bool("completed", self.completed)
@@ -285,14 +289,7 @@ class SegmentMessage(_Keyed):
     v: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        self.stream = check_stream_name(self.stream)
-        self.v = _int("v", self.v, 1)
-        self.seq = _int("seq", self.seq, 0)
-        self.t_start, self.t_end = _int("t_start", self.t_start), _int("t_end", self.t_end)
-        self.wall_ns = _int("wall_ns", self.wall_ns)
-        if self.t_end < self.t_start:
-            raise ValueError(f"t_end ({self.t_end}) is before t_start ({self.t_start})")
-        self.label, self.model = _str("label", self.label), _str("model", self.model)
+        self._check_common()
         self.windows = _int("windows", self.windows, 1)
         self.votes = _int("votes", self.votes, 1, self.windows)
         self.score = _probability("score", self.score)
