@@ -42,6 +42,8 @@ def main(argv=None) -> int:
         penn = mapping.body_ratios(np.concatenate([c.positions for c in train]),
                                    np.concatenate([c.joint_valid for c in train]))
         pos, jv = [], []
+        idx = [layouts.MEDIAPIPE33.joints.index("nose" if n == "head" else n)
+               for n in layouts.PENN13.joints]
         for video, _ in videos.find_videos(args.videos or data_root() / "videos" / "penn_real"):
             for frame in KeypointSource(videos.cached_poses(video, args.cache), realtime=False):
                 p = frame.pose
@@ -49,8 +51,6 @@ def main(argv=None) -> int:
                     continue
                 valid = p.joint_valid & (p.visibility >= 0.5)
                 if args.raw:  # the same-named landmarks, the nose for the head
-                    idx = [layouts.MEDIAPIPE33.joints.index("nose" if n == "head" else n)
-                           for n in layouts.PENN13.joints]
                     pos.append(p.positions[idx])
                     jv.append(valid[idx])
                 else:

@@ -153,8 +153,7 @@ def _resume(run: Run, path) -> None:
     log.info("resumed from %s at epoch %d", path, run.start_epoch)
 
 
-def _init_from(run: Run, path) -> None:
-    ck = load_checkpoint(path)
+def _init_from(run: Run, ck: dict, path) -> None:
     run.model.load_state_dict(ck["state_dict"])
     run.base = ck
     log.info("starting from the weights of %s", path)
@@ -217,6 +216,7 @@ def setup(opts: TrainOptions, command: str) -> Run:
     train_clips, val_clips = split_train_val(train_clips, opts.val_fraction)
     log.info("%s: %d train, %d validation clips, %d classes, layout %s", dataset,
              len(train_clips), len(val_clips), len(class_names), layout)
+    base = None
     if opts.init is not None:  # the architecture of the checkpoint fine-tuned
         from finetec_live.models import ModelConfig
 
@@ -247,8 +247,8 @@ def setup(opts: TrainOptions, command: str) -> Run:
               stage_record(command, 0.0, "", opts.to_record()))
     if opts.resume is not None:
         _resume(run, opts.resume)
-    elif opts.init is not None:
-        _init_from(run, opts.init)
+    elif base is not None:
+        _init_from(run, base, opts.init)
     if opts.reveal_prob > 0:
         run.hidden = hidden_joints(opts, train_clips)
         shown = [replace(c, joint_valid=c.joint_valid | h)
@@ -310,19 +310,20 @@ def train_epoch(run: Run, sampler: Sampler, epoch: int, outliers: Sampler | None
         batch, target, tvalid = make_batch(run.cfg, run.layout, tb)
         inputs = to_tensors(batch.network_inputs(), run.device)
         tgt, tv, lab = to_tensors((target, tvalid, tb.labels), run.device)
-        flag = torch.from_numpy(is_out).to(run.device) if outliers is not None else None
+        out_flag = torch.from_numpy(is_out).to(run.device)
         for g in run.opt.param_groups:
             g["lr"] = run.lr_at(epoch * steps + it)
         out = model(*inputs)
         losses = compute_losses(out, lab, inputs[1], tgt if use_target else None, tv,
-                                outlier=flag, w_outlier=opts.outlier_weight)
+                                outlier=out_flag if outliers is not None else None,
+                                w_outlier=opts.outlier_weight)
         run.opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         run.opt.step()
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
-        inl = ~torch.from_numpy(is_out).to(run.device)
+        inl = ~out_flag
         acc = float((out["logits"][inl].argmax(-1) == lab[inl]).float().mean())
         sums["acc"] = sums.get("acc", 0.0) + acc
         bar.set_postfix(loss=f"{float(losses['total'].detach()):.3f}", acc=f"{acc:.2f}")
