@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 _LAYOUT_BY_JOINTS = {17: "coco17", 25: "ntu25"}
 
 
-def _read_file(path: Path, train_split: str, test_split: str) -> tuple[list, dict[str, str]]:
+def _read_file(path: Path, train_split: str, test_split: str | None
+               ) -> tuple[list, dict[str, str]]:
     """The annotations and ``{frame_dir: "train" | "test"}`` (train wins a clip in both)."""
     obj = safe_load_pickle(path)
     if (not isinstance(obj, dict) or not isinstance(obj.get("split"), dict)
@@ -32,10 +33,10 @@ def _read_file(path: Path, train_split: str, test_split: str) -> tuple[list, dic
         raise FinetecError(f"{path} is not a PYSKL annotation file (a dict with 'split' and "
                            "'annotations'); pass a PYSKL/MMAction2 2D skeleton pickle")
     for s in (train_split, test_split):
-        if s not in obj["split"]:
+        if s is not None and s not in obj["split"]:
             raise FinetecError(f"{path} has no split {s!r}; available: "
                                f"{', '.join(sorted(obj['split']))}")
-    split_of = {str(d): "test" for d in obj["split"][test_split]}
+    split_of = {str(d): "test" for d in obj["split"].get(test_split) or ()}
     split_of.update({str(d): "train" for d in obj["split"][train_split]})
     return obj["annotations"], split_of
 
@@ -100,7 +101,7 @@ def _class_names(path: Path, labels: list[int],
 
 
 def load_pyskl(path: str | os.PathLike, train_split: str = "xsub_train",
-               test_split: str = "xsub_val", layout: str | None = None,
+               test_split: str | None = "xsub_val", layout: str | None = None,
                class_names: Sequence[str] | None = None, score_threshold: float = 0.2,
                fps: float = 30.0) -> ClipSet:
     """A PYSKL / MMAction2 2D skeleton annotation pickle, as a set named after the file's stem.
@@ -108,8 +109,8 @@ def load_pyskl(path: str | os.PathLike, train_split: str = "xsub_train",
     The file holds ``{"split": {name: [frame_dir, ...]}, "annotations": [...]}``
     where each annotation has ``frame_dir``, ``label`` (int), ``keypoint``
     ``(M, T, V, 2)`` and usually ``keypoint_score`` ``(M, T, V)``. Clips listed
-    in ``train_split`` become ``"train"``, those in ``test_split`` ``"test"``;
-    clips in neither are left out (their number is logged).
+    in ``train_split`` become ``"train"``, those in ``test_split`` ``"test"`` (None: no
+    test clips); clips in neither are left out (their number is logged).
 
     One person per clip: the one with the highest mean keypoint score (with no
     scores, the one with the most non-zero joints); ties go to the first.
@@ -150,3 +151,25 @@ def load_pyskl(path: str | os.PathLike, train_split: str = "xsub_train",
                           label=label, label_name=names[label], split=split_of[name],
                           fps=fps, layout=lay))
     return ClipSet(path.stem, tuple(clips), names, lay)
+
+
+def save_pyskl(path: str | os.PathLike, clips: Sequence[Clip],
+               splits: dict[str, Sequence[str]]) -> Path:
+    """Write ``clips`` as a PYSKL 2D annotation pickle (one person each): ``keypoint
+    (1, T, V, 2)``, ``keypoint_score (1, T, V)`` (1 where the joint is valid, else 0, its
+    position 0), ``label``, ``frame_dir`` (the clip's name), ``total_frames``;
+    ``splits`` maps split names to clip names. What :func:`load_pyskl` reads back."""
+    import pickle
+
+    annotations = []
+    for c in clips:
+        valid = np.asarray(c.joint_valid, bool)
+        kp = np.where(valid[..., None], c.positions, 0.0).astype(np.float32)
+        annotations.append({"frame_dir": c.name, "label": int(c.label),
+                            "total_frames": int(c.num_frames), "keypoint": kp[None],
+                            "keypoint_score": valid.astype(np.float32)[None]})
+    path = Path(path)
+    with open(path, "wb") as fh:
+        pickle.dump({"split": {k: [str(n) for n in v] for k, v in splits.items()},
+                     "annotations": annotations}, fh, protocol=4)
+    return path

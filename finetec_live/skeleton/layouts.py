@@ -334,6 +334,17 @@ _MAPPINGS[("jhmdb15", "penn13")] = [((_JH["face" if n == "head" else n], 1.0),)
                                     for n in PENN13.joints]
 
 
+# COCO-17 (PYSKL's HRNet files): its nose is MediaPipe's, so Penn's head is placed from it
+# as from MediaPipe's (raised away from the shoulder midpoint by PENN_HEAD_RAISE); eyes and
+# ears are unused. COCO's hips are left where its annotators put them.
+_CO = {n: i for i, n in enumerate(COCO17.joints)}
+_CO_SH = ((_CO["left_shoulder"], 0.5), (_CO["right_shoulder"], 0.5))
+_COCO_TO_PENN = [((_CO[n], 1.0),) for n in (n if n != "head" else "nose" for n in PENN13.joints)]
+_COCO_TO_PENN[PENN13.joints.index("head")] = (
+    (_CO["nose"], PENN_HEAD_RAISE), *((j, -(PENN_HEAD_RAISE - 1.0) * w) for j, w in _CO_SH))
+_MAPPINGS[("coco17", "penn13")] = _COCO_TO_PENN
+
+
 def mapping_matrix(src: str | Layout, dst: str | Layout) -> np.ndarray:
     """Weights ``(V_dst, V_src)``: ``dst_positions = W @ src_positions``."""
     src, dst = get_layout(src), get_layout(dst)
