@@ -49,6 +49,32 @@ def _others(data: Path, dirs) -> list:
     return found + find_videos(data / "videos" / "other_actions", labelled=False)
 
 
+def sweep(closed, closed_other, grids, n_held, n_other) -> str:
+    """Video and window accuracy, and the other actions' rejection, had ``unknown`` been
+    each grid level of each fold's model: from the closed-set labels and scores."""
+    lines = ["| R | videos right | windows right | other actions unknown |", "|---|---:|---:|---:|"]
+    for r in grids[0]:
+        vr = wr = wn = rej = 0
+        start = 0
+        for k, g in enumerate(grids):
+            thr = g[r]
+            for res in closed[start:start + n_held[k]]:
+                labs = [x if s >= thr else "unknown" for x, s in
+                        zip(res.labels, res.scores, strict=True)]
+                maj = collections.Counter(labs).most_common(1)[0][0] if labs else None
+                vr += maj == res.truth
+                wr += sum(x == res.truth for x in labs)
+                wn += len(labs)
+            start += n_held[k]
+            for res in closed_other[k * n_other:(k + 1) * n_other]:
+                labs = [x if s >= thr else "unknown" for x, s in
+                        zip(res.labels, res.scores, strict=True)]
+                rej += bool(labs) and collections.Counter(labs).most_common(1)[0][0] == "unknown"
+        lines.append(f"| {r} | {vr}/{sum(n_held)} | {100 * wr / max(1, wn):.0f}% | "
+                     f"{100 * rej / max(1, n_other * len(grids)):.0f}% |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=Path, help="class folders (default <data>/videos/custom)")
@@ -56,6 +82,10 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: "
                     "finetec-train's)")
+    ap.add_argument("--fit", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="FitOptions fields to change, JSON values (e.g. estimator_prob=0.6 "
+                    "train_blocks=2)")
+    ap.add_argument("--outlier-rejection", type=float, default=None)
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "pose_cache")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "runs" / "teach_cv")
     ap.add_argument("--json", type=Path)
@@ -73,7 +103,12 @@ def main(argv=None) -> int:
         labelled = V.find_videos(args.videos or data / "videos" / "custom")
         others = _others(data, args.others)
         args.out_dir.mkdir(parents=True, exist_ok=True)
-        fit = FitOptions() if args.steps is None else FitOptions(steps=args.steps)
+        fit = FitOptions(**{k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.fit)})
+        if args.steps is not None:
+            fit.steps = args.steps
+        extra = ({} if args.outlier_rejection is None
+                 else {"outlier_rejection": args.outlier_rejection})
+        closed, closed_other, grids, n_held = [], [], [], []
         res, other_res, seconds = [], [], []
         for k in range(args.folds):
             held = select_fold(labelled, args.folds, k, held_out=True)
@@ -82,24 +117,36 @@ def main(argv=None) -> int:
                 out = args.out_dir / f"fold{k}.pt"
                 rep = teach(TeachOptions(source=_fold_folder(Path(tmp) / "clips", train),
                                          out=out, pose_cache=args.cache, val_fraction=0.0,
-                                         min_clips=1, fit=fit, progress=False))
+                                         min_clips=1, fit=fit, progress=False, **extra))
             seconds.append(rep["seconds"]["total"])
             rec = Recognizer.from_checkpoint(out, device="cpu")
             res += V.evaluate_videos(rec, held, args.cache, progress=False)
+            rec.open_set_enabled = False
+            closed += V.evaluate_videos(rec, held, args.cache, progress=False)
+            closed_other += V.evaluate_videos(rec, others, args.cache, progress=False)
+            rec.open_set_enabled = True
+            grids.append(rec.open_set.calibration.get("outlier_top_quantiles", {}))
+            n_held.append(len(held))
             other_res.append(V.evaluate_videos(rec, others, args.cache, progress=False))
             print(f"fold {k}: trained on {len(train)} videos in {seconds[-1]:.0f} s, scored "
                   f"on {len(held)}", flush=True)
     except FinetecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print()
+    print("\nWith the open set (finetec-live's default):\n")
     print(V.class_table(res))
+    print("\nForced to a class (--no-open-set):\n")
+    print(V.class_table(closed))
     flat = [r for fold in other_res for r in fold]
     rejected = sum(r.majority in OPEN_SET_LABELS for r in flat)
     print(f"\nOther actions, every fold's model: {rejected} of {len(flat)} video runs come out "
           f"unknown or idle ({100 * rejected / max(1, len(flat)):.0f}%)")
     by = collections.Counter(r.majority for r in flat)
     print("their majority labels: " + ", ".join(f"{k} {n}" for k, n in by.most_common()))
+    if grids and all(grids):
+        print("\nOther unknown rules (the top-probability level that rejects R of the held-out "
+              "windows of other actions; idle left out):\n")
+        print(sweep(closed, closed_other, grids, n_held, len(others)))
     if args.json:
         args.json.write_text(json.dumps({"seconds": seconds, **V.summary(res + flat)},
                                         indent=1) + "\n")

@@ -21,7 +21,7 @@ from finetec_live.skeleton.layouts import LAYOUTS, get_layout
 
 log = logging.getLogger(__name__)
 
-_LAYOUT_BY_JOINTS = {17: "coco17", 25: "ntu25"}
+_LAYOUT_BY_JOINTS = {13: "penn13", 15: "jhmdb15", 17: "coco17", 25: "ntu25", 33: "mediapipe33"}
 
 
 def _read_file(path: Path, train_split: str, test_split: str | None
@@ -117,7 +117,8 @@ def load_pyskl(path: str | os.PathLike, train_split: str = "xsub_train",
     A joint is valid where its score is at least ``score_threshold`` (with no
     scores: where its position is finite and not exactly (0, 0), PYSKL's
     padding) and its position is finite. The layout is inferred from V
-    (17 -> coco17, 25 -> ntu25) unless given. ``class_names`` (index = label)
+    (13 -> penn13, 15 -> jhmdb15, 17 -> coco17, 25 -> ntu25, 33 ->
+    mediapipe33) unless given. ``class_names`` (index = label)
     defaults to ``class_000``, ``class_001``, ...
     """
     path = Path(path)

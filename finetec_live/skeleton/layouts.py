@@ -343,6 +343,9 @@ _COCO_TO_PENN = [((_CO[n], 1.0),) for n in (n if n != "head" else "nose" for n i
 _COCO_TO_PENN[PENN13.joints.index("head")] = (
     (_CO["nose"], PENN_HEAD_RAISE), *((j, -(PENN_HEAD_RAISE - 1.0) * w) for j, w in _CO_SH))
 _MAPPINGS[("coco17", "penn13")] = _COCO_TO_PENN
+# NTU RGB+D's Kinect joints carry Penn's names (its head is the head's centre)
+_NT = {n: i for i, n in enumerate(NTU25.joints)}
+_MAPPINGS[("ntu25", "penn13")] = [((_NT[n], 1.0),) for n in PENN13.joints]
 
 
 def mapping_matrix(src: str | Layout, dst: str | Layout) -> np.ndarray:

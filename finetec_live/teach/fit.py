@@ -46,6 +46,8 @@ class FitOptions:
     native_prob: float = 0.15
     tempo_prob: float = 0.3
     estimator_prob: float = 0.3
+    outlier_estimator_prob: float = 0.8  # the other actions are mostly annotated poses
+    train_blocks: int | None = None  # fine-tune only the last N ST-GCN blocks (None: all)
     seed: int = 0
 
 
@@ -111,8 +113,13 @@ def fit(model, cfg, layout: str, sampler, outliers, opts: FitOptions, device: st
     the mean losses and accuracy of every 50 steps."""
     from finetec_live.models import compute_losses
 
-    if model.completion is not None:
-        for p in model.completion.parameters():
+    frozen = [model.completion] if model.completion is not None else []
+    if opts.train_blocks is not None:
+        blocks = model.backbone.blocks
+        frozen += [model.backbone.data_bn, *blocks[:max(0, len(blocks) - opts.train_blocks)]]
+        frozen += [model.physics] if model.physics is not None else []
+    for m in frozen:
+        for p in m.parameters():
             p.requires_grad_(False)
     head = [p for n, p in model.named_parameters() if n in HEAD]
     body = [p for n, p in model.named_parameters() if n not in HEAD and p.requires_grad]
@@ -124,6 +131,8 @@ def fit(model, cfg, layout: str, sampler, outliers, opts: FitOptions, device: st
     warm = max(1, opts.steps // 20)
     history, sums, t0 = [], {}, time.time()
     model.train()
+    for m in frozen:  # frozen batch norms keep their statistics
+        m.eval()
     bar = tqdm(range(opts.steps), desc="training", unit="step", disable=not progress,
                file=sys.stderr)
     for step in bar:

@@ -46,7 +46,9 @@ def same_action(a: str, b: str) -> bool:
 def _dataset_clips(name: str, root, layout: str) -> list[Clip]:
     from finetec_live.data import load_dataset
 
-    clipset = load_dataset(name, root)
+    # Penn's annotated convention: every placed joint valid, as a pose estimator gives them
+    # (the taught classes are estimated poses; the other actions must not differ by that)
+    clipset = load_dataset(name, root, **({"mask": "annotated"} if name == "penn" else {}))
     out = []
     for c in clipset.train():
         pos, jv = (c.positions, c.joint_valid) if c.layout == layout else map_layout(

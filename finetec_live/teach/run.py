@@ -43,6 +43,7 @@ OUTLIER_REJECTION = 0.95
 # ... unless that rejects more than this share of the moving validation windows
 MAX_INLIER_REJECTION = 0.10
 OTHER_DATASETS = ("penn", "jhmdb")
+REJECTION_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
 
 
 @dataclass
@@ -136,6 +137,7 @@ def _samplers(opts: TeachOptions, cfg, train, others, window: float):
               estimator_prob=f.estimator_prob)
     chunks = chunk(train, 2.0 * window, 0.5 * window)
     sampler = Sampler(chunks, LAYOUT, cfg.T, np.random.default_rng(f.seed), **kw)
+    kw["estimator_prob"] = f.outlier_estimator_prob
     outliers = (Sampler(chunk(others, 2.0 * window, window), LAYOUT, cfg.T,
                         np.random.default_rng([f.seed, 1]), **kw) if others else None)
     return sampler, outliers
@@ -158,6 +160,12 @@ def _calibrate(rec, opts: TeachOptions, val, train, held, window: float, hop: fl
                     "alone (the 5 %% least confident); pass --other DIR to do better")
         rule = O.calibrate(rec, inliers, inliers, still, outlier_rejection=0,
                            unknown_quantile=0.05)
+    if held:  # the rule's level for other rejection rates, to compare rules afterwards
+        p_out, m_out = O.scores(rec, outliers)
+        top = p_out.max(1)[m_out.max(1) > rule.idle_floor]
+        if len(top):
+            rule.calibration["outlier_top_quantiles"] = {
+                f"{q:g}": float(np.quantile(top, q)) for q in REJECTION_GRID}
     if val and held:
         probs, motion = O.scores(rec, inliers)
         moving = motion.max(1) > rule.idle_floor
