@@ -129,15 +129,18 @@ class STGCN(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(c, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (N, C, T, V) -> logits (N, K)
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, C, T, V) -> pooled features (N, C'), what the classification layer reads
         N, C, T, V = x.shape
         x = self.data_bn(x.permute(0, 3, 1, 2).reshape(N, V * C, T))  # (N, V*C, T)
         x = x.view(N, V, C, T).permute(0, 2, 3, 1)  # (N, C, T, V)
         for blk in self.blocks:
             x = blk(x)
-        x = x.mean(dim=(2, 3))  # (N, C')
-        return self.fc(self.drop(x))
+        return x.mean(dim=(2, 3))  # (N, C')
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, C, T, V) -> logits (N, K)
+        return self.fc(self.drop(self.embed(x)))
 
 
 # --------------------------------------------------------------------------- physics
@@ -227,14 +230,16 @@ class FinetecNet(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, interp: torch.Tensor,
                 dynamic: torch.Tensor, kin: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Return ``logits (N, K)``, ``completed (N, T, V, 2)`` and, with physics,
+        """Return ``logits (N, K)``, ``features (N, C')`` (the pooled backbone features the
+        classification layer reads), ``completed (N, T, V, 2)`` and, with physics,
         ``acc_learned``/``acc_target`` (one row per stream) for the loss."""
         cfg = self.cfg
         out: dict[str, torch.Tensor] = {}
         if cfg.method != "finetec":
             out["completed"] = x
             feats = x.permute(0, 3, 1, 2)  # (N, 2, T, V)
-            out["logits"] = self.backbone(feats)
+            out["features"] = self.backbone.embed(feats)  # (N, C')
+            out["logits"] = self.backbone.fc(self.backbone.drop(out["features"]))
             return out
 
         # 1. completion: S_base (N, T, V, 2)
@@ -278,7 +283,8 @@ class FinetecNet(nn.Module):
 
         # 4. early fusion + ST-GCN head
         fused = torch.cat(feats, dim=-1)  # (N, T, V, C_in)
-        out["logits"] = self.backbone(fused.permute(0, 3, 1, 2).contiguous())
+        out["features"] = self.backbone.embed(fused.permute(0, 3, 1, 2).contiguous())  # (N, C')
+        out["logits"] = self.backbone.fc(self.backbone.drop(out["features"]))  # (N, K)
         return out
 
 

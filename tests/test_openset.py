@@ -30,6 +30,49 @@ def test_decide_idle_then_unknown_then_class():
     assert [d.label for d in closed] == ["a", "a", "b"]
 
 
+def test_prototypes_decide_unknown_by_similarity_when_features_are_given():
+    protos = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+    rule = OpenSet(0.5, 0.002, prototypes=protos, similar_below=0.8)
+    np.testing.assert_allclose(np.linalg.norm(rule.prototypes, axis=1), 1.0, atol=1e-6)
+    probs = np.array([[0.9, 0.05, 0.05], [0.4, 0.3, 0.3], [0.2, 0.7, 0.1]])
+    motion = np.full((3, 2), 0.5)
+    feats = np.array([[1.0, 1.0, 0.0],    # cos 0.71 to a and b: unknown, although p = 0.9
+                      [0.1, 0.0, 3.0],    # close to c: the top class a, p = 0.4
+                      [0.0, 5.0, 0.2]])   # close to b
+    got = decide(probs, motion, NAMES, rule, feats)
+    assert [d.label for d in got] == [UNKNOWN, "a", "b"]
+    assert got[0].score == pytest.approx(1 - np.sqrt(0.5), abs=1e-6)
+    assert got[1].score == pytest.approx(0.4)
+    # without features, the top-probability rule
+    assert [d.label for d in decide(probs, motion, NAMES, rule)] == ["a", UNKNOWN, "b"]
+    back = OpenSet.from_dict(rule.to_dict())
+    np.testing.assert_allclose(back.prototypes, rule.prototypes)
+    assert back.similar_below == 0.8
+    for bad in ({"prototypes": [[1.0, float("nan")]], "similar_below": 0.5},
+                {"prototypes": [1.0, 2.0], "similar_below": 0.5},
+                {"prototypes": [[1.0, 0.0]]}, {"prototypes": [[1.0, 0.0]], "similar_below": 2}):
+        with pytest.raises(FinetecError):
+            OpenSet.from_dict({"unknown_below": 0.5, "idle_floor": 0.0, **bad})
+
+
+def test_class_prototypes_are_unit_mean_directions():
+    feats = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [3.0, 3.0]])
+    p = L.prototypes(feats, np.array([0, 0, 1, 1]), 2)
+    np.testing.assert_allclose(p, [[np.sqrt(0.5), np.sqrt(0.5)], [np.sqrt(0.5), np.sqrt(0.5)]],
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="classes"):
+        L.prototypes(feats, np.array([0, 0, 0, 0]), 2)
+
+
+def test_predict_leaves_the_networks_features_on_the_batch():
+    rec = Recognizer.from_checkpoint("penn", device="cpu")
+    rng = np.random.default_rng(0)
+    b = rec.prepare(rng.normal(size=(2, 30, 13, 2)), np.ones((2, 30), bool))
+    assert b.features is None
+    rec.predict(b)
+    assert b.features.shape == (2, rec.model.backbone.fc.in_features)
+
+
 def test_open_set_round_trips_and_refuses_bad_thresholds():
     rule = OpenSet(0.6, 0.003, {"n": 3})
     assert OpenSet.from_dict(rule.to_dict()) == rule

@@ -139,6 +139,8 @@ def test_finetec_train_on_a_pyskl_file(tmp_path, jhmdb):
     rep = json.loads(out.with_suffix(".report.json").read_text())
     assert rep["kind"] == "pyskl" and rep["clips"]["train"] + rep["clips"]["validation"] == 12
     assert rep["validation"]["clips"] == 3  # one held out per class
+    assert rep["clips"]["checkpoint_trained_on"] == 12  # then refitted on all
+    assert rec.open_set.prototypes.shape == (3, rec.model.backbone.fc.in_features)
     assert out.with_suffix(".confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert "| clap |" in out.with_suffix(".report.md").read_text()
     # the taught checkpoint keeps the base's completion
@@ -174,6 +176,7 @@ def test_finetec_train_on_a_folder_of_videos(taught_folder):
     rep = json.loads(out.with_suffix(".report.json").read_text())
     assert rep["class_names"] == ["bicep_curl", "shoulder_press"]
     assert rep["clips"]["train"] == 2 and rep["clips"]["validation"] == 2
+    assert rep["clips"]["checkpoint_trained_on"] == 4
     reasons = {os.path.basename(s["path"]): s["reason"] for s in rep["skipped"]}
     assert reasons.keys() == {"broken.mp4", "notes.txt"}
     assert "unreadable video" in reasons["broken.mp4"] and "not a video" in reasons["notes.txt"]

@@ -49,6 +49,10 @@ def main(argv=None) -> int:
                          "held-out outlier windows (default %(default)s; 0: use "
                          "--unknown-quantile of the Penn validation windows instead)")
     ap.add_argument("--unknown-quantile", type=float, default=UNKNOWN_QUANTILE)
+    ap.add_argument("--prototypes", type=float, default=None, metavar="R",
+                    help="decide unknown by the similarity to class prototypes (the mean "
+                         "feature directions of the training windows) instead, below the "
+                         "level that rejects R of the held-out outlier windows")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", type=Path, default=None,
@@ -76,18 +80,22 @@ def main(argv=None) -> int:
                                    "checkpoint")
             _report(rec, args, command, args.data_root)
             return 0
-        rule = openset.calibrate(rec, *openset.calibration_sets(rec, args.data_root),
-                                 idle_quantile=args.idle_quantile,
+        sets = openset.calibration_sets(rec, args.data_root)
+        rule = openset.calibrate(rec, *sets, idle_quantile=args.idle_quantile,
                                  unknown_quantile=args.unknown_quantile,
                                  outlier_rejection=args.outlier_rejection)
+        if args.prototypes is not None:
+            rule = openset.with_prototypes(rec, rule, openset.taught_windows(rec, args.data_root),
+                                           sets[1], sets[0], args.prototypes)
         ck = load_checkpoint(args.checkpoint)
         ck["open_set"] = rule.to_dict()
         ck["stages"] = with_stage(ck, stage_record(
             command, time.time() - t0, "open-set thresholds calibrated (nothing trained)",
             {"idle_quantile": args.idle_quantile, "unknown_quantile": args.unknown_quantile,
-             "outlier_rejection": args.outlier_rejection}))
+             "outlier_rejection": args.outlier_rejection, "prototypes": args.prototypes}))
         atomic_save(ck, args.out or args.checkpoint)
-        print(json.dumps(rule.to_dict(), indent=1))
+        print(json.dumps({k: v for k, v in rule.to_dict().items() if k != "prototypes"},
+                         indent=1))
         if args.report:
             _report(Recognizer.from_checkpoint(args.out or args.checkpoint, device="cpu"),
                     args, command, args.data_root)

@@ -22,6 +22,7 @@ import json
 import logging
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from finetec_live.errors import FinetecError
@@ -49,32 +50,6 @@ def _others(data: Path, dirs) -> list:
     return found + find_videos(data / "videos" / "other_actions", labelled=False)
 
 
-def sweep(closed, closed_other, grids, n_held, n_other) -> str:
-    """Video and window accuracy, and the other actions' rejection, had ``unknown`` been
-    each grid level of each fold's model: from the closed-set labels and scores."""
-    lines = ["| R | videos right | windows right | other actions unknown |", "|---|---:|---:|---:|"]
-    for r in grids[0]:
-        vr = wr = wn = rej = 0
-        start = 0
-        for k, g in enumerate(grids):
-            thr = g[r]
-            for res in closed[start:start + n_held[k]]:
-                labs = [x if s >= thr else "unknown" for x, s in
-                        zip(res.labels, res.scores, strict=True)]
-                maj = collections.Counter(labs).most_common(1)[0][0] if labs else None
-                vr += maj == res.truth
-                wr += sum(x == res.truth for x in labs)
-                wn += len(labs)
-            start += n_held[k]
-            for res in closed_other[k * n_other:(k + 1) * n_other]:
-                labs = [x if s >= thr else "unknown" for x, s in
-                        zip(res.labels, res.scores, strict=True)]
-                rej += bool(labs) and collections.Counter(labs).most_common(1)[0][0] == "unknown"
-        lines.append(f"| {r} | {vr}/{sum(n_held)} | {100 * wr / max(1, wn):.0f}% | "
-                     f"{100 * rej / max(1, n_other * len(grids)):.0f}% |")
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=Path, help="class folders (default <data>/videos/custom)")
@@ -86,6 +61,9 @@ def main(argv=None) -> int:
                     help="FitOptions fields to change, JSON values (e.g. estimator_prob=0.6 "
                     "train_blocks=2)")
     ap.add_argument("--outlier-rejection", type=float, default=None)
+    ap.add_argument("--sweep", type=float, nargs="*", default=[], metavar="R",
+                    help="also score each fold's model with the similarity floors that reject "
+                         "these shares of the held-out other-action windows")
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "pose_cache")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "runs" / "teach_cv")
     ap.add_argument("--json", type=Path)
@@ -108,7 +86,8 @@ def main(argv=None) -> int:
             fit.steps = args.steps
         extra = ({} if args.outlier_rejection is None
                  else {"outlier_rejection": args.outlier_rejection})
-        closed, closed_other, grids, n_held = [], [], [], []
+        closed, closed_other = [], []
+        swept = {r: [] for r in args.sweep}
         res, other_res, seconds = [], [], []
         for k in range(args.folds):
             held = select_fold(labelled, args.folds, k, held_out=True)
@@ -125,8 +104,12 @@ def main(argv=None) -> int:
             closed += V.evaluate_videos(rec, held, args.cache, progress=False)
             closed_other += V.evaluate_videos(rec, others, args.cache, progress=False)
             rec.open_set_enabled = True
-            grids.append(rec.open_set.calibration.get("outlier_top_quantiles", {}))
-            n_held.append(len(held))
+            rule = rec.open_set
+            grid = rule.calibration.get("outlier_similarity_quantiles", {})
+            for r in args.sweep:
+                rec.open_set = replace(rule, similar_below=grid[f"{r:g}"])
+                swept[r] += [(V.evaluate_videos(rec, held, args.cache, progress=False),
+                              V.evaluate_videos(rec, others, args.cache, progress=False))]
             other_res.append(V.evaluate_videos(rec, others, args.cache, progress=False))
             print(f"fold {k}: trained on {len(train)} videos in {seconds[-1]:.0f} s, scored "
                   f"on {len(held)}", flush=True)
@@ -143,10 +126,19 @@ def main(argv=None) -> int:
           f"unknown or idle ({100 * rejected / max(1, len(flat)):.0f}%)")
     by = collections.Counter(r.majority for r in flat)
     print("their majority labels: " + ", ".join(f"{k} {n}" for k, n in by.most_common()))
-    if grids and all(grids):
-        print("\nOther unknown rules (the top-probability level that rejects R of the held-out "
-              "windows of other actions; idle left out):\n")
-        print(sweep(closed, closed_other, grids, n_held, len(others)))
+    if swept:
+        print("\nOther similarity floors (rejecting R of the held-out windows of other "
+              "actions, not lowered for validation windows):\n")
+        print("| R | videos right | windows right | other actions unknown or idle |")
+        print("|---|---:|---:|---:|")
+        for r, folds in swept.items():
+            mine = [x for h, _ in folds for x in h]
+            theirs = [x for _, o in folds for x in o]
+            n_win = sum(len(x.labels) for x in mine)
+            rejected = sum(x.majority in OPEN_SET_LABELS for x in theirs) / max(1, len(theirs))
+            print(f"| {r:g} | {sum(x.majority == x.truth for x in mine)}/{len(mine)} | "
+                  f"{100 * sum(x.windows_right for x in mine) / max(1, n_win):.0f}% | "
+                  f"{100 * rejected:.0f}% |")
     if args.json:
         args.json.write_text(json.dumps({"seconds": seconds, **V.summary(res + flat)},
                                         indent=1) + "\n")

@@ -51,6 +51,9 @@ def main(argv=None) -> int:
     ap.add_argument("--calibrate-quantile", type=float, metavar="Q", default=None,
                     help="the same with tools/calibrate.py's other rule, "
                          "--outlier-rejection 0 --unknown-quantile Q")
+    ap.add_argument("--calibrate-prototypes", type=float, metavar="R", default=None,
+                    help="with --calibrate: unknown by the similarity to class prototypes, "
+                         "as tools/calibrate.py --prototypes R does")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -77,10 +80,14 @@ def main(argv=None) -> int:
             from finetec_live.learning import openset
 
             for rec, _ in runs:
+                sets = openset.calibration_sets(rec)
                 rec.open_set = openset.calibrate(
-                    rec, *openset.calibration_sets(rec),
-                    outlier_rejection=args.calibrate if args.calibrate else 0,
+                    rec, *sets, outlier_rejection=args.calibrate if args.calibrate else 0,
                     unknown_quantile=args.calibrate_quantile or openset.UNKNOWN_QUANTILE)
+                if args.calibrate_prototypes is not None:
+                    rec.open_set = openset.with_prototypes(
+                        rec, rec.open_set, openset.taught_windows(rec), sets[1], sets[0],
+                        args.calibrate_prototypes)
                 rec.open_set_enabled = True
         res, res_other = [], []
         for rec, videos in runs:
@@ -94,6 +101,8 @@ def main(argv=None) -> int:
         rule = rec.open_set if rec.open_set_enabled else None
         how = (f"unknown below {rule.unknown_below:.3f}, idle below {rule.idle_floor:.5f}"
                if rule else "closed set")
+        if rule and rule.prototypes is not None:
+            how += f"; prototype similarity floor {rule.similar_below:.3f}"
         print(f"model {rec.model_id}; window {rec.window_seconds:g} s, hop "
               f"{rec.hop_seconds:g} s; {how}")
     print()

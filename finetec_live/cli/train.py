@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--val-fraction", type=float, default=VAL_FRACTION,
         help=f"share of each class's clips held out for the validation report (default "
              f"{VAL_FRACTION}; at least one; 0: train on all, no report)")
+    add("--refit", action=argparse.BooleanOptionalAction, default=True,
+        help="after the validation report, train the checkpoint on every clip, validation "
+             "ones included (default on; --no-refit ships the validated model)")
     add("--min-clips", type=int, default=MIN_CLIPS,
         help=f"fewest clips a class may have (default {MIN_CLIPS})")
     add("--window", type=float, default=None, dest="window_seconds", metavar="S",
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
         opts = TeachOptions(source=args.source, out=args.out, base=args.base,
                             class_names=args.class_names, val_fraction=args.val_fraction,
-                            min_clips=max(1, args.min_clips),
+                            min_clips=max(1, args.min_clips), refit=args.refit,
                             other_videos=tuple(args.other_videos),
                             other_datasets=tuple(args.other_datasets),
                             data_root=args.data_root, pose_cache=args.pose_cache,

@@ -12,6 +12,12 @@ stored in the checkpoint (``ckpt["open_set"]``):
   probability is below ``unknown_below`` the window is ``unknown``, scored ``1 - top
   probability``. The classifier was trained to spread its probability over the classes on
   windows of other actions (outlier exposure), which is what makes this threshold work.
+  A checkpoint may instead carry class *prototypes*, the mean direction of each class's
+  training windows in the network's pooled feature space (unit rows ``(K, C)``): then a
+  window is ``unknown`` when the cosine similarity of its features to the nearest
+  prototype is below ``similar_below``, scored ``1 - similarity`` (at most 1). A window of
+  another action can be confidently one class and still lie far from every class's
+  windows; this rule sees that (the rule taught models use, :mod:`finetec_live.teach`).
 
 Otherwise the label is the top class, scored with its probability. The ranking of the
 classes (``topk``) is the classifier's in every case.
@@ -38,8 +44,18 @@ class OpenSet:
     unknown_below: float
     idle_floor: float
     calibration: dict = field(default_factory=dict)
+    prototypes: np.ndarray | None = field(default=None, compare=False)  # (K, C) unit rows
+    similar_below: float | None = None
 
     def __post_init__(self) -> None:
+        if self.prototypes is not None:
+            p = np.asarray(self.prototypes, dtype=np.float32)
+            if p.ndim != 2 or not np.isfinite(p).all() or self.similar_below is None or \
+                    not (math.isfinite(self.similar_below) and -1 <= self.similar_below <= 1):
+                raise FinetecError("open set: prototypes must be a finite (K, C) table with a "
+                                   "similarity threshold in [-1, 1]; recalibrate the checkpoint")
+            object.__setattr__(self, "prototypes",
+                               p / np.linalg.norm(p, axis=1, keepdims=True).clip(1e-12))
         if not (math.isfinite(self.unknown_below) and 0.0 <= self.unknown_below <= 1.0):
             raise FinetecError(f"open set: unknown_below must be in [0, 1], got "
                                f"{self.unknown_below}; recalibrate the checkpoint")
@@ -48,8 +64,20 @@ class OpenSet:
                                f"{self.idle_floor}; recalibrate the checkpoint")
 
     def to_dict(self) -> dict:
-        return {"unknown_below": float(self.unknown_below),
-                "idle_floor": float(self.idle_floor), "calibration": dict(self.calibration)}
+        out = {"unknown_below": float(self.unknown_below),
+               "idle_floor": float(self.idle_floor), "calibration": dict(self.calibration)}
+        if self.prototypes is not None:
+            out.update(prototypes=self.prototypes.tolist(),
+                       similar_below=float(self.similar_below))
+        return out
+
+    def similarity(self, features: np.ndarray) -> np.ndarray:
+        """Cosine similarity ``(N,)`` of ``features (N, C)`` to the nearest prototype."""
+        f = np.asarray(features, dtype=np.float32)
+        if f.ndim != 2 or f.shape[1] != self.prototypes.shape[1]:
+            raise ValueError(f"features (N, {self.prototypes.shape[1]}) expected, got {f.shape}")
+        f = f / np.linalg.norm(f, axis=1, keepdims=True).clip(1e-12)
+        return (f @ self.prototypes.T).max(1)
 
     @classmethod
     def from_dict(cls, d) -> OpenSet:
@@ -57,9 +85,12 @@ class OpenSet:
             raise FinetecError("the checkpoint's open_set entry lacks unknown_below and "
                                "idle_floor; recalibrate it with tools/calibrate.py")
         try:
+            protos = d.get("prototypes")
             return cls(float(d["unknown_below"]), float(d["idle_floor"]),
-                       dict(d.get("calibration") or {}))
-        except (TypeError, ValueError):
+                       dict(d.get("calibration") or {}),
+                       None if protos is None else np.asarray(protos, dtype=np.float32),
+                       None if protos is None else float(d["similar_below"]))
+        except (TypeError, ValueError, KeyError):
             raise FinetecError("the checkpoint's open_set thresholds are not numbers; "
                                "recalibrate it with tools/calibrate.py") from None
 
@@ -75,16 +106,21 @@ class Decision:
     kind: str
 
 
-def decide(probs: np.ndarray, motion: np.ndarray, class_names, open_set: OpenSet | None
-           ) -> list[Decision]:
+def decide(probs: np.ndarray, motion: np.ndarray, class_names, open_set: OpenSet | None,
+           features: np.ndarray | None = None) -> list[Decision]:
     """Decisions for ``probs (N, K)`` class probabilities and ``motion (N, R)`` region
-    motion scores; ``open_set`` None: always the top class (the closed-set answer)."""
+    motion scores; ``open_set`` None: always the top class (the closed-set answer). With
+    prototypes in ``open_set``, ``features (N, C)`` (the network's) decide ``unknown``;
+    without features the top-probability rule does."""
     probs = np.asarray(probs, dtype=np.float64)
     motion = np.asarray(motion, dtype=np.float64)
     if probs.ndim != 2 or motion.ndim != 2 or len(motion) != len(probs):
         raise ValueError(f"probs (N, K) and motion (N, R) expected, got {probs.shape} and "
                          f"{motion.shape}")
     top = probs.argmax(1)
+    sim = None
+    if open_set is not None and open_set.prototypes is not None and features is not None:
+        sim = open_set.similarity(features)
     out = []
     for n in range(len(probs)):
         p = float(probs[n, top[n]])
@@ -94,7 +130,10 @@ def decide(probs: np.ndarray, motion: np.ndarray, class_names, open_set: OpenSet
                 floor = open_set.idle_floor
                 out.append(Decision(IDLE, 1.0 - m / floor if floor > 0 else 1.0, "idle"))
                 continue
-            if p < open_set.unknown_below:
+            if sim is not None and sim[n] < open_set.similar_below:
+                out.append(Decision(UNKNOWN, float(min(1.0, 1.0 - sim[n])), "unknown"))
+                continue
+            if sim is None and p < open_set.unknown_below:
                 out.append(Decision(UNKNOWN, 1.0 - p, "unknown"))
                 continue
         out.append(Decision(str(class_names[top[n]]), p, "class"))

@@ -94,6 +94,7 @@ class PreparedBatch:
     centre: np.ndarray
     scale: np.ndarray
     motion: np.ndarray | None = None  # (N, R) region motion scores, when the kernel ran
+    features: np.ndarray | None = None  # (N, C) the network's pooled features, once predicted
 
     def __post_init__(self) -> None:
         N, T, V, C = self.x.shape

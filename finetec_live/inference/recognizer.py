@@ -238,6 +238,8 @@ class Recognizer:
 
         out = self._forward(batch)
         probs = torch.softmax(out["logits"].float(), dim=-1).cpu().numpy().astype(np.float32)
+        if "features" in out:  # for the open set's class-prototype similarity (decide)
+            batch.features = out["features"].float().cpu().numpy()
         if not with_completion:
             return probs
         done = out["completed"].float().cpu().numpy()  # (N, T_m, V, 2), normalised
@@ -265,12 +267,13 @@ class Recognizer:
 
     def decide(self, probs: np.ndarray, batch: PreparedBatch) -> list[Decision]:
         """Per window of ``batch``, a class, ``unknown`` or ``idle`` with its score
-        (:func:`~finetec_live.inference.openset.decide`); the top class alone when the
+        (:func:`~finetec_live.inference.openset.decide`; ``batch`` carries the network's
+        features once :meth:`predict` ran on it); the top class alone when the
         checkpoint has no open-set calibration or ``open_set_enabled`` is False."""
         open_set = self.open_set if self.open_set_enabled else None
         motion = (self.motion_scores(batch) if open_set is not None
                   else np.zeros((len(probs), 0), np.float32))
-        return decide(probs, motion, self.class_names, open_set)
+        return decide(probs, motion, self.class_names, open_set, batch.features)
 
     def decisions(self, positions, frame_valid, joint_valid=None, timestamps=None
                   ) -> list[Decision]:

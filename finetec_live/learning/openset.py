@@ -121,16 +121,36 @@ def still_windows(clips, n: int, T: int, rng: np.random.Generator, window_s: flo
     return WindowSet(pos, np.ones((n, T), bool), jv, ts, np.full(n, -1), np.arange(n))
 
 
-def scores(recognizer, windows: WindowSet, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """``(probs (N, K), motion (N, R))`` of ``recognizer`` on ``windows``."""
-    probs, motion = [], []
+def outputs(recognizer, windows: WindowSet, batch: int = 256
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(probs (N, K), motion (N, R), features (N, C) or None)`` of ``recognizer`` on
+    ``windows`` (features: the network's pooled ones, when it gives them)."""
+    probs, motion, feats = [], [], []
     for s in range(0, len(windows), batch):
         sl = slice(s, s + batch)
         b = recognizer.prepare(windows.positions[sl], windows.frame_valid[sl],
                                windows.joint_valid[sl], windows.timestamps[sl])
         probs.append(recognizer.predict(b))
         motion.append(recognizer.motion_scores(b))
-    return np.concatenate(probs), np.concatenate(motion)
+        feats.append(b.features)
+    f = None if any(x is None for x in feats) else np.concatenate(feats)
+    return np.concatenate(probs), np.concatenate(motion), f
+
+
+def scores(recognizer, windows: WindowSet, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs (N, K), motion (N, R))`` of ``recognizer`` on ``windows``."""
+    return outputs(recognizer, windows, batch)[:2]
+
+
+def prototypes(features: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Each class's prototype ``(K, C)``: the normalised mean of its windows' unit
+    features (``labels (N,)`` class indices; every class needs a window)."""
+    f = features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12)
+    missing = [k for k in range(num_classes) if not (labels == k).any()]
+    if missing:
+        raise ValueError(f"no windows of classes {missing} to make their prototypes from")
+    means = np.stack([f[labels == k].mean(0) for k in range(num_classes)])
+    return (means / np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
 
 
 def calibrate(recognizer, inliers: WindowSet, outliers: WindowSet, still: WindowSet,
@@ -172,6 +192,54 @@ def calibrate(recognizer, inliers: WindowSet, outliers: WindowSet, still: Window
     return replace(rule, calibration=cal)
 
 
+def with_prototypes(recognizer, rule: OpenSet, taught: WindowSet, outliers: WindowSet | None,
+                    inliers: WindowSet | None = None, outlier_rejection: float = 0.85,
+                    max_inlier_rejection: float = 0.10,
+                    grid: tuple = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)) -> OpenSet:
+    """``rule`` with class prototypes (the mean feature directions of the ``taught``
+    windows, by class) and a similarity floor under which a moving window is ``unknown``:
+    the level that rejects ``outlier_rejection`` of the moving ``outliers`` windows,
+    lowered when it would reject more than ``max_inlier_rejection`` of the moving
+    ``inliers`` windows (held-out windows of the classes). Without ``outliers``, the floor
+    keeps ``1 - max_inlier_rejection`` of the ``inliers`` (or else ``taught``) windows.
+    The calibration record gets the rule, the rates it gives and the floors of the
+    other rejection shares in ``grid``."""
+    _, _, f_taught = outputs(recognizer, taught)
+    if f_taught is None:
+        raise ValueError("this model gives no features; prototypes need a FinetecNet")
+    protos = prototypes(f_taught, taught.labels, len(recognizer.class_names))
+    probe = replace(rule, prototypes=protos, similar_below=0.0)
+
+    def moving_similarity(ws: WindowSet) -> np.ndarray:
+        _, motion, feats = outputs(recognizer, ws)
+        return probe.similarity(feats)[motion.max(1) > rule.idle_floor]
+
+    own = inliers if inliers is not None else taught
+    sim_in = moving_similarity(own)
+    keep = float(np.quantile(sim_in, max_inlier_rejection)) if len(sim_in) else -1.0
+    cal = dict(rule.calibration)
+    which = "held-out class" if inliers is not None else "training"
+    if outliers is not None and len(outliers):
+        sim_out = moving_similarity(outliers)
+        floor = float(np.quantile(sim_out, outlier_rejection))
+        cal["outlier_similarity_quantiles"] = {f"{q:g}": float(np.quantile(sim_out, q))
+                                               for q in grid}
+        how = f"rejects {outlier_rejection:g} of the moving outlier windows"
+        if inliers is not None and keep < floor:
+            cal["uncapped_similar_below"] = floor
+            floor = keep
+            how += (f", lowered to keep {1 - max_inlier_rejection:.0%} of the moving "
+                    f"{which} windows")
+        cal["outlier_unknown_rate"] = float(np.mean(sim_out < floor))
+    else:
+        floor = keep
+        how = f"keeps {1 - max_inlier_rejection:.0%} of the moving {which} windows"
+    cal["unknown_rule"] = "similarity to the nearest class prototype below the level that " + how
+    cal["inlier_unknown_rate"] = float(np.mean(sim_in < floor)) if len(sim_in) else None
+    log.info("open set: unknown below similarity %.3f (%s)", floor, how)
+    return replace(rule, prototypes=protos, similar_below=floor, calibration=cal)
+
+
 def rates(recognizer, windows: WindowSet, rule: OpenSet | None = None) -> dict:
     """Shares of ``windows`` that come out right (their class; for windows of no class,
     ``unknown`` or ``idle``), ``unknown`` and ``idle`` under ``rule`` (default: the
@@ -210,6 +278,19 @@ def calibration_sets(recognizer, data_root=None, seed: int = 0, still: int = 600
     return (clip_windows(both, T, w), clip_windows(held, T, w, outlier=True),
             still_windows(train + [ann[c.name] for c in train], still, T, rng, w,
                           layout=recognizer.layout))
+
+
+def taught_windows(recognizer, data_root=None) -> WindowSet:
+    """The windows class prototypes of a Penn Action model are made from: its training
+    clips (less the validation carve-out) in both joint conventions, whole and cut."""
+    from finetec_live.data import load_dataset
+    from finetec_live.learning.windows import split_train_val
+
+    vis = load_dataset("penn", data_root)
+    ann = {c.name: c for c in load_dataset("penn", data_root, mask="annotated").clips}
+    train, _ = split_train_val(list(vis.train()))
+    return clip_windows(train + [ann[c.name] for c in train], recognizer.T,
+                        recognizer.window_seconds)
 
 
 def test_sets(recognizer, data_root=None, seed: int = 1, still: int = 600) -> dict:

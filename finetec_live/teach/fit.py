@@ -47,7 +47,7 @@ class FitOptions:
     tempo_prob: float = 0.3
     estimator_prob: float = 0.3
     outlier_estimator_prob: float = 0.8  # the other actions are mostly annotated poses
-    train_blocks: int | None = None  # fine-tune only the last N ST-GCN blocks (None: all)
+    train_blocks: int | None = 2  # fine-tune only the last N ST-GCN blocks (None: all)
     seed: int = 0
 
 
@@ -79,15 +79,13 @@ def features(model, cfg, layout, sampler, idx, device, chunk: int = 64) -> np.nd
     """Backbone features ``(N, C)`` (the classification layer's input) of one augmented
     window of each clip in ``idx``, the model in evaluation mode."""
     grabbed = []
-    hook = model.backbone.fc.register_forward_hook(lambda m, i, o: grabbed.append(i[0]))
     was = model.training
     model.eval()
     try:
         for s in range(0, len(idx), chunk):
             inputs, _ = _batch_tensors(cfg, layout, sampler.batch(idx[s:s + chunk]), device)
-            model(*inputs)
+            grabbed.append(model(*inputs)["features"])
     finally:
-        hook.remove()
         model.train(was)
     return torch.cat(grabbed).cpu().numpy()
 

@@ -87,7 +87,12 @@ def _markdown(rep: dict) -> str:
              f"{rep['clips']['train']} training and {rep['clips']['validation']} validation "
              f"clips; live window {rep['window_seconds']:g} s every {rep['hop_seconds']:g} s; "
              f"{rep['steps']} steps in {rep['seconds']['total']:.0f} s "
-             f"({rep['seconds']['poses']:.0f} s of pose estimation) on {rep['device']}.", ""]
+             f"({rep['seconds']['poses']:.0f} s of pose estimation) on {rep['device']}."]
+    if rep["clips"].get("checkpoint_trained_on", 0) > rep["clips"]["train"]:
+        lines[-1] += (" The validation below is a model's trained without the validation "
+                      "clips; the checkpoint is the same recipe trained on all "
+                      f"{rep['clips']['checkpoint_trained_on']} clips.")
+    lines.append("")
     if v:
         lines += ["## Validation (held-out clips, live windows, open-set decisions)", "",
                   "| class | clips right | windows right | wrong windows went to |",
@@ -103,7 +108,12 @@ def _markdown(rep: dict) -> str:
         lines += ["No validation clips (`--val-fraction 0`): no accuracy to report.", ""]
     o = rep["open_set"]
     lines += ["## Open set", ""]
-    if o:
+    if o and o.get("similar_below") is not None:
+        lines.append(f"`idle` when every region's motion score is below {o['idle_floor']:.5f}; "
+                     f"`unknown` when the cosine similarity of a window's features to the "
+                     f"nearest class prototype is below {o['similar_below']:.3f} "
+                     f"({o['calibration'].get('unknown_rule', '')}).")
+    elif o:
         lines.append(f"`idle` when every region's motion score is below {o['idle_floor']:.5f}; "
                      f"`unknown` when the top probability is below {o['unknown_below']:.3f} "
                      f"({o['calibration'].get('unknown_rule', '')}).")

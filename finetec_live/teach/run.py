@@ -10,11 +10,16 @@ runs as it is, and its report, out.
    (:func:`~finetec_live.learning.windows.split_train_val`); the rest are cut into
    chunks so that long videos count by their length.
 4. The student (:mod:`~finetec_live.teach.fit`) is fine-tuned from the base weights, with
-   outlier exposure to the clips of other actions (:mod:`~finetec_live.teach.others`).
-5. The open-set decision is calibrated for the new classes
-   (:func:`~finetec_live.learning.openset.calibrate`): ``idle`` from the region-motion
-   kernel, ``unknown`` from the held-out clips of other actions, kept from rejecting more
-   than :data:`MAX_INLIER_REJECTION` of the moving validation windows.
+   outlier exposure to the clips of other actions (:mod:`~finetec_live.teach.others`),
+   calibrated (5.) and scored on the validation clips for the report; then (``refit``,
+   the default) the same recipe makes the checkpoint from every clip, validation ones
+   included, and calibrates it without the validation clips' cap.
+5. The open-set decision is calibrated for the new classes: ``idle`` from the
+   region-motion kernel (:func:`~finetec_live.learning.openset.calibrate`), ``unknown``
+   from the similarity of a window's features to the class prototypes (the mean
+   directions of the training windows), its floor set on the held-out clips of other
+   actions and kept from rejecting more than :data:`MAX_INLIER_REJECTION` of the moving
+   validation windows (see :func:`_calibrate`).
 6. The checkpoint (base layout, the new classes, window, hop, thresholds, the run's
    record) and the report (:mod:`~finetec_live.teach.report`) are written.
 """
@@ -38,8 +43,9 @@ log = logging.getLogger(__name__)
 WINDOW_RANGE = (1.0, 2.5)  # seconds: the live window lies in this range
 VAL_FRACTION = 0.2
 MIN_CLIPS = 2  # per class: one to train on, one to validate
-# the unknown threshold rejects this share of the held-out windows of other actions ...
-OUTLIER_REJECTION = 0.95
+# the unknown similarity floor rejects this share of the held-out windows of other
+# actions ...
+OUTLIER_REJECTION = 0.85
 # ... unless that rejects more than this share of the moving validation windows
 MAX_INLIER_REJECTION = 0.10
 OTHER_DATASETS = ("penn", "jhmdb")
@@ -65,6 +71,7 @@ class TeachOptions:
     threads: int = 0
     window_seconds: float | None = None
     outlier_rejection: float = OUTLIER_REJECTION
+    refit: bool = True  # after validating, train the checkpoint on every clip
     fit: FitOptions = field(default_factory=FitOptions)
     progress: bool = True
 
@@ -144,39 +151,51 @@ def _samplers(opts: TeachOptions, cfg, train, others, window: float):
 
 
 def _calibrate(rec, opts: TeachOptions, val, train, held, window: float, hop: float):
-    """The open-set thresholds; ``(open_set, validation windows)``."""
-    from dataclasses import replace
+    """The open-set thresholds and prototypes; ``(open_set, validation windows)``.
 
+    ``idle`` as :func:`~finetec_live.learning.openset.calibrate` sets it; ``unknown`` by
+    the similarity to the class prototypes
+    (:func:`~finetec_live.learning.openset.with_prototypes`): the floor rejects
+    ``opts.outlier_rejection`` of the held-out windows of other actions, lowered to keep
+    ``1 - MAX_INLIER_REJECTION`` of the moving validation windows.
+    """
     from finetec_live.learning import openset as O
 
-    inliers = O.clip_windows(val or train, rec.T, window, hop, whole=False)
+    taught = O.clip_windows(train, rec.T, window, hop, whole=False)
+    inliers = O.clip_windows(val, rec.T, window, hop, whole=False) if val else None
     still = O.still_windows(train, 400, rec.T, np.random.default_rng(opts.fit.seed), window,
                             layout=LAYOUT)
-    if held:
-        outliers = O.clip_windows(held, rec.T, window, hop, outlier=True)
-        rule = O.calibrate(rec, inliers, outliers, still, outlier_rejection=opts.outlier_rejection)
-    else:
-        log.warning("no clips of other actions: unknown is set from the validation windows "
-                    "alone (the 5 %% least confident); pass --other DIR to do better")
-        rule = O.calibrate(rec, inliers, inliers, still, outlier_rejection=0,
-                           unknown_quantile=0.05)
-    if held:  # the rule's level for other rejection rates, to compare rules afterwards
-        p_out, m_out = O.scores(rec, outliers)
-        top = p_out.max(1)[m_out.max(1) > rule.idle_floor]
-        if len(top):
-            rule.calibration["outlier_top_quantiles"] = {
-                f"{q:g}": float(np.quantile(top, q)) for q in REJECTION_GRID}
-    if val and held:
-        probs, motion = O.scores(rec, inliers)
-        moving = motion.max(1) > rule.idle_floor
-        cap = float(np.quantile(probs.max(1)[moving], MAX_INLIER_REJECTION)) if moving.any() \
-            else rule.unknown_below
-        if cap < rule.unknown_below:
-            cal = {**rule.calibration, "unknown_rule": rule.calibration["unknown_rule"] +
-                   f", capped to keep {1 - MAX_INLIER_REJECTION:.0%} of the moving validation "
-                   "windows", "uncapped_unknown_below": rule.unknown_below}
-            rule = replace(rule, unknown_below=cap, calibration=cal)
-    return rule, inliers
+    outliers = O.clip_windows(held, rec.T, window, hop, outlier=True) if held else None
+    own = inliers if inliers is not None else taught
+    rule = O.calibrate(rec, own, outliers if outliers is not None else own, still,
+                       outlier_rejection=opts.outlier_rejection if held else 0)
+    rule = O.with_prototypes(rec, rule, taught, outliers, inliers, opts.outlier_rejection,
+                             MAX_INLIER_REJECTION, REJECTION_GRID)
+    return rule, own
+
+
+def _student(base, data: TeachData, opts: TeachOptions, train, val, other_train, other_held,
+             window: float, hop: float, device: str):
+    """One student fitted on ``train`` and calibrated: ``(recognizer, open_set, windows the
+    rule was checked on, history, training chunks)``."""
+    from finetec_live.inference.recognizer import Recognizer
+    from finetec_live.teach import fit
+
+    model, cfg = fit.student(base, data.class_names)
+    model.to(device)
+    sampler, outliers = _samplers(opts, cfg, train, other_train, window)
+    n = min(len(sampler.clips), 512)
+    pick = np.random.default_rng([opts.fit.seed, 3]).permutation(len(sampler.clips))[:n]
+    labels = np.array([sampler.clips[i].label for i in pick])
+    if len(np.unique(labels)) == len(data.class_names):
+        feats = fit.features(model, cfg, LAYOUT, sampler, pick, device)
+        fit.imprint(model, feats, labels, base["state_dict"]["backbone.fc.weight"])
+    history = fit.fit(model, cfg, LAYOUT, sampler, outliers, opts.fit, device, opts.progress)
+    rec = Recognizer(model, cfg, LAYOUT, data.class_names, device=device,
+                     window_seconds=window, hop_seconds=hop, model_id="in-training")
+    rule, windows = _calibrate(rec, opts, val, train, other_held, window, hop)
+    rec.open_set, rec.open_set_enabled = rule, True
+    return rec, rule, windows, history, len(sampler.clips)
 
 
 def _checkpoint(base: dict, model, cfg, data: TeachData, opts: TeachOptions, window, hop,
@@ -199,10 +218,9 @@ def teach(opts: TeachOptions, command: str = "finetec-train") -> dict:
     import torch
 
     from finetec_live.inference.checkpoint import hash_state, load_checkpoint, resolve_device
-    from finetec_live.inference.recognizer import Recognizer
     from finetec_live.learning.checkpoints import atomic_save, stage_record
     from finetec_live.learning.windows import split_train_val
-    from finetec_live.teach import collect, fit, others, report
+    from finetec_live.teach import collect, others, report
 
     t0 = time.time()
     check_output(opts.out)
@@ -222,24 +240,18 @@ def teach(opts: TeachOptions, command: str = "finetec-train") -> dict:
              "%.1f s", len(data.class_names), len(train), len(val), window, hop)
     other_train, other_held, other_summary = others.other_actions(
         data.class_names, LAYOUT, opts.other_datasets, opts.data_root, _other_videos(opts))
-    model, cfg = fit.student(base, data.class_names)
-    model.to(device)
-    sampler, outliers = _samplers(opts, cfg, train, other_train, window)
-    n = min(len(sampler.clips), 512)
-    pick = np.random.default_rng([opts.fit.seed, 3]).permutation(len(sampler.clips))[:n]
-    feats = fit.features(model, cfg, LAYOUT, sampler, pick, device)
-    labels = np.array([sampler.clips[i].label for i in pick])
-    if len(np.unique(labels)) == len(data.class_names):
-        fit.imprint(model, feats, labels, base["state_dict"]["backbone.fc.weight"])
     t1 = time.time()
-    history = fit.fit(model, cfg, LAYOUT, sampler, outliers, opts.fit, device, opts.progress)
-    t_fit = time.time() - t1
-    rec = Recognizer(model, cfg, LAYOUT, data.class_names, device=device,
-                     window_seconds=window, hop_seconds=hop, model_id="in-training")
-    rule, windows = _calibrate(rec, opts, val, train, other_held, window, hop)
-    rec.open_set, rec.open_set_enabled = rule, True
+    rec, rule, windows, history, chunks = _student(base, data, opts, train, val, other_train,
+                                                   other_held, window, hop, device)
     decisions = [d.label for d in rec.decisions(windows.positions, windows.frame_valid,
                                                 windows.joint_valid, windows.timestamps)]
+    validated = rec
+    if val and opts.refit:  # the checkpoint: the same recipe on every clip
+        log.info("validated; now the same recipe on all %d clips", len(data.clips))
+        rec, rule, _, history, chunks = _student(base, data, opts, list(data.clips), [],
+                                                 other_train, other_held, window, hop, device)
+    model, cfg = rec.model, rec.config
+    t_fit = time.time() - t1
     record = stage_record(command, t_fit, f"taught {len(data.class_names)} classes from "
                           f"{opts.source} on the weights of {opts.base}",
                           {**{k: str(v) if isinstance(v, Path) else v
@@ -249,10 +261,12 @@ def teach(opts: TeachOptions, command: str = "finetec-train") -> dict:
     rep = {"model_id": f"{opts.out.stem}-{cfg.method}-{state_id}", "source": str(opts.source),
            "kind": data.kind, "class_names": list(data.class_names),
            "clips": {"train": len(train), "validation": len(val),
-                     "per_class": data.counts(), "train_chunks": len(sampler.clips)},
+                     "checkpoint_trained_on": len(data.clips) if rec is not validated
+                     else len(train), "per_class": data.counts(), "train_chunks": chunks},
            "window_seconds": window, "hop_seconds": hop, "steps": opts.fit.steps,
            "device": device, "history": history, "other_actions": other_summary,
-           "open_set": rule.to_dict(), "skipped": [asdict(s) for s in data.skipped],
+           "open_set": {k: v for k, v in rule.to_dict().items() if k != "prototypes"},
+           "skipped": [asdict(s) for s in data.skipped],
            "validation": (report.validation_table(data.class_names, windows.labels,
                                                   decisions, windows.source) if val else None)}
     ck = _checkpoint(base, model, cfg, data, opts, window, hop, rule, record,
