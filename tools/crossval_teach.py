@@ -100,6 +100,7 @@ def main(argv=None) -> int:
             seconds.append(rep["seconds"]["total"])
             rec = Recognizer.from_checkpoint(out, device="cpu")
             res += V.evaluate_videos(rec, held, args.cache, progress=False)
+            other_res.append(V.evaluate_videos(rec, others, args.cache, progress=False))
             rec.open_set_enabled = False
             closed += V.evaluate_videos(rec, held, args.cache, progress=False)
             closed_other += V.evaluate_videos(rec, others, args.cache, progress=False)
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
                 rec.open_set = replace(rule, similar_below=grid[f"{r:g}"])
                 swept[r] += [(V.evaluate_videos(rec, held, args.cache, progress=False),
                               V.evaluate_videos(rec, others, args.cache, progress=False))]
-            other_res.append(V.evaluate_videos(rec, others, args.cache, progress=False))
+            rec.open_set = rule
             print(f"fold {k}: trained on {len(train)} videos in {seconds[-1]:.0f} s, scored "
                   f"on {len(held)}", flush=True)
     except FinetecError as exc:

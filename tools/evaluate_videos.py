@@ -34,8 +34,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=Path, help="class folders of videos (default: "
                     "<data>/videos/penn_real)")
-    ap.add_argument("--other", type=Path, help="videos of other actions, no class folders "
-                    "(default: <data>/videos/other_actions; 'none' to skip)")
+    ap.add_argument("--other", type=Path, nargs="+", help="folders of videos of other "
+                    "actions, no class folders (default: <data>/videos/other_actions; 'none' "
+                    "to skip)")
     ap.add_argument("--model", default="penn", help="checkpoint or shipped name (default penn)")
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "pose_cache",
                     help="pose recordings of the videos (default runs/pose_cache)")
@@ -68,8 +69,9 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(max(1, args.threads))
         labelled = V.find_videos(args.videos or data_root() / "videos" / "penn_real")
-        other_dir = args.other or data_root() / "videos" / "other_actions"
-        others = [] if str(other_dir) == "none" else V.find_videos(other_dir, labelled=False)
+        other_dirs = args.other or [data_root() / "videos" / "other_actions"]
+        others = [] if [str(d) for d in other_dirs] == ["none"] else [
+            v for d in other_dirs for v in V.find_videos(d, labelled=False)]
         if args.crossval:
             runs = [(Recognizer.from_checkpoint(args.crossval.format(fold=k), device="cpu"),
                      select_fold(labelled, args.folds, k, held_out=True))

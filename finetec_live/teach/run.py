@@ -45,7 +45,7 @@ VAL_FRACTION = 0.2
 MIN_CLIPS = 2  # per class: one to train on, one to validate
 # the unknown similarity floor rejects this share of the held-out windows of other
 # actions ...
-OUTLIER_REJECTION = 0.85
+OUTLIER_REJECTION = 0.90
 # ... unless that rejects more than this share of the moving validation windows
 MAX_INLIER_REJECTION = 0.10
 OTHER_DATASETS = ("penn", "jhmdb")
