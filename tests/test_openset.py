@@ -64,6 +64,26 @@ def test_class_prototypes_are_unit_mean_directions():
         L.prototypes(feats, np.array([0, 0, 0, 0]), 2)
 
 
+def test_the_similarity_floor_rejects_outliers_and_is_lowered_for_held_out_windows():
+    rec = Recognizer.from_checkpoint("penn", device="cpu")
+    rng = np.random.default_rng(2)
+    pos = rng.normal(size=(60, 30, 13, 2)).astype(np.float32) * 20 + 100
+    ws = L.WindowSet(pos, np.ones((60, 30), bool), np.ones((60, 30, 13), bool),
+                     np.broadcast_to(np.linspace(0, 2.5, 30), (60, 30)).copy(),
+                     np.arange(60) % 15, np.arange(60))
+    rule = OpenSet(0.5, 0.0)
+    out = L.with_prototypes(rec, rule, ws, ws, outlier_rejection=0.8)
+    assert out.prototypes.shape == (15, rec.model.backbone.fc.in_features)
+    assert out.calibration["outlier_unknown_rate"] == pytest.approx(0.8, abs=0.05)
+    lowered = L.with_prototypes(rec, rule, ws, ws, inliers=ws, outlier_rejection=0.8,
+                                max_inlier_rejection=0.1)
+    assert lowered.similar_below < out.similar_below
+    assert lowered.calibration["inlier_unknown_rate"] == pytest.approx(0.1, abs=0.05)
+    assert "lowered" in lowered.calibration["unknown_rule"]
+    r = L.rates(rec, ws, lowered)  # the prototype rule, as the live path applies it
+    assert r["unknown"] == pytest.approx(0.1, abs=0.05)
+
+
 def test_predict_leaves_the_networks_features_on_the_batch():
     rec = Recognizer.from_checkpoint("penn", device="cpu")
     rng = np.random.default_rng(0)

@@ -88,6 +88,10 @@ def test_long_clips_are_chunked_and_short_ones_kept_whole():
                  label=1, label_name="b", split="train", fps=30.0, layout="penn13")
     chunks = collect.chunk([long, short], 5.0, 1.25)
     assert [c.name for c in chunks] == ["v@0", "v@38", "v@76", "v@114", "s"]
+    sparse = Clip(name="p", positions=np.zeros((300, 13, 2)),
+                  joint_valid=np.arange(300)[:, None].repeat(13, 1) % 3 == 0, label=0,
+                  label_name="a", split="train", fps=30.0, layout="penn13")
+    assert collect.chunk([sparse], 5.0, 1.25) == [sparse]  # posed 1 frame in 3: kept whole
     assert all(c.num_frames == 150 for c in chunks if c.name.startswith("v@"))
     assert chunks[-1] is short
 
@@ -219,6 +223,14 @@ def test_a_folder_without_class_folders(tmp_path):
     assert "no class folders" in line
 
 
+def test_bad_shares_and_threads_are_refused(tmp_path):
+    (tmp_path / "a").mkdir()
+    for flag, value in (("--outlier-rejection", "1.5"), ("--threads", "-1"),
+                        ("--val-fraction", "1")):
+        line = _one_error_line(_train([tmp_path, "--out", tmp_path / "m.pt", flag, value]))
+        assert flag in line
+
+
 def test_a_missing_source_and_an_unwritable_output(tmp_path):
     assert "not found" in _one_error_line(_train([tmp_path / "nowhere", "--out",
                                                   tmp_path / "m.pt"]))
@@ -248,5 +260,10 @@ def test_class_checks_in_the_library():
     d = collect.TeachData("x", "folder", ["a", "b"], [])
     with pytest.raises(FinetecError, match="no usable clip"):
         collect.check_classes(d, 2)
+    one = collect.TeachData("x", "folder", ["a"], [Clip(
+        name="c", positions=np.zeros((20, 13, 2)), joint_valid=np.ones((20, 13), bool),
+        label=0, label_name="a", split="train", fps=30.0, layout="penn13")] * 3)
+    with pytest.raises(FinetecError, match="at least two"):
+        collect.check_classes(one, 2)
     with pytest.raises(FinetecError, match="nowhere"):
         collect.collect_folder("/nowhere")

@@ -117,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except MemoryError:
+    except (MemoryError, RuntimeError) as exc:
+        text = str(exc).lower()
+        if not isinstance(exc, MemoryError) and "memory" not in text and \
+                "can't allocate" not in text:
+            raise
         print("error: out of memory; lower --batch-size or close other programs",
               file=sys.stderr)
         return 1

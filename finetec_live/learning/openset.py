@@ -216,24 +216,26 @@ def with_prototypes(recognizer, rule: OpenSet, taught: WindowSet, outliers: Wind
 
     own = inliers if inliers is not None else taught
     sim_in = moving_similarity(own)
-    keep = float(np.quantile(sim_in, max_inlier_rejection)) if len(sim_in) else -1.0
+    keep = float(np.quantile(sim_in, max_inlier_rejection)) if len(sim_in) else None
     cal = dict(rule.calibration)
     which = "held-out class" if inliers is not None else "training"
-    if outliers is not None and len(outliers):
-        sim_out = moving_similarity(outliers)
+    sim_out = moving_similarity(outliers) if outliers is not None and len(outliers) else []
+    if len(sim_out):
         floor = float(np.quantile(sim_out, outlier_rejection))
         cal["outlier_similarity_quantiles"] = {f"{q:g}": float(np.quantile(sim_out, q))
                                                for q in grid}
         how = f"rejects {outlier_rejection:g} of the moving outlier windows"
-        if inliers is not None and keep < floor:
+        if inliers is not None and keep is not None and keep < floor:
             cal["uncapped_similar_below"] = floor
             floor = keep
             how += (f", lowered to keep {1 - max_inlier_rejection:.0%} of the moving "
                     f"{which} windows")
         cal["outlier_unknown_rate"] = float(np.mean(sim_out < floor))
-    else:
+    elif keep is not None:
         floor = keep
         how = f"keeps {1 - max_inlier_rejection:.0%} of the moving {which} windows"
+    else:
+        raise ValueError("no moving windows to set the similarity floor on")
     cal["unknown_rule"] = "similarity to the nearest class prototype below the level that " + how
     cal["inlier_unknown_rate"] = float(np.mean(sim_in < floor)) if len(sim_in) else None
     log.info("open set: unknown below similarity %.3f (%s)", floor, how)
@@ -244,14 +246,14 @@ def rates(recognizer, windows: WindowSet, rule: OpenSet | None = None) -> dict:
     """Shares of ``windows`` that come out right (their class; for windows of no class,
     ``unknown`` or ``idle``), ``unknown`` and ``idle`` under ``rule`` (default: the
     recognizer's)."""
-    probs, motion = scores(recognizer, windows)
+    probs, motion, feats = outputs(recognizer, windows)
     return _rates(recognizer.class_names, windows.labels, probs, motion,
-                  rule or recognizer.open_set)
+                  rule or recognizer.open_set, feats)
 
 
 def _rates(class_names, labels: np.ndarray, probs: np.ndarray, motion: np.ndarray,
-           rule: OpenSet | None) -> dict:
-    names = np.array([d.label for d in decide(probs, motion, class_names, rule)])
+           rule: OpenSet | None, features: np.ndarray | None = None) -> dict:
+    names = np.array([d.label for d in decide(probs, motion, class_names, rule, features)])
     truth = np.array([class_names[k] if k >= 0 else "" for k in labels])
     rejected = (names == UNKNOWN) | (names == IDLE)
     right = np.where(labels >= 0, names == truth, rejected)

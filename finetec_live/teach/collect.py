@@ -73,7 +73,7 @@ def _cache_dir(root: Path, cache: str | os.PathLike | None) -> Path:
     if cache is not None:
         return Path(cache)
     here = root / CACHE_NAME
-    if (here.is_dir() and os.access(here, os.W_OK)) or os.access(root, os.W_OK):
+    if os.access(here, os.W_OK) if here.is_dir() else os.access(root, os.W_OK):
         return here
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "finetec-live" / "poses"
@@ -119,7 +119,11 @@ def _pose_recordings(videos: list[Path], cache_dir: Path, jobs: int, progress: b
 
     from finetec_live.learning.videos import content_hash
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FinetecError(f"cannot make the pose cache {cache_dir} ({exc.strerror}); pass "
+                           "--pose-cache with a writable folder") from None
     done, todo, skipped = {}, [], []
     for v in videos:
         cached = cache_dir / f"{v.stem}-{content_hash(v)}.fkp"
@@ -230,6 +234,9 @@ def check_classes(data: TeachData, min_clips: int) -> None:
     """Every class has at least ``min_clips`` clips, else one error line naming them."""
     if not data.clips:
         raise FinetecError(f"no usable clip in {data.name}; see the skipped inputs above")
+    if len(data.class_names) < 2:
+        raise FinetecError(f"{data.name} has one class ({data.class_names[0]}); teaching "
+                           "needs at least two (add a folder of another action)")
     few = {n: k for n, k in data.counts().items() if k < min_clips}
     if few:
         listed = ", ".join(f"{n} ({k})" for n, k in few.items())
@@ -239,20 +246,21 @@ def check_classes(data: TeachData, min_clips: int) -> None:
 
 def chunk(clips: Sequence[Clip], seconds: float, hop: float) -> list[Clip]:
     """Long clips cut into ``seconds`` chunks every ``hop`` (shorter clips whole), so a long
-    video gives as many training windows as its length holds."""
+    video gives as many training windows as its length holds; chunks posed in less than
+    half their frames are left out, and a clip left without any is kept whole."""
     out = []
     for c in clips:
         n, step = max(MIN_POSED_FRAMES, round(seconds * c.fps)), max(1, round(hop * c.fps))
         if c.num_frames <= n + step:
             out.append(c)
             continue
-        for s in range(0, c.num_frames - n + 1, step):
-            jv = c.joint_valid[s:s + n]
-            if jv.any(1).mean() < 0.5:
-                continue
-            out.append(Clip(name=f"{c.name}@{s}", positions=c.positions[s:s + n],
-                            joint_valid=jv, label=c.label, label_name=c.label_name,
-                            split=c.split, fps=c.fps, layout=c.layout))
+        mine = [Clip(name=f"{c.name}@{s}", positions=c.positions[s:s + n],
+                     joint_valid=c.joint_valid[s:s + n], label=c.label,
+                     label_name=c.label_name, split=c.split, fps=c.fps, layout=c.layout)
+                for s in range(0, c.num_frames - n + 1, step)
+                if c.joint_valid[s:s + n].any(1).mean() >= 0.5]
+        # a clip posed in less than half of every chunk is kept whole (never lost)
+        out += mine or [c]
     return out
 
 

@@ -5,8 +5,10 @@ user's classes: completion, decomposition, physics and the ST-GCN backbone carry
 (the completion module stays frozen, so the student completes missing frames exactly as
 the base does). The new layer starts *imprinted*: each class's weight row is the mean
 backbone feature of its training windows, scaled to the base layer's norms, so that the
-first step is already a nearest-class-mean classifier; then everything but the
-completion is fine-tuned on windows drawn by the training
+first step is already a nearest-class-mean classifier; then the last
+``FitOptions.train_blocks`` ST-GCN blocks and the new layer are fine-tuned (completion,
+physics, the input batch norm and the earlier blocks stay the base's) on windows drawn by
+the training
 :class:`~finetec_live.learning.windows.Sampler` (live-window crops, temporal masks, tempo
 and pose-estimator augmentation), with windows of other actions, when there are any,
 trained towards the uniform distribution (outlier exposure) so that ``unknown`` can be

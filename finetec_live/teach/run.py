@@ -13,7 +13,8 @@ runs as it is, and its report, out.
    outlier exposure to the clips of other actions (:mod:`~finetec_live.teach.others`),
    calibrated (5.) and scored on the validation clips for the report; then (``refit``,
    the default) the same recipe makes the checkpoint from every clip, validation ones
-   included, and calibrates it without the validation clips' cap.
+   included, its floor set to reject the share of other actions the validated floor
+   rejected.
 5. The open-set decision is calibrated for the new classes: ``idle`` from the
    region-motion kernel (:func:`~finetec_live.learning.openset.calibrate`), ``unknown``
    from the similarity of a window's features to the class prototypes (the mean
@@ -29,7 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,11 @@ class TeachOptions:
         if self.window_seconds is not None and not (
                 WINDOW_RANGE[0] / 2 <= self.window_seconds <= 10.0):
             raise FinetecError(f"--window {self.window_seconds} s is outside 0.5-10 s")
+        if not 0.0 < self.outlier_rejection < 1.0:
+            raise FinetecError(f"--outlier-rejection must be a share in (0, 1), got "
+                               f"{self.outlier_rejection}")
+        if self.threads < 0:
+            raise FinetecError(f"--threads must be 0 (all cores) or more, got {self.threads}")
         if self.fit.steps < 1 or self.fit.batch_size < 2:
             raise FinetecError("--steps must be at least 1 and --batch-size at least 2")
 
@@ -184,6 +190,8 @@ def _student(base, data: TeachData, opts: TeachOptions, train, val, other_train,
     model, cfg = fit.student(base, data.class_names)
     model.to(device)
     sampler, outliers = _samplers(opts, cfg, train, other_train, window)
+    if not sampler.clips:
+        raise FinetecError("no training clip is left; see the skipped inputs")
     n = min(len(sampler.clips), 512)
     pick = np.random.default_rng([opts.fit.seed, 3]).permutation(len(sampler.clips))[:n]
     labels = np.array([sampler.clips[i].label for i in pick])
@@ -243,12 +251,19 @@ def teach(opts: TeachOptions, command: str = "finetec-train") -> dict:
     t1 = time.time()
     rec, rule, windows, history, chunks = _student(base, data, opts, train, val, other_train,
                                                    other_held, window, hop, device)
-    decisions = [d.label for d in rec.decisions(windows.positions, windows.frame_valid,
-                                                windows.joint_valid, windows.timestamps)]
+    decisions = [d.label for s in range(0, len(windows) if val else 0, 256)
+                 for d in rec.decisions(windows.positions[s:s + 256],
+                                        windows.frame_valid[s:s + 256],
+                                        windows.joint_valid[s:s + 256],
+                                        windows.timestamps[s:s + 256])]
     validated = rec
     if val and opts.refit:  # the checkpoint: the same recipe on every clip
         log.info("validated; now the same recipe on all %d clips", len(data.clips))
-        rec, rule, _, history, chunks = _student(base, data, opts, list(data.clips), [],
+        # the refit rejects the share of other actions the validated (maybe lowered) floor did
+        rate = rule.calibration.get("outlier_unknown_rate")
+        refit_opts = replace(opts, outlier_rejection=float(np.clip(rate, 0.05, 0.99))) \
+            if rate else opts
+        rec, rule, _, history, chunks = _student(base, data, refit_opts, list(data.clips), [],
                                                  other_train, other_held, window, hop, device)
     model, cfg = rec.model, rec.config
     t_fit = time.time() - t1
