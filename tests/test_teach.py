@@ -167,6 +167,7 @@ def taught_folder(tmp_path_factory, data_root):
             (clips / cls / f).symlink_to(data_root / "videos" / "custom" / cls / f)
     (clips / "bicep_curl" / "broken.mp4").write_bytes(b"not a video at all")
     (clips / "bicep_curl" / "notes.txt").write_text("what the coach said")
+    (clips / "stray.mp4").write_bytes(b"")
     out = root / "mine.pt"
     r = _train([clips, "--out", out, "--steps", 12, "--quiet", "--other-datasets", "jhmdb",
                 "--val-fraction", "0.5"], timeout=900)
@@ -182,9 +183,10 @@ def test_finetec_train_on_a_folder_of_videos(taught_folder):
     assert rep["clips"]["train"] == 2 and rep["clips"]["validation"] == 2
     assert rep["clips"]["checkpoint_trained_on"] == 4
     reasons = {os.path.basename(s["path"]): s["reason"] for s in rep["skipped"]}
-    assert reasons.keys() == {"broken.mp4", "notes.txt"}
+    assert reasons.keys() == {"broken.mp4", "notes.txt", "stray.mp4"}
     assert "unreadable video" in reasons["broken.mp4"] and "not a video" in reasons["notes.txt"]
-    assert "skipped 2 inputs" in r.stdout
+    assert "not in a class folder" in reasons["stray.mp4"]
+    assert "skipped 3 inputs" in r.stdout
     cache = taught_folder["clips"] / collect.CACHE_NAME
     assert len(list(cache.glob("*.fkp"))) == 4
 

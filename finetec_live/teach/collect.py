@@ -167,7 +167,9 @@ def collect_folder(root: str | os.PathLike, cache: str | os.PathLike | None = No
     root = Path(root)
     folders = _class_folders(root)
     names = [d.name for d in folders]
-    files, skipped = [], []
+    files = []
+    skipped = [Skipped(str(p), "not in a class folder; move it into the folder of its action")
+               for p in sorted(root.iterdir()) if p.is_file() and not p.name.startswith(".")]
     for k, d in enumerate(folders):
         for p in sorted(d.iterdir()):
             suffix = p.suffix.lower()
@@ -237,6 +239,11 @@ def check_classes(data: TeachData, min_clips: int) -> None:
     if len(data.class_names) < 2:
         raise FinetecError(f"{data.name} has one class ({data.class_names[0]}); teaching "
                            "needs at least two (add a folder of another action)")
+    empty = [n for n, k in data.counts().items() if k == 0]
+    if empty and data.kind == "pyskl":
+        raise FinetecError(f"no training clip has the label of {', '.join(empty)}; PYSKL labels "
+                           "must run from 0 without gaps (renumber them) and --class-names "
+                           "give one name per label")
     few = {n: k for n, k in data.counts().items() if k < min_clips}
     if few:
         listed = ", ".join(f"{n} ({k})" for n, k in few.items())
