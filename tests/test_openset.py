@@ -229,3 +229,13 @@ def test_calibrate_tool_writes_the_thresholds_and_a_stage(tmp_path, capsys):
     capsys.readouterr()
     assert tool.main(["--checkpoint", str(out), "--report-only"]) == 2
     assert "needs --report" in capsys.readouterr().err
+
+
+def test_still_windows_refuse_clips_without_a_half_body_frame():
+    from finetec_live.data import Clip
+
+    c = Clip(name="legs", positions=np.zeros((20, 13, 2)),
+             joint_valid=np.zeros((20, 13), bool) | (np.arange(13) > 8), label=0,
+             label_name="a", split="train", fps=30.0, layout="penn13")
+    with pytest.raises(FinetecError, match="half the body"):
+        L.still_windows([c], 5, 16, np.random.default_rng(0))

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from finetec_live.errors import FinetecError
 from finetec_live.inference.openset import IDLE, UNKNOWN, OpenSet, decide
 from finetec_live.inference.preprocess import resample_batch
 from finetec_live.skeleton.layouts import get_layout
@@ -93,17 +94,21 @@ def clip_windows(clips, T: int, window_s: float = 2.5, hop_s: float = 1.25,
 def still_windows(clips, n: int, T: int, rng: np.random.Generator, window_s: float = 2.5,
                   jitter: tuple[float, float] = STILL_JITTER, drift: float = STILL_DRIFT,
                   layout: str = "penn13") -> WindowSet:
-    """``n`` windows of one real pose held: a random frame (with at least half its joints)
-    of a random clip, repeated over ``window_s`` on ``T`` samples, with per-joint Gaussian
-    jitter of a standard deviation drawn from ``jitter`` and a slow drift up to ``drift``
-    (fractions of the pose's body size)."""
+    """``n`` windows of one real pose held: a random frame (with at least half its joints;
+    a :class:`FinetecError` when no clip has one) of a random clip, repeated over
+    ``window_s`` on ``T`` samples, with per-joint Gaussian jitter of a standard deviation
+    drawn from ``jitter`` and a slow drift up to ``drift`` (fractions of the pose's body
+    size)."""
     lay = get_layout(layout)
     V = lay.num_joints
     pos = np.zeros((n, T, V, 2), np.float32)
     jv = np.zeros((n, T, V), bool)
     steps = np.linspace(0.0, 1.0, T)[:, None, None]  # the drift's course
+    if not any((c.joint_valid.sum(1) >= (V + 1) // 2).any() for c in clips):
+        raise FinetecError("no frame of these clips shows at least half the body; still "
+                           "windows (for idle) need some that do")
     k = 0
-    while k < n:
+    while k < n:  # rejection sampling: ends, since an eligible frame exists
         c = clips[int(rng.integers(len(clips)))]
         t = int(rng.integers(c.num_frames))
         ok = c.joint_valid[t]
