@@ -89,8 +89,9 @@ def score_test(ckpt: Path, pkl: Path, names: Path) -> dict:
     test = [replace(c, positions=p, joint_valid=v, layout=LAYOUT) for c in cs.test()
             for p, v in [map_layout(c.positions, c.joint_valid, cs.layout, LAYOUT)]]
     ws = clip_windows(test, rec.T, rec.window_seconds, crops=False)
-    probs = rec.classify(ws.positions, ws.frame_valid, ws.joint_valid, ws.timestamps)
-    labels = rec.label(ws.positions, ws.frame_valid, ws.joint_valid, ws.timestamps)
+    batch = rec.prepare(ws.positions, ws.frame_valid, ws.joint_valid, ws.timestamps)
+    probs = rec.predict(batch)  # one forward pass for both figures
+    labels = [d.label for d in rec.decide(probs, batch)]
     truth = [rec.class_names[k] for k in ws.labels]
     return {"test_clips": len(test),
             "top1": round(100 * float(np.mean(probs.argmax(1) == ws.labels)), 1),

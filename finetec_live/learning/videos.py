@@ -75,14 +75,20 @@ def content_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_poses(video: Path, cache_dir: Path) -> Path:
-    """The pose recording of ``video`` (every frame through MediaPipe), made once."""
+def cache_path(video: Path, cache_dir: Path) -> Path:
+    """Where :func:`cached_poses` keeps ``video``'s recording (named by its content)."""
+    return Path(cache_dir) / f"{Path(video).stem}-{content_hash(video)}.fkp"
+
+
+def cached_poses(video: Path, cache_dir: Path, out: Path | None = None) -> Path:
+    """The pose recording of ``video`` (every frame through MediaPipe), made once; ``out``
+    its :func:`cache_path` when the caller has it already."""
     from finetec_live.live.pose import PoseEstimator
     from finetec_live.live.recording import KeypointRecorder
     from finetec_live.live.sources import VideoSource
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    out = cache_dir / f"{video.stem}-{content_hash(video)}.fkp"
+    out = out or cache_path(video, cache_dir)
     if out.is_file():
         return out
     tmp = out.with_suffix(".part")

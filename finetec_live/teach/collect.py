@@ -93,11 +93,11 @@ def _class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def _estimate(video: Path, cache_dir: Path) -> Path:
+def _estimate(video: Path, cache_dir: Path, out: Path) -> Path:
     """One video's pose recording (a worker process's task)."""
     from finetec_live.learning.videos import cached_poses
 
-    return cached_poses(video, cache_dir)
+    return cached_poses(video, cache_dir, out)
 
 
 def _clip_of(recording: Path, label: int, name: str, label_name: str) -> Clip:
@@ -117,7 +117,7 @@ def _pose_recordings(videos: list[Path], cache_dir: Path, jobs: int, progress: b
     uncached ones in ``jobs`` processes, with a progress bar; the others skipped."""
     from tqdm import tqdm
 
-    from finetec_live.learning.videos import content_hash
+    from finetec_live.learning.videos import cache_path
 
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -125,10 +125,10 @@ def _pose_recordings(videos: list[Path], cache_dir: Path, jobs: int, progress: b
         raise FinetecError(f"cannot make the pose cache {cache_dir} ({exc.strerror}); pass "
                            "--pose-cache with a writable folder") from None
     done, todo, skipped = {}, [], []
+    paths = {v: cache_path(v, cache_dir) for v in videos}  # each video hashed once
     for v in videos:
-        cached = cache_dir / f"{v.stem}-{content_hash(v)}.fkp"
-        if cached.is_file():
-            done[v] = cached
+        if paths[v].is_file():
+            done[v] = paths[v]
         else:
             todo.append(v)
     if len(done):
@@ -140,7 +140,7 @@ def _pose_recordings(videos: list[Path], cache_dir: Path, jobs: int, progress: b
     if jobs <= 1 or len(todo) == 1:
         for v in todo:
             try:
-                done[v] = _estimate(v, cache_dir)
+                done[v] = _estimate(v, cache_dir, paths[v])
             except (FinetecError, OSError, ValueError) as exc:
                 skipped.append(Skipped(str(v), f"unreadable video: {exc}"))
             bar.update()
@@ -148,7 +148,7 @@ def _pose_recordings(videos: list[Path], cache_dir: Path, jobs: int, progress: b
         import multiprocessing as mp
 
         with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn")) as ex:
-            futures = {ex.submit(_estimate, v, cache_dir): v for v in todo}
+            futures = {ex.submit(_estimate, v, cache_dir, paths[v]): v for v in todo}
             for f in as_completed(futures):
                 v = futures[f]
                 try:
@@ -158,6 +158,23 @@ def _pose_recordings(videos: list[Path], cache_dir: Path, jobs: int, progress: b
                 bar.update()
     bar.close()
     return done, skipped
+
+
+def _read(files, cache_dir: Path, jobs: int, progress: bool) -> tuple[list[Clip], list[Skipped]]:
+    """``files`` ``(path, label, clip name, class name)``, videos or recordings, as clips
+    (videos' poses estimated or taken from the cache); the ones that fail, skipped."""
+    videos = [f[0] for f in files if f[0].suffix.lower() != RECORDING_SUFFIX]
+    recordings, skipped = _pose_recordings(videos, cache_dir, jobs, progress)
+    clips = []
+    for p, label, name, label_name in files:
+        rec = p if p.suffix.lower() == RECORDING_SUFFIX else recordings.get(p)
+        if rec is None:
+            continue
+        try:
+            clips.append(_clip_of(rec, label, name, label_name))
+        except FinetecError as exc:
+            skipped.append(Skipped(str(p), str(exc)))
+    return clips, skipped
 
 
 def collect_folder(root: str | os.PathLike, cache: str | os.PathLike | None = None,
@@ -180,18 +197,10 @@ def collect_folder(root: str | os.PathLike, cache: str | os.PathLike | None = No
             else:
                 skipped.append(Skipped(str(p), "not a video (" + " ".join(VIDEO_SUFFIXES)
                                        + ") or a pose recording (.fkp)"))
-    videos = [p for p, _ in files if p.suffix.lower() != RECORDING_SUFFIX]
-    recordings, unread = _pose_recordings(videos, _cache_dir(root, cache), jobs, progress)
+    clips, unread = _read(
+        [(p, k, f"{names[k]}/{p.name}", names[k]) for p, k in files],
+        _cache_dir(root, cache), jobs, progress)
     skipped += unread
-    clips = []
-    for p, k in files:
-        rec = p if p.suffix.lower() == RECORDING_SUFFIX else recordings.get(p)
-        if rec is None:
-            continue
-        try:
-            clips.append(_clip_of(rec, k, f"{names[k]}/{p.name}", names[k]))
-        except FinetecError as exc:
-            skipped.append(Skipped(str(p), str(exc)))
     for s in skipped:
         log.warning("skipped %s: %s", s.path, s.reason)
     return TeachData(root.name, "folder", names, clips, skipped)
@@ -289,17 +298,8 @@ def collect_unlabelled(root: str | os.PathLike, cache: str | os.PathLike | None 
                    and p.suffix.lower() in (*VIDEO_SUFFIXES, RECORDING_SUFFIX))
     if not files:
         raise FinetecError(f"--other {root} holds no videos or recordings")
-    videos = [p for p in files if p.suffix.lower() != RECORDING_SUFFIX]
-    recordings, unread = _pose_recordings(videos, _cache_dir(root, cache), jobs, progress)
-    clips = []
-    for p in files:
-        rec = p if p.suffix.lower() == RECORDING_SUFFIX else recordings.get(p)
-        if rec is None:
-            continue
-        try:
-            clips.append(_clip_of(rec, 0, f"other/{p.name}", f"other/{p.parent.name}"))
-        except FinetecError as exc:
-            unread.append(Skipped(str(p), str(exc)))
+    clips, unread = _read([(p, 0, f"other/{p.name}", f"other/{p.parent.name}") for p in files],
+                          _cache_dir(root, cache), jobs, progress)
     for s in unread:
         log.warning("--other: skipped %s: %s", s.path, s.reason)
     return clips
