@@ -27,9 +27,9 @@ def test_the_output_video_carries_source_time_not_fps(tmp_path):
                 "penn13")
     path = tmp_path / "out.avi"
     display = Display(False, path, 30.0)
-    display.draw_tick(image, 320, 180, pose, None, source_time=1.0, fps=12.0)
-    display.draw_tick(image, 320, 180, pose, None, source_time=1.0, fps=55.0)  # only fps
-    display.draw_tick(image, 320, 180, pose, None, source_time=7.5, fps=55.0)  # time
+    display.draw_tick(image, 320, 180, {0: pose}, {}, source_time=1.0, fps=12.0)
+    display.draw_tick(image, 320, 180, {0: pose}, {}, source_time=1.0, fps=55.0)  # only fps
+    display.draw_tick(image, 320, 180, {0: pose}, {}, source_time=7.5, fps=55.0)  # time
     display.close()
     a, b, c = _frames(path)
     assert display.written == 3

@@ -32,7 +32,8 @@ DECISIONS = [("class", "clean_and_jerk"), ("unknown", "unknown"), ("idle", "idle
 def _label(seq: int) -> LabelMessage:
     label = DECISIONS[seq % 3][1]
     return LabelMessage(stream="cam0", seq=seq, t_start=7_500_000_000 + seq * 500_000_000,
-                        t_end=10_000_000_000 + seq * 500_000_000, label=label,
+                        t_end=10_000_000_000 + seq * 500_000_000, person=seq % 2 + 1,
+                        box=[10.25 + seq, 20.0, 110.25, 220.0], label=label,
                         score=0.875, topk=[["clean_and_jerk", 0.875], ["squat", 0.125]],
                         missing=0.5, completed=True,
                         latency_ms={"pose": 21.5, "kernels": 3.25, "model": 12.0,
@@ -43,7 +44,7 @@ def _label(seq: int) -> LabelMessage:
 def _segment(seq: int) -> SegmentMessage:
     return SegmentMessage(stream="cam0", seq=seq, label="idle", t_start=seq * 1_000_000_000,
                           t_end=(seq + 1) * 1_000_000_000, windows=3, votes=2, score=0.5,
-                          first_window=2 * seq, last_window=2 * seq + 4,
+                          first_window=2 * seq, last_window=2 * seq + 4, person=seq % 2 + 1,
                           model="penn-finetec-0123abcd", wall_ns=time.time_ns())
 
 
@@ -68,7 +69,8 @@ def test_node_subscriber_decodes_labels_and_segments():
     for m in labels:
         m.pop("topic")
         assert m.pop("decision") == DECISIONS[m["seq"] % 3][0]
-        assert tuple(m) == LABEL_KEYS and m["v"] == 2  # keys, in order, as Python sent them
+        assert m.pop("who") == f"person {m['seq'] % 2 + 1} at {round(10.25 + m['seq'])},20,110,220"
+        assert tuple(m) == LABEL_KEYS and m["v"] == 3  # keys, in order, as Python sent them
         expect = _label(m["seq"]).to_dict()
         for k in LABEL_KEYS:
             if k != "wall_ns":
@@ -76,6 +78,7 @@ def test_node_subscriber_decodes_labels_and_segments():
     for m in segments:
         m.pop("topic")
         assert m.pop("decision") == "segment"
+        assert m.pop("who") == f"person {m['seq'] % 2 + 1}"
         assert tuple(m) == SEGMENT_KEYS
         expect = _segment(m["seq"]).to_dict()
         assert {k: v for k, v in m.items() if k != "wall_ns"} == {

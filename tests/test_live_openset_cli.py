@@ -198,7 +198,7 @@ def test_a_replay_publishes_its_segments_and_prints_the_timeline(files, tmp_path
 
 def _worker(published: int, label: str | None):
     latest = None if label is None else SimpleNamespace(message=SimpleNamespace(label=label))
-    return SimpleNamespace(stats=SimpleNamespace(published=published), latest=latest)
+    return SimpleNamespace(stats=SimpleNamespace(published=published), newest=latest)
 
 
 def test_progress_line_throttles_and_ends_at_the_total():

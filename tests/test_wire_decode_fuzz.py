@@ -13,6 +13,7 @@ from wire_checks import decodes_or_refuses as _decodes_or_refuses
 
 from finetec_live.wire.messages import (
     LABEL_KEYS,
+    OPTIONAL_KEYS,
     LabelMessage,
     MalformedMessage,
     StatusMessage,
@@ -77,7 +78,8 @@ def test_each_missing_label_key(key):
     d = GOOD.to_dict()
     del d[key]
     got = _decodes_or_refuses([b"label.cam0", _pack(d)])
-    assert (got is not None) == (key == "wall_ns")  # wall_ns alone is optional
+    # wall_ns is optional, and person and box, which schema 2 did not have
+    assert (got is not None) == (key in OPTIONAL_KEYS)
 
 
 @FAST

@@ -14,6 +14,7 @@ from finetec_live.live.segments import Segmenter
 from finetec_live.wire.messages import (
     LABEL_KEYS,
     OPEN_SET_LABELS,
+    OPTIONAL_KEYS,
     SCHEMA_VERSION,
     SEGMENT_KEYS,
     LabelMessage,
@@ -50,7 +51,7 @@ def test_round_trip_keys_in_order():
     assert got.is_segment and not got.is_label and got.kind == "segment"
     assert got.message == GOOD and got.topic == "segment.cam0"
     assert tuple(msgpack.unpackb(GOOD.pack())) == SEGMENT_KEYS
-    assert GOOD.v == SCHEMA_VERSION == 2
+    assert GOOD.v == SCHEMA_VERSION == 3
     assert "segment #2" in format_message(GOOD) and "12 windows, 2 other" in format_message(GOOD)
 
 
@@ -61,7 +62,8 @@ def test_label_v2_carries_unknown_and_idle_outside_topk():
                          completed=False, latency_ms=dict.fromkeys(
                              ("pose", "kernels", "model", "total"), 1.0), model="m")
         got = decode_message([b"label.cam0", m.pack()])
-        assert got.message == m and got.message.v == 2 and tuple(m.to_dict()) == LABEL_KEYS
+        assert got.message == m and got.message.v == SCHEMA_VERSION
+        assert tuple(m.to_dict()) == LABEL_KEYS
         line = format_message(m)
         assert label in line and "best class squat 0.30" in line
     # a v1 message (the top class as label) still decodes
@@ -145,7 +147,7 @@ def test_each_missing_key(key):
     d = GOOD.to_dict()
     del d[key]
     got = _decodes_or_refuses([b"segment.cam0", _pack(d)])
-    assert (got is not None) == (key == "wall_ns")
+    assert (got is not None) == (key in OPTIONAL_KEYS)  # wall_ns, and person (schema 3)
 
 
 @FAST

@@ -33,11 +33,24 @@ def check_options(args: argparse.Namespace) -> None:
     if args.hop is not None and args.window is not None and args.hop > args.window:
         raise FinetecError(f"--hop {args.hop:g} is longer than --window {args.window:g}: frames "
                            "between windows would never be classified; use a hop <= window")
+    check_people(args.max_people, args.track_timeout)
     check_paths(args)
     for name in OUTPUTS:
         target = getattr(args, name)
         if target and target != "-":
             check_writable(target, flag(name))
+
+
+def check_people(max_people: int, track_timeout: float) -> None:
+    """``--max-people`` in 1..MAX_PEOPLE and a sane ``--track-timeout``."""
+    from finetec_live.live.multipose import MAX_PEOPLE
+
+    if not 1 <= max_people <= MAX_PEOPLE:
+        raise FinetecError(f"--max-people {max_people} is out of range; use 1 to {MAX_PEOPLE} "
+                           "(each person costs a pose model run per frame)")
+    if not track_timeout <= MAX_WINDOW_S:
+        raise FinetecError(f"--track-timeout {track_timeout:g} s is longer than "
+                           f"{MAX_WINDOW_S:g} s; use a few seconds at most")
 
 
 def check_window(window_s: float, hop_s: float, fps: float, min_frames: int) -> None:

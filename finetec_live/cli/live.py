@@ -49,7 +49,7 @@ class LiveRun:
         self.signals = runtime.StopOnSignal(self.stop)
         self.stats = Stats()
         self.stats_written = False
-        self.source = self.publisher = self.rec = self.timeline = None
+        self.source = self.publisher = self.rec = self.people = None
         self.estimator = self.recorder = self.display = self.jsonl = self.dropper = None
         self.handoff = self.worker = self.worker_thread = None
         self.pump = self.pump_thread = self.native_log = self.progress = None
@@ -76,7 +76,7 @@ class LiveRun:
         self.rec = parts.load_recognizer(args.model, args.device)
         parts.configure_open_set(self.rec, args.open_set)
         runtime.limit_torch_threads()
-        self._open_timeline()
+        self._open_people()
         if args.drop > 0:
             from finetec_live.data.corruption import FrameDropper
 
@@ -110,18 +110,21 @@ class LiveRun:
                                         curve_clients=args.curve_clients,
                                         any_client=args.curve_any_client, insecure=args.insecure)
 
-    def _open_timeline(self) -> None:
+    def _open_people(self) -> None:
         from finetec_live.inference.prepare import MIN_FRAMES
-        from finetec_live.live.timeline import PersonTimeline
+        from finetec_live.live.people import People
 
         fps = self.source.fps
         self.window_s = self.args.window or float(self.rec.window_seconds)
         self.hop_s = self.args.hop or float(self.rec.hop_seconds)
         checks.check_window(self.window_s, self.hop_s, fps, MIN_FRAMES)
         self.min_frames = MIN_FRAMES
-        self.timeline = PersonTimeline(self.rec.layout, self.window_s, self.hop_s, 1.0 / fps)
+        self.people = People(self.rec.layout, self.window_s, self.hop_s, 1.0 / fps,
+                             max_people=self.args.max_people, timeout_s=self.args.track_timeout)
 
     def _start_worker(self) -> None:
+        from functools import partial
+
         from finetec_live.live.handoff import Handoff
         from finetec_live.live.segments import Segmenter
         from finetec_live.live.worker import InferenceWorker, warm_up
@@ -131,7 +134,7 @@ class LiveRun:
         self.worker = InferenceWorker(self.rec, self.handoff, self.publisher, self.stats,
                                       self.stream, self.stop, topk=self.args.topk,
                                       want_completion=want, on_label=self.jsonl,
-                                      segmenter=Segmenter(gap=self.hop_s))
+                                      segmenter=partial(Segmenter, gap=self.hop_s))
         log.debug("warm-up: %.2f s", warm_up(self.rec, self.window_s, self.source.fps,
                                               want_completion=want))
         self.worker_thread = threading.Thread(target=self.worker.run, name="finetec-inference",
@@ -152,7 +155,11 @@ class LiveRun:
             from finetec_live.live.native import NativeLog
 
             self.native_log = NativeLog().start()
-        if args.keypoints is None:
+        if args.keypoints is None and args.max_people > 1:
+            from finetec_live.live.multipose import MultiPoseEstimator
+
+            self.estimator = MultiPoseEstimator(args.max_people)
+        elif args.keypoints is None:
             from finetec_live.live.pose import PoseEstimator
 
             self.estimator = PoseEstimator(model_complexity=1)
@@ -166,12 +173,13 @@ class LiveRun:
         rec = self.rec
         parts.warn_closed_set(rec, args.open_set, args.model)
         log.info("publishing label.%s, segment.%s and status.%s on %s; model %s (%s, %d "
-                 "classes, %s) on %s; window %.2f s, hop %.2f s; source %.1f fps%s",
+                 "classes, %s) on %s; window %.2f s, hop %.2f s; source %.1f fps%s%s",
                  self.stream, self.stream, self.stream, self.publisher.endpoint, rec.model_id,
                  rec.layout, len(rec.class_names),
                  "open set" if rec.open_set_enabled else "closed set", rec.device,
                  self.window_s, self.hop_s, self.source.fps,
-                 ", as fast as possible" if args.fast else "")
+                 ", as fast as possible" if args.fast else "",
+                 f"; up to {args.max_people} people" if args.max_people > 1 else "")
         show = args.progress if args.progress is not None else sys.stderr.isatty()
         if show and args.camera is None:  # a file's replay, never a camera
             from finetec_live.cli.progress import ReplayProgress, source_seconds
@@ -199,77 +207,97 @@ class LiveRun:
                 self.signals.why = "max_seconds"
                 break
 
-    def step(self, frame) -> None:
-        """Pose (or the recorded pose), record, map, count, push; cut due windows; draw."""
-        args, stats = self.args, self.stats
-        pose_ms = 0.0
+    def _estimate(self, frame):
+        """The tick's raw (mediapipe33) poses, whether it had a picture, pose time (ms)."""
         if frame.pose is not None:  # keypoint replay
-            raw, has_picture = frame.pose, not frame.late
-        elif frame.image is None:  # a tick without picture
-            raw, has_picture = self._empty("mediapipe33", frame.index, frame.timestamp), False
-        else:
-            t0 = time.perf_counter()
-            raw = self.estimator.estimate(frame.image, frame.index, frame.timestamp)
-            pose_ms = (time.perf_counter() - t0) * 1e3
-            has_picture = True
+            raws = [p for p in (frame.pose, *frame.more) if p.valid]
+            return raws, not frame.late, 0.0
+        if frame.image is None:  # a tick without picture
+            return [], False, 0.0
+        t0 = time.perf_counter()
+        got = self.estimator.estimate(frame.image, frame.index, frame.timestamp)
+        pose_ms = (time.perf_counter() - t0) * 1e3
+        raws = got if isinstance(got, list) else [got] if got.valid else []
+        return raws, True, pose_ms
+
+    def step(self, frame) -> None:
+        """Pose (or the recorded poses), record, map, count, track, push; cut due windows;
+        draw."""
+        args, stats = self.args, self.stats
+        raws, has_picture, pose_ms = self._estimate(frame)
         if self.recorder is not None:
+            first = raws[0] if raws else self._empty("mediapipe33", frame.index,
+                                                     frame.timestamp)
             try:
-                self.recorder.write(raw, gap=not has_picture)
+                self.recorder.write(first, gap=not has_picture, more=raws[1:])
             except OSError as exc:
                 raise write_error("--record", args.record, exc) from None
-        pose = raw.to_layout(self.rec.layout, args.min_visibility)
+        poses = [p for p in (r.to_layout(self.rec.layout, args.min_visibility) for r in raws)
+                 if p.valid][: args.max_people]
         stats.lagged += frame.late and frame.pose is None  # a replay's gaps were recorded
         if not has_picture:
             stats.no_image += 1
-        elif not pose.valid:
+        elif not poses:
             stats.pose_missing += 1
         if self.dropper is not None and not self.dropper.keep():
-            pose = pose.missing_like()
+            poses = []
             stats.drop_injected += 1
-        timeline = self.timeline
-        gaps_before, empty_before = timeline.gap_ticks, timeline.skipped_empty
-        for window in timeline.push(pose, wall=frame.wall, pose_ms=pose_ms):
-            self.submit(window)
-        stats.empty_windows += timeline.skipped_empty - empty_before  # wholly in a long gap
-        new_gaps = timeline.gap_ticks - gaps_before
+        people = self.people
+        gaps_before, empty_before = people.gap_ticks, people.skipped_empty
+        due = people.push(poses, frame.index, frame.timestamp, wall=frame.wall, pose_ms=pose_ms)
+        if due:
+            self.submit(due)
+        stats.empty_windows += people.skipped_empty - empty_before  # wholly in a long gap
+        new_gaps = people.gap_ticks - gaps_before
         stats.gap_ticks += new_gaps
         stats.no_image += new_gaps
         stats.frames += 1 + new_gaps
+        stats.people, stats.tracks_started = people.in_view, people.started
+        stats.tracks_ended = people.ended
         stats.last_frame_wall = time.perf_counter()
         if self.display is not None and (frame.image is not None or frame.pose is not None):
             if not frame.late:  # a written video holds only real pictures
-                self._draw(frame, pose)
+                self._draw(frame)
 
-    def submit(self, window, force: bool = False) -> None:
-        """Hand a due window to inference, or count it as skipped."""
-        self.stats.windows += 1
-        if not self._enough_valid(window, self.args.min_valid, min_frames=self.min_frames):
+    def submit(self, windows, force: bool = False) -> None:
+        """Hand the due windows (one hop's, of every person) to inference in one batch; a
+        window with too few posed frames is counted as skipped."""
+        keep = []
+        for window in windows:
+            self.stats.windows += 1
+            ok = self._enough_valid(window, self.args.min_valid, min_frames=self.min_frames)
+            self.people.counted(window, skipped=not ok)
+            if ok:
+                keep.append(window)
+                continue
             self.stats.skipped_windows += 1
-            log.debug("window %d skipped: %d of %d frames valid", window.seq, window.num_valid,
-                      window.num_frames)
+            log.debug("window %d of person %d skipped: %d of %d frames valid", window.seq,
+                      window.person, window.num_valid, window.num_frames)
+        if not keep:
             return
         # a file replayed with --fast has no clock to keep: capture waits for
         # inference instead of dropping windows. Live sources never wait.
         wait = self.args.fast and self.args.camera is None
-        self.handoff.put(window, force=force or wait)
+        self.handoff.put(keep, force=force or wait)
 
-    def _draw(self, frame, pose) -> None:
+    def _draw(self, frame) -> None:
         clock, n, fps = self._fps
         now = time.perf_counter()
         n += 1
         if now - clock >= 1.0:
             clock, n, fps = now, 0, n / (now - clock)
         self._fps = (clock, n, fps)
-        self.display.draw_tick(frame.image, self.source.width, self.source.height, pose,
-                               self.worker.latest, frame.timestamp, fps)
+        self.display.draw_tick(frame.image, self.source.width, self.source.height,
+                               self.people.current, self.worker.latest, frame.timestamp, fps,
+                               several=self.args.max_people > 1)
 
     # ------------------------------------------------------------------ ending
     def finish(self) -> None:
         """Last window, drain inference, the progress line's last state, the end line, a
         file's timeline and the statistics."""
         if self.worker.error is None and self.signals.why in ("end", "max_seconds"):
-            final = self.timeline.flush()
-            if final is not None:
+            final = self.people.flush()
+            if final:
                 self.submit(final, force=True)
         self.handoff.close()
         self.worker_thread.join()
@@ -302,7 +330,7 @@ class LiveRun:
 
     def _report_source(self) -> None:
         self.stats.bad_ticks = int(getattr(self.source, "bad_ticks", 0) or 0)
-        self.stats.gap_seconds = self.timeline.gap_seconds
+        self.stats.gap_seconds = self.people.gap_seconds
 
     def write_stats_after_error(self, err: BaseException | None) -> None:
         """A run cut short by an error (a lost camera) keeps what was counted."""

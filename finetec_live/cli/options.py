@@ -15,6 +15,7 @@ examples:
   finetec-live --keypoints poses.fkp --fast                 replay them without video
   finetec-live keygen keys/                                 CURVE keys for --bind tcp://*:5557
   finetec-live --video clip.mp4 --no-open-set               classes only, never unknown/idle
+  finetec-live --camera 0 --max-people 4                    up to four people, one track each
   finetec-subscribe --connect tcp://127.0.0.1:5557          print the labels and segments
   finetec-subscribe --no-labels                             print the segments only
 """
@@ -85,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     pose.add_argument("--min-visibility", type=_fraction("--min-visibility", False), default=0.5,
                       metavar="V", help="joints below this MediaPipe visibility are missing "
                                         "(default 0.5)")
+    pose.add_argument("--max-people", type=int, default=1, metavar="N",
+                      help="people to follow at once, each with a track id, windows and labels "
+                           "(default 1; more uses MediaPipe's multi-person landmarker)")
+    pose.add_argument("--track-timeout", type=_positive("--track-timeout"), default=2.0,
+                      metavar="S", help="with --max-people > 1: a track unseen for S seconds "
+                                        "ends (default 2; shorter gaps are missing frames)")
     pose.add_argument("--drop", type=_fraction("--drop", True), default=0.0, metavar="R",
                       help="drop a fraction R of the frames after pose estimation (default 0)")
     pose.add_argument("--seed", type=_checked("--seed", int, lambda v: 0 <= v < 2**63, ">= 0"),

@@ -84,6 +84,11 @@ def stats_payload(s: dict, live) -> dict:
 
         s.update(model=rec.model_id, layout=rec.layout, device=rec.device,
                  window_s=live.window_s, hop_s=live.hop_s, open_set=open_set_summary(rec))
+    if live.people is not None:
+        s.update(max_people=args.max_people, tracks=live.people.summary())
+        if live.people.tracker is not None:
+            s.update(stray_poses=live.people.tracker.stray_poses,
+                     track_timeout_s=args.track_timeout)
     if live.worker is not None:
         s.update(segments_published=live.worker.segments_published,
                  segments=[seg.to_dict() for seg in live.worker.segments])

@@ -59,7 +59,7 @@ class ReplayProgress:
 
     def text(self, worker) -> str:
         """The line after the bar: ``clip: 3.5/10.0 s, 6 windows, squat``."""
-        latest = worker.latest
+        latest = worker.newest
         label = f", {latest.message.label}" if latest is not None else ""
         return f"{self.stream}: {self._times()}, {worker.stats.published} windows{label}"
 

@@ -50,24 +50,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def format_message(message: LabelMessage | SegmentMessage | StatusMessage) -> str:
     """One human-readable line for a label, segment or status message. An ``unknown``
-    or ``idle`` label names the best class after it."""
+    or ``idle`` label names the best class after it; a person other than 0 (several
+    people in view) is named after the stream."""
     m = message
+    name = m.stream
+    if isinstance(m, LabelMessage | SegmentMessage) and m.person:
+        name = f"{m.stream} person {m.person}"
     if isinstance(m, LabelMessage):
         best = ""
         if m.label in OPEN_SET_LABELS and m.topk:
             best = f" (best class {m.topk[0][0]} {m.topk[0][1]:.2f})"
-        return (f"{m.stream} #{m.seq:<5d} {m.t_start / 1e9:8.2f}-{m.t_end / 1e9:8.2f}s  "
+        return (f"{name} #{m.seq:<5d} {m.t_start / 1e9:8.2f}-{m.t_end / 1e9:8.2f}s  "
                 f"{m.label:<20s} {m.score:.2f}{best}  missing {m.missing:.0%}"
                 f"{' (completed)' if m.completed else ''}  "
                 f"latency {m.latency_ms['total']:.1f} ms")
     if isinstance(m, SegmentMessage):
         other = f", {m.windows - m.votes} other" if m.votes < m.windows else ""
-        return (f"{m.stream} segment #{m.seq:<4d} {m.t_start / 1e9:8.2f}-"
+        return (f"{name} segment #{m.seq:<4d} {m.t_start / 1e9:8.2f}-"
                 f"{m.t_end / 1e9:8.2f}s  {m.label:<20s} {m.score:.2f}  "
                 f"{m.windows} windows{other} (#{m.first_window}-#{m.last_window})")
+    people = m.extra.get("people")
+    who = f", {people} in view" if isinstance(people, int) and m.extra.get(
+        "tracks_started", 0) > 1 else ""
     return (f"{m.stream} status: {m.state}, {m.fps:.1f} fps, {m.frames} frames, "
             f"{m.pose_missing} without pose, {m.published} published, "
-            f"{m.dropped_windows} dropped, {m.skipped_windows} skipped")
+            f"{m.dropped_windows} dropped, {m.skipped_windows} skipped{who}")
 
 
 def _stderr(line: str) -> None:

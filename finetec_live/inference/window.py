@@ -74,3 +74,15 @@ class Window:
     def missing_fraction(self) -> float:
         """Fraction of the window's ticks that are missing frames (1.0 when empty)."""
         return 1.0 - self.num_valid / self.num_frames if self.num_frames else 1.0
+
+    @property
+    def box(self) -> list[float]:
+        """``[x0, y0, x1, y1]`` of the valid joints of the window's last posed frame, in
+        the positions' units (source pixels live); ``[]`` when no frame is posed."""
+        posed = np.flatnonzero(self.frame_valid)
+        if len(posed) == 0:
+            return []
+        last = posed[-1]
+        p = self.positions[last][self.joint_valid[last]]
+        lo, hi = p.min(0), p.max(0)
+        return [float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])]

@@ -124,6 +124,18 @@ class Windower:
         self.last_end: float | None = None
         self.skipped_empty = 0  # windows that held no tick, skipped
 
+    def align(self, origin: float, first: float) -> None:
+        """Put the windows on the grid of a timeline that started at ``origin`` (another
+        person's, the stream's first tick), from the first window starting at or after
+        ``first`` (this timeline's first tick). Call before the first :meth:`update`."""
+        if self.t0 is not None:
+            raise RuntimeError("align() must come before the first tick")
+        if not (math.isfinite(origin) and math.isfinite(first)) or first < origin:
+            raise ValueError(f"first tick {first} must be finite and not before {origin}")
+        self.t0 = float(origin)
+        self.k = max(0, math.ceil((first - origin) / self.hop - 1e-9))
+        self.last_end = self.bounds(self.k)[0]
+
     def capacity_for(self, fps_margin: float = 2.0) -> int:
         """Ring capacity that holds a window and a hop with margin for jitter."""
         return math.ceil((self.length + self.hop) / self.period * fps_margin) + 16

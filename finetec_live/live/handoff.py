@@ -13,11 +13,17 @@ import time
 from typing import Any
 
 
+def _count(item: Any) -> int:
+    """Windows in an item: a list of them (one hop's, of several people) or one."""
+    return len(item) if isinstance(item, list) else 1
+
+
 class Handoff:
     """Bounded FIFO between threads that drops the *oldest* item when full.
 
     ``put(item)`` never blocks (unless ``force``, used for the last window of a
-    file, which must not be lost); ``dropped`` counts items evicted as stale.
+    file, which must not be lost); ``dropped`` counts the windows evicted as stale (an
+    item is a window or a list of them: the windows of one hop).
     ``close()`` lets ``get`` return None once the queue is drained.
     """
 
@@ -39,8 +45,7 @@ class Handoff:
             if self._closed:
                 return False
             while len(self._q) >= self.maxsize:
-                self._q.popleft()
-                self.dropped += 1
+                self.dropped += _count(self._q.popleft())
             self._q.append(item)
             self._cv.notify_all()
             return True

@@ -4,7 +4,11 @@ A recording is a msgpack stream: a header map (``format``, ``v``, ``layout``,
 ``fps``, ``width``, ``height``, ``source``), then one map per frame tick with the
 raw MediaPipe-33 landmarks in pixels and their visibilities (``i``, ``t``,
 ``gap``, and ``xy``/``ok``/``vis`` when a pose was found), so a replay can use
-another visibility threshold or layout.
+another visibility threshold or layout. With several people (``--max-people``),
+the first person found is in ``xy``/``ok``/``vis`` and the others in ``more``, a
+list of maps with the same three keys (a reader that knows only one person reads
+the first); people are recorded as found, before tracking, so a replay tracks
+them again.
 
 Reading a damaged or hostile file (the replay's promise: a frame that is not
 there is a missing frame at its true time, and nothing is lost uncounted):
@@ -12,7 +16,8 @@ there is a missing frame at its true time, and nothing is lost uncounted):
 - A tick record that is unusable is skipped and counted by reason
   (:attr:`RecordReader.skipped`): ``not_a_map``; ``bad_field`` (``i`` not an
   int >= 0, ``t`` not a number, ``gap`` not a bool); ``bad_pose`` (``xy``,
-  ``ok``, ``vis`` not all there, not bytes, or not 264/33/132 bytes);
+  ``ok``, ``vis`` not all there, not bytes, or not 264/33/132 bytes; ``more`` not a
+  list of at most :data:`MAX_PEOPLE_RECORDED` such maps);
   ``time_not_finite``; ``time_out_of_range`` (``|t| > MAX_TIME``, 1e9 s);
   ``time_not_increasing`` (not after the previous tick kept: a step back or a
   repeated time). The ticks kept have strictly increasing finite times.
@@ -51,6 +56,8 @@ RECORD_FORMAT = "finetec-keypoints"
 RECORD_VERSION = 1
 #: Joint positions beyond +-MAX_PIXELS are missing joints (no image is that large).
 MAX_PIXELS = 1e6
+#: Most people in one tick record (``more`` holds all but the first).
+MAX_PEOPLE_RECORDED = 64
 #: Header width or height beyond this is ignored (0: unknown).
 MAX_SIDE = 8192
 #: Real-time replay waits at most this long (s) across a gap; the times are kept.
@@ -82,16 +89,18 @@ class KeypointRecorder:
             "fps": float(fps), "width": int(width), "height": int(height), "source": source}))
         self.count = 0
 
-    def write(self, pose: Pose, gap: bool = False) -> None:
-        """Record a mediapipe33 pose (raw: visibilities kept, no threshold)."""
-        if pose.layout != "mediapipe33":
-            raise ValueError(f"record the raw mediapipe33 pose, got layout {pose.layout}")
+    def write(self, pose: Pose, gap: bool = False, more: list[Pose] = ()) -> None:
+        """Record a mediapipe33 pose (raw: visibilities kept, no threshold), and the
+        tick's other people (``more``)."""
+        for p in (pose, *more):
+            if p.layout != "mediapipe33":
+                raise ValueError(f"record the raw mediapipe33 pose, got layout {p.layout}")
         rec = {"i": int(pose.index), "t": float(pose.timestamp), "gap": bool(gap)}
         if pose.valid:
-            vis = pose.visibility if pose.visibility is not None else np.ones(33, np.float32)
-            rec["xy"] = pose.positions.astype("<f4").tobytes()
-            rec["ok"] = pose.joint_valid.astype(np.uint8).tobytes()
-            rec["vis"] = vis.astype("<f4").tobytes()
+            rec.update(_person(pose))
+        others = [_person(p) for p in more if p.valid]
+        if others:
+            rec["more"] = others[: MAX_PEOPLE_RECORDED - 1]
         self._fh.write(self._packer.pack(rec))
         self.count += 1
         if self.count % 30 == 0:
@@ -102,12 +111,20 @@ class KeypointRecorder:
             self._fh.close()
 
 
+def _person(pose: Pose) -> dict[str, bytes]:
+    vis = pose.visibility if pose.visibility is not None else np.ones(_NJ, np.float32)
+    return {"xy": pose.positions.astype("<f4").tobytes(),
+            "ok": pose.joint_valid.astype(np.uint8).tobytes(),
+            "vis": vis.astype("<f4").tobytes()}
+
+
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
 class RecordReader:
-    """Iterates ``(pose, gap)`` over the usable tick records of an open recording.
+    """Iterates ``(pose, gap, more)`` over the usable tick records of an open recording
+    (``more``: the tick's other people, mediapipe33 poses).
 
     Counters: ``records`` (tick records decoded), ``ticks`` (yielded),
     ``skipped`` (reason -> records skipped), ``bad_joints``, ``truncated``
@@ -125,7 +142,7 @@ class RecordReader:
         self.first_time: float | None = None
         self.last_time: float | None = None
 
-    def __iter__(self) -> Iterator[tuple[Pose, bool]]:
+    def __iter__(self) -> Iterator[tuple[Pose, bool, list[Pose]]]:
         try:
             while True:
                 try:
@@ -157,8 +174,8 @@ class RecordReader:
     def close(self) -> None:
         self._fh.close()
 
-    def _parse(self, rec) -> tuple[Pose, bool] | str:
-        """``(pose, gap)`` of a record, or the reason it is skipped."""
+    def _parse(self, rec) -> tuple[Pose, bool, list[Pose]] | str:
+        """``(pose, gap, more)`` of a record, or the reason it is skipped."""
         if not isinstance(rec, dict):
             return "not_a_map"
         i, t, gap = rec.get("i"), rec.get("t"), rec.get("gap", False)
@@ -172,9 +189,20 @@ class RecordReader:
             return "time_out_of_range"
         if self.last_time is not None and t <= self.last_time:
             return "time_not_increasing"
+        more = rec.get("more", [])
+        if not isinstance(more, list) or len(more) >= MAX_PEOPLE_RECORDED:
+            return "bad_pose"
+        first = self._person(rec, i, t)
+        others = [self._person(m, i, t) if isinstance(m, dict) else "bad_pose" for m in more]
+        if isinstance(first, str) or any(isinstance(o, str) for o in others):
+            return "bad_pose"
+        return first, gap, [o for o in others if o.valid]
+
+    def _person(self, rec: dict, i: int, t: float) -> Pose | str:
+        """One person's pose of a record (the empty pose without one), or "bad_pose"."""
         present = [k for k in _BYTES if k in rec]
         if not present:
-            return Pose.empty("mediapipe33", i, t), gap
+            return Pose.empty("mediapipe33", i, t)
         if len(present) < len(_BYTES) or any(
                 not isinstance(rec[k], bytes) or len(rec[k]) != n for k, n in _BYTES.items()):
             return "bad_pose"
@@ -187,7 +215,7 @@ class RecordReader:
             ok &= ~bad
             xy[bad] = 0.0
         vis = np.where(np.isfinite(vis), vis, 0.0)
-        return Pose(i, t, xy, ok, "mediapipe33", visibility=vis), gap
+        return Pose(i, t, xy, ok, "mediapipe33", visibility=vis)
 
 
 def _header_error(path: Path, header) -> str | None:
@@ -205,7 +233,7 @@ def _header_error(path: Path, header) -> str | None:
 
 def read_recording(path: str | os.PathLike,
                    skipped: Counter | None = None) -> tuple[dict, RecordReader]:
-    """``(header, reader)`` of a pose recording; the reader yields ``(pose, gap)``.
+    """``(header, reader)`` of a pose recording; the reader yields ``(pose, gap, more)``.
 
     Raises :class:`FinetecError` when the file is missing or its header is not a
     version-1 mediapipe33 recording. ``skipped`` collects the skip reasons.
@@ -298,7 +326,7 @@ class KeypointSource:
             offset: float | None = 0.0 if last is None else None
             n = 0
             try:
-                for pose, gap in reader:
+                for pose, gap, more in reader:
                     if offset is None:  # a --loop pass starts one period after the last tick
                         offset = last + period - pose.timestamp
                     t = offset + pose.timestamp
@@ -314,8 +342,9 @@ class KeypointSource:
                         pacer.wait_until(t - waived)
                     if self.stop.is_set():
                         return
-                    pose.index, pose.timestamp = self.ticks, t
-                    yield Frame(self.ticks, t, None, pose=pose, late=gap)
+                    for p in (pose, *more):
+                        p.index, p.timestamp = self.ticks, t
+                    yield Frame(self.ticks, t, None, pose=pose, late=gap, more=more)
                     self.ticks += 1
                     last, n = t, n + 1
             finally:

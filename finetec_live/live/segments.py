@@ -53,6 +53,7 @@ class Segment:
     score: float  # mean score of those windows
     first_window: int  # seq of the first window in the segment
     last_window: int  # seq of the last
+    person: int = 0  # whose labels (the track id)
 
     def __post_init__(self) -> None:
         if not 1 <= self.votes <= self.windows:
@@ -183,9 +184,11 @@ def timeline_lines(segments, more: int = 0) -> list[str]:
     """The segments as text, one line each: start-end, label, windows, mean score;
     ``more``: segments left out (said in a last line)."""
     lines = []
+    people = len({s.person for s in segments}) > 1
     for s in segments:
         other = f", {s.windows - s.votes} other" if s.votes < s.windows else ""
-        lines.append(f"{s.t_start:9.2f} - {s.t_end:9.2f} s  {s.label:<20s} "
+        who = f"person {s.person:<4d} " if people else ""
+        lines.append(f"{s.t_start:9.2f} - {s.t_end:9.2f} s  {who}{s.label:<20s} "
                      f"{s.windows:5d} windows{other}  mean score {s.score:.2f}")
     if more:
         lines.append(f"... and {more} more segments (in --stats-json)")

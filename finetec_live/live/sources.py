@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,8 @@ class Frame:
     """One frame tick.
 
     ``image`` is BGR ``(H, W, 3)`` uint8, or None for a tick without picture.
-    ``pose`` is set by a keypoint replay (no image, the pose is known).
+    ``pose`` is set by a keypoint replay (no image, the pose is known), and ``more``
+    holds the other people of a replayed multi-person recording.
     """
 
     index: int
@@ -49,6 +50,7 @@ class Frame:
     pose: Pose | None = None
     late: bool = False  # skipped because real-time replay fell behind
     wall: float = 0.0  # time.perf_counter() when the frame was read
+    more: list[Pose] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.index < 0:

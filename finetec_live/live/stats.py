@@ -33,6 +33,9 @@ class Stats:
     dropped_windows: int = 0
     skipped_windows: int = 0
     empty_windows: int = 0  # windows wholly inside a long gap: numbered, never cut
+    people: int = 0  # people tracked now
+    tracks_started: int = 0  # tracks (people) since the start; 1 with --max-people 1
+    tracks_ended: int = 0  # of those, tracks that timed out
     first_frame_wall: float | None = None
     last_frame_wall: float | None = None
     latency: dict[str, list[float]] = field(default_factory=lambda: {
@@ -76,7 +79,8 @@ class Stats:
             "pose_missing": self.pose_missing, "no_image": self.no_image,
             "lagged": self.lagged, "gap_ticks": self.gap_ticks, "bad_ticks": self.bad_ticks,
             "gap_seconds": self.gap_seconds, "empty_windows": self.empty_windows,
-            "drop_injected": self.drop_injected,
+            "drop_injected": self.drop_injected, "people": self.people,
+            "tracks_started": self.tracks_started, "tracks_ended": self.tracks_ended,
             "latency_ms": self.percentiles(),
         }
 
@@ -90,4 +94,7 @@ class Stats:
                              extra={"no_image": self.no_image, "lagged": self.lagged,
                                     "gap_ticks": self.gap_ticks, "bad_ticks": self.bad_ticks,
                                     "empty_windows": self.empty_windows,
-                                    "drop_injected": self.drop_injected})
+                                    "drop_injected": self.drop_injected,
+                                    "people": self.people,
+                                    "tracks_started": self.tracks_started,
+                                    "tracks_ended": self.tracks_ended})

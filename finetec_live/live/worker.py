@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -52,71 +52,101 @@ class Classified:
 
 def classify_window(recognizer, window: Window, stream: str, topk: int = 5,
                     want_completion: bool = False) -> Classified:
+    """:func:`classify_windows` on one window."""
+    return classify_windows(recognizer, [window], stream, topk, want_completion)[0]
+
+
+def classify_windows(recognizer, windows: list[Window], stream: str, topk: int = 5,
+                     want_completion: bool = False) -> list[Classified]:
     """Kernels (``prepare``), model (``predict``) and the open-set decision
-    (``decide``: the message's ``label`` and ``score``) on one window, timed; ``topk``
-    ranks the classes by probability whatever the decision.
+    (``decide``: the message's ``label`` and ``score``) on the windows of one hop (of
+    several people), one batch per window length, timed; ``topk`` ranks the classes by
+    probability whatever the decision.
 
     ``latency_ms.total`` is left at 0: the worker sets it just before sending
     (from the reading of the window's newest frame to publication).
     """
-    ts = window.timestamps - window.timestamps[0]
-    pos = window.positions[None]  # (1, T, V, 2)
-    fv = window.frame_valid[None]  # (1, T)
-    jv = window.joint_valid[None]  # (1, T, V)
+    groups: dict[int, list[int]] = {}
+    for i, w in enumerate(windows):
+        groups.setdefault(w.num_frames, []).append(i)
+    out: list[Classified | None] = [None] * len(windows)
+    for idx in groups.values():
+        for i, c in zip(idx, _classify_batch(recognizer, [windows[i] for i in idx], stream,
+                                             topk, want_completion), strict=True):
+            out[i] = c
+    return out  # type: ignore[return-value]
+
+
+def _classify_batch(recognizer, windows: list[Window], stream: str, topk: int,
+                    want_completion: bool) -> list[Classified]:
+    """Windows of one length as one batch."""
+    ts = np.stack([w.timestamps - w.timestamps[0] for w in windows])  # (B, T)
+    pos = np.stack([w.positions for w in windows])  # (B, T, V, 2)
+    fv = np.stack([w.frame_valid for w in windows])  # (B, T)
+    jv = np.stack([w.joint_valid for w in windows])  # (B, T, V)
     t0 = time.perf_counter()
-    batch = recognizer.prepare(pos, fv, jv, ts[None])
+    batch = recognizer.prepare(pos, fv, jv, ts)
     t1 = time.perf_counter()
-    completed = None
-    if want_completion and window.num_valid < window.num_frames:
+    completed = [None] * len(windows)
+    if want_completion and any(w.num_valid < w.num_frames for w in windows):
         # the one forward pass gives the completion too (for the display)
         probs, done = recognizer.predict(batch, with_completion=True)
         t2 = time.perf_counter()
-        completed = recognizer.to_caller_frames(done, batch, pos, fv, jv, ts[None])[0]
+        completed = list(recognizer.to_caller_frames(done, batch, pos, fv, jv, ts))
     else:
         probs = recognizer.predict(batch)
         t2 = time.perf_counter()
-    probs = np.asarray(probs)  # (1, K)
-    decision = recognizer.decide(probs, batch)[0]  # motion kernel's scores (idle), if needed
+    probs = np.asarray(probs)  # (B, K)
+    decisions = recognizer.decide(probs, batch)  # motion kernel's scores (idle), if needed
     t3 = time.perf_counter()
-    probs = probs[0]  # (K,)
     names = recognizer.class_names
-    order = np.argsort(-probs)[: max(1, min(topk, len(names)))]
-    missing = window.missing_fraction
-    msg = LabelMessage(
-        stream=stream, seq=window.seq,
-        t_start=round(window.t_start * 1e9), t_end=round(window.t_end * 1e9),
-        label=decision.label, score=float(decision.score),
-        topk=[[names[i], float(probs[i])] for i in order],
-        missing=missing, completed=bool(recognizer.uses_completion and missing > 0),
-        latency_ms={"pose": window.pose_ms, "kernels": (t1 - t0 + t3 - t2) * 1e3,
-                    "model": (t2 - t1) * 1e3, "total": 0.0},
-        model=str(recognizer.model_id), wall_ns=time.time_ns())
-    return Classified(msg, probs, completed, decision.kind)
+    latency = {"pose": 0.0, "kernels": (t1 - t0 + t3 - t2) * 1e3, "model": (t2 - t1) * 1e3,
+               "total": 0.0}
+    out = []
+    for w, p, decision, done in zip(windows, probs, decisions, completed, strict=True):
+        order = np.argsort(-p)[: max(1, min(topk, len(names)))]
+        missing = w.missing_fraction
+        msg = LabelMessage(
+            stream=stream, seq=w.seq, t_start=round(w.t_start * 1e9),
+            t_end=round(w.t_end * 1e9), person=w.person, box=w.box,
+            label=decision.label, score=float(decision.score),
+            topk=[[names[i], float(p[i])] for i in order],
+            missing=missing, completed=bool(recognizer.uses_completion and missing > 0),
+            latency_ms=dict(latency, pose=w.pose_ms), model=str(recognizer.model_id),
+            wall_ns=time.time_ns())
+        out.append(Classified(msg, p, done if w.num_valid < w.num_frames else None,
+                              decision.kind))
+    return out
 
 
 class InferenceWorker:
     """The body of the inference thread (the caller creates and joins the thread).
 
-    Takes windows from the hand-off, classifies them, publishes each label, each
-    segment as it ends (with a ``segmenter``; the open one when the hand-off is closed
-    and drained), a heartbeat every ``heartbeat_s``, and a final ``stopped``
-    heartbeat. Any exception is kept in ``error`` and ``stop`` is set, so the capture
-    thread ends too and the caller reports it. ``segments`` keeps the newest
-    :data:`MAX_SEGMENTS_KEPT` closed segments, ``segments_published`` counts them all.
+    Takes windows (one, or a list: the windows of one hop, of several people) from the
+    hand-off, classifies them in one batch, publishes each label, each segment as it
+    ends (with ``segments``, a factory of one :class:`Segmenter` per person; each
+    person's open one when the hand-off is closed and drained), a heartbeat every
+    ``heartbeat_s``, and a final ``stopped`` heartbeat. Any exception is kept in
+    ``error`` and ``stop`` is set, so the capture thread ends too and the caller reports
+    it. ``segments`` keeps the newest :data:`MAX_SEGMENTS_KEPT` closed segments,
+    ``segments_published`` counts them all; ``latest`` maps each person to their newest
+    classified window (for the display), ``newest`` is the newest of all.
     """
 
     def __init__(self, recognizer, handoff: Handoff, publisher, stats: Stats, stream: str,
                  stop: threading.Event, *, topk: int = 5, want_completion: bool = False,
                  on_label=None, heartbeat_s: float = 1.0,
-                 segmenter: Segmenter | None = None) -> None:
+                 segmenter=None) -> None:
         self.recognizer, self.handoff, self.publisher = recognizer, handoff, publisher
         self.stats, self.stream, self.stop = stats, stream, stop
         self.topk, self.want_completion = topk, want_completion
         self.on_label = on_label  # callable(Classified) or None, e.g. --jsonl writer
         self.heartbeat_s = heartbeat_s
         self.error: BaseException | None = None
-        self.latest: Classified | None = None  # read by the display
-        self.segmenter = segmenter
+        self.latest: dict[int, Classified] = {}  # person -> newest (read by the display)
+        self.newest: Classified | None = None
+        self.segmenter = segmenter  # callable() -> Segmenter, or None
+        self._segmenters: dict[int, Segmenter] = {}
         self.segments: deque[Segment] = deque(maxlen=MAX_SEGMENTS_KEPT)
         self.segments_published = 0
         self._t_start = time.monotonic()
@@ -132,31 +162,39 @@ class InferenceWorker:
         self.stats.dropped_windows = self.handoff.dropped
         self.publisher.send(self.stats.status(self.stream, fps, now - self._t_start, state))
 
-    def process(self, window: Window) -> Classified:
-        result = classify_window(self.recognizer, window, self.stream, self.topk,
-                                 self.want_completion)
-        lat = result.message.latency_ms
-        lat["total"] = (time.perf_counter() - window.wall_last) * 1e3  # as late as it can be
-        self.publisher.send(result.message)
-        published = time.perf_counter()
-        lat = dict(lat, ready=(published - window.wall_ready) * 1e3 if window.wall_ready else 0.0)
-        self.stats.add_latency(lat)
-        self.stats.published += 1
-        self.latest = result
-        if self.on_label is not None:
-            self.on_label(result)
-        if self.segmenter is not None:
-            m = result.message
-            self.publish_segment(self.segmenter.push(m.label, m.score, window.t_start,
-                                                     window.t_end, window.seq))
-        return result
+    def process(self, windows: Window | list[Window]) -> list[Classified]:
+        windows = windows if isinstance(windows, list) else [windows]
+        results = classify_windows(self.recognizer, windows, self.stream, self.topk,
+                                   self.want_completion)
+        for window, result in zip(windows, results, strict=True):
+            lat = result.message.latency_ms
+            lat["total"] = (time.perf_counter() - window.wall_last) * 1e3  # as late as can be
+            self.publisher.send(result.message)
+            published = time.perf_counter()
+            lat = dict(lat, ready=(published - window.wall_ready) * 1e3
+                       if window.wall_ready else 0.0)
+            self.stats.add_latency(lat)
+            self.stats.published += 1
+            self.latest[window.person] = self.newest = result
+            if self.on_label is not None:
+                self.on_label(result)
+            if self.segmenter is not None:
+                m = result.message
+                seg = self._segmenters.get(window.person)
+                if seg is None:
+                    seg = self._segmenters[window.person] = self.segmenter()
+                self.publish_segment(seg.push(m.label, m.score, window.t_start, window.t_end,
+                                              window.seq), window.person)
+        return results
 
-    def publish_segment(self, segment: Segment | None) -> None:
-        """Send a closed segment (None: nothing closed) and keep it for the timeline."""
+    def publish_segment(self, segment: Segment | None, person: int = 0) -> None:
+        """Send a closed segment (None: nothing closed) and keep it for the timeline;
+        segments are numbered over all people."""
         if segment is None:
             return
+        segment = replace(segment, seq=self.segments_published, person=person)
         self.publisher.send(SegmentMessage(
-            stream=self.stream, seq=segment.seq, label=segment.label,
+            stream=self.stream, seq=segment.seq, person=person, label=segment.label,
             t_start=round(segment.t_start * 1e9), t_end=round(segment.t_end * 1e9),
             windows=segment.windows, votes=segment.votes, score=min(1.0, segment.score),
             first_window=segment.first_window, last_window=segment.last_window,
@@ -174,8 +212,8 @@ class InferenceWorker:
                     break
                 if time.monotonic() - self._last_beat >= self.heartbeat_s:
                     self.heartbeat()
-            if self.segmenter is not None:  # the stream ended: its open segment too
-                self.publish_segment(self.segmenter.flush())
+            for person, seg in self._segmenters.items():  # the stream ended: open ones too
+                self.publish_segment(seg.flush(), person)
             self.heartbeat("stopped")
         except BaseException as exc:  # reported by the caller, in its thread
             self.error = exc

@@ -10,11 +10,17 @@ Label payload, one per classified window (schema version :data:`SCHEMA_VERSION`)
 =============  ==========  ====================================================
 key            type        meaning
 =============  ==========  ====================================================
-``v``          int         schema version (2; 1 had the top class as ``label``)
+``v``          int         schema version (3; 2 had no ``person``/``box``, 1 had
+                           the top class as ``label``)
 ``stream``     str         stream id (``--stream``)
-``seq``        int         window sequence number, from 0, gaps = dropped windows
+``seq``        int         window number on the stream's grid, from 0 (the same for
+                           the people of one hop); gaps = windows dropped, skipped
+                           or out of view
 ``t_start``    int         window start, nanoseconds of source time
 ``t_end``      int         window end, nanoseconds of source time
+``person``     int         the person (track id; 0 with ``--max-people 1``)
+``box``        list        ``[x0, y0, x1, y1]``, source pixels, of the person's
+                           last posed frame in the window
 ``label``      str         the decision: a class, ``unknown`` (moving, like none
                            of the classes) or ``idle`` (nobody moving); always
                            the top class when the model has no open-set
@@ -39,7 +45,8 @@ key               type   meaning
 ================  =====  ==============================================================
 ``v``             int    schema version
 ``stream``        str    stream id
-``seq``           int    segment sequence number, from 0
+``seq``           int    segment sequence number, from 0 (counted over all people)
+``person``        int    the person (track id) whose labels these are
 ``label``         str    a class, ``unknown`` or ``idle``
 ``t_start``       int    segment start, nanoseconds of source time
 ``t_end``         int    segment end, nanoseconds of source time
@@ -63,13 +70,15 @@ from typing import Any
 
 import msgpack
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The labels of schema 2 that are not classes (as ``finetec_live.inference.openset`` names them)
 OPEN_SET_LABELS = ("unknown", "idle")
-LABEL_KEYS = ("v", "stream", "seq", "t_start", "t_end", "label", "score", "topk", "missing",
-              "completed", "latency_ms", "model", "wall_ns")
-SEGMENT_KEYS = ("v", "stream", "seq", "label", "t_start", "t_end", "windows", "votes", "score",
-                "first_window", "last_window", "model", "wall_ns")
+LABEL_KEYS = ("v", "stream", "seq", "t_start", "t_end", "person", "box", "label", "score",
+              "topk", "missing", "completed", "latency_ms", "model", "wall_ns")
+SEGMENT_KEYS = ("v", "stream", "seq", "person", "label", "t_start", "t_end", "windows", "votes",
+                "score", "first_window", "last_window", "model", "wall_ns")
+#: Keys a decoder fills in when a message of an earlier schema lacks them.
+OPTIONAL_KEYS = ("wall_ns", "person", "box")
 LATENCY_KEYS = ("pose", "kernels", "model", "total")
 STATUS_COUNTERS = ("frames", "pose_missing", "windows", "published", "dropped_windows",
                    "skipped_windows")
@@ -151,6 +160,16 @@ def _plain(name: str, v: Any, depth: int = 0) -> Any:
                      f"got {type(v).__name__}")
 
 
+def _box(box: Any) -> list[float]:
+    """``[]`` or ``[x0, y0, x1, y1]`` with ``x0 <= x1`` and ``y0 <= y1``."""
+    if not isinstance(box, (list, tuple)) or len(box) not in (0, 4):
+        raise ValueError(f"box must be [] or [x0, y0, x1, y1], got {box!r:.80}")
+    box = [_real("box", b) for b in box]
+    if box and (box[0] > box[2] or box[1] > box[3]):
+        raise ValueError(f"box {box} has x0 > x1 or y0 > y1")
+    return box
+
+
 def _map(what: str, d: Any, required: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(d, dict):
         raise MalformedMessage(f"a {what} payload is a map, got {type(d).__name__}")
@@ -204,14 +223,16 @@ class _Keyed:
         if self.t_end < self.t_start:
             raise ValueError(f"t_end ({self.t_end}) is before t_start ({self.t_start})")
         self.label, self.model = _str("label", self.label), _str("model", self.model)
+        self.person = _int("person", self.person, 0)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):
-        """The message of a decoded payload; keys beyond the schema are ignored.
+        """The message of a decoded payload; keys beyond the schema are ignored, and
+        ``person`` and ``box`` (schema 3) default to 0 and ``[]``.
 
         Raises :class:`MalformedMessage` (a ``ValueError``) for anything else.
         """
-        d = _map(cls._KIND, d, tuple(k for k in cls._KEYS if k != "wall_ns"))
+        d = _map(cls._KIND, d, tuple(k for k in cls._KEYS if k not in OPTIONAL_KEYS))
         try:
             return cls(**{k: d[k] for k in cls._KEYS if k in d})
         except ValueError as exc:
@@ -241,6 +262,8 @@ class LabelMessage(_Keyed):
     latency_ms: dict[str, float]
     model: str
     wall_ns: int = 0
+    person: int = 0
+    box: list[float] = field(default_factory=list)
     v: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -260,6 +283,7 @@ class LabelMessage(_Keyed):
             got = sorted(map(str, lat)) if isinstance(lat, dict) else type(lat).__name__
             raise ValueError(f"latency_ms needs exactly the keys {LATENCY_KEYS}, got {got}")
         self.latency_ms = {k: _real(f"latency_ms.{k}", lat[k]) for k in LATENCY_KEYS}
+        self.box = _box(self.box)
 
     @property
     def topic(self) -> str:
@@ -286,6 +310,7 @@ class SegmentMessage(_Keyed):
     last_window: int
     model: str
     wall_ns: int = 0
+    person: int = 0
     v: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

@@ -2,8 +2,9 @@
 // Usage: node subscribe.mjs ENDPOINT COUNT [TIMEOUT_MS] [TOPICS]
 // TOPICS: comma-separated topic prefixes (default "label.,segment."). Prints each
 // decoded payload as one JSON line, with its topic and what a consumer reads from it
-// ("decision": "class", "unknown" or "idle" for a label of schema 2, "segment" for a
-// segment); exits 0 after COUNT messages, 1 on timeout or a message it cannot read.
+// ("decision": "class", "unknown" or "idle" for a label of schema 2 or later, "segment"
+// for a segment; "who": the person and their box, schema 3); exits 0 after COUNT
+// messages, 1 on timeout or a message it cannot read.
 import { decode } from "@msgpack/msgpack";
 import { Subscriber } from "zeromq";
 
@@ -20,6 +21,19 @@ function decision(topic, msg) {
   return "class";
 }
 
+// Schema 3: every label and segment names its person (a track id); a label has the box
+// of the person's last posed frame, [x0, y0, x1, y1] in source pixels.
+function who(topic, msg) {
+  if (msg.v < 3) return "person 0";
+  if (!Number.isInteger(msg.person) || msg.person < 0) throw new Error(`bad person ${msg.person}`);
+  if (topic.startsWith("segment.")) return `person ${msg.person}`;
+  const b = msg.box;
+  if (!Array.isArray(b) || b.length !== 4 || !(b[0] <= b[2] && b[1] <= b[3])) {
+    throw new Error(`bad box ${JSON.stringify(b)}`);
+  }
+  return `person ${msg.person} at ${b.map((x) => Math.round(x)).join(",")}`;
+}
+
 const sock = new Subscriber({ receiveTimeout: Number(timeoutArg) });
 sock.connect(endpoint);
 for (const t of topicsArg.split(",")) sock.subscribe(t);
@@ -30,7 +44,8 @@ try {
     const msg = decode(payload);
     const line = JSON.stringify({ topic, ...msg },
       (_k, v) => (typeof v === "bigint" ? Number(v) : v));
-    console.log(line.slice(0, -1) + `,"decision":${JSON.stringify(decision(topic, msg))}}`);
+    console.log(line.slice(0, -1) + `,"decision":${JSON.stringify(decision(topic, msg))}` +
+      `,"who":${JSON.stringify(who(topic, msg))}}`);
     if (++n >= count) break;
   }
 } catch (err) {
