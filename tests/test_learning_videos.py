@@ -83,3 +83,62 @@ def test_crossval_scores_each_fold_with_its_own_model(tmp_path):
     assert tool.main(["--videos", str(root), "--other", "none", "--crossval",
                       str(tmp_path / "m{fold}.pt"), "--folds", "3", "--quiet",
                       "--cache", str(tmp_path / "cache")]) == 2
+
+
+def _moving_recording(path, seconds=6.0, fps=30.0):
+    """A pose recording of a figure waving its arms (mediapipe33, every joint seen), with
+    a stretch of missing frames."""
+    import numpy as np
+
+    from finetec_live.live.pose import Pose
+    from finetec_live.live.recording import KeypointRecorder
+
+    rng = np.random.default_rng(0)
+    base = np.column_stack([320 + 80 * rng.standard_normal(33), 120 + 10 * np.arange(33)])
+    rec = KeypointRecorder(path, fps, 640, 480, "synthetic")
+    for i in range(int(seconds * fps)):
+        t = i / fps
+        xy = base + np.column_stack([40 * np.sin(2 * np.pi * 0.7 * t + np.arange(33)),
+                                     25 * np.cos(2 * np.pi * 1.3 * t * np.arange(33) / 33)])
+        seen = not (2.0 <= t < 2.4)
+        rec.write(Pose(i, t, xy.astype(np.float32), np.full(33, seen), "mediapipe33",
+                       np.ones(33, np.float32)))
+    rec.close()
+    return path
+
+
+def test_fused_lengths_are_the_mean_of_the_lengths_and_one_length_is_live(tmp_path):
+    """--fuse-lengths: each live window also cut at other lengths ending at the same time;
+    the decision is on the mean of their probabilities; the factor 1 alone is the live
+    path's answer."""
+    import numpy as np
+
+    from finetec_live.learning import fusion
+
+    rec = Recognizer.from_checkpoint("penn", device="cpu")
+    rec.open_set_enabled = False  # closed set: the score is the top fused probability
+    recording = _moving_recording(tmp_path / "wave.fkp")
+    factors = (0.75, 1.0, 1.5)
+    windows = fusion.window_outputs(rec, recording, factors)
+    live = V.classify_recording(rec, recording, None, recording)
+    one = fusion.fused_result(rec, windows, (1.0,), "mean", None, recording)
+    assert one.labels == live.labels and one.scores == pytest.approx(live.scores, abs=1e-6)
+    assert len(windows) == len(live.labels) + live.skipped >= 5
+    full = [w for w in windows if set(w) == set(factors)]
+    assert len(full) >= 3
+    for got in full:  # the lengths saw different windows
+        assert not np.allclose(got[0.75].probs, got[1.5].probs, atol=1e-4)
+    for rule in fusion.RULES:
+        fused = fusion.fused_result(rec, windows, factors, rule, None, recording)
+        assert len(fused.labels) == len(windows) - fused.skipped
+        for got, label, score in zip([w for w in windows if w], fused.labels, fused.scores,
+                                     strict=True):
+            probs = np.stack([got[f].probs for f in factors if f in got]).astype(np.float64)
+            want = probs.mean(0) if rule == "mean" else np.exp(np.log(probs).mean(0))
+            want /= want.sum()
+            assert label == rec.class_names[int(want.argmax())]
+            assert score == pytest.approx(want.max(), abs=1e-5)
+        one_scores = np.array(one.scores)
+        assert np.abs(np.array(fused.scores) - one_scores).max() > 1e-3
+    same = fusion.paired_comparison([one], [live])
+    assert same == {"better": 0, "worse": 0, "sign_p": 1.0, "made_right": 0, "made_wrong": 0}

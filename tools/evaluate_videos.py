@@ -55,6 +55,15 @@ def main(argv=None) -> int:
     ap.add_argument("--calibrate-prototypes", type=float, metavar="R", default=None,
                     help="with --calibrate: unknown by the similarity to class prototypes, "
                          "as tools/calibrate.py --prototypes R does")
+    ap.add_argument("--fuse-lengths", metavar="SET", nargs="+",
+                    help="score each SET of window-length factors, e.g. '0.75,1,1.5': every "
+                         "live window is also cut at factor x the checkpoint's length, "
+                         "ending at the same time, and the lengths' probabilities fused "
+                         "(a single factor: that length alone); see "
+                         "finetec_live.learning.fusion")
+    ap.add_argument("--fuse-rule", nargs="+", choices=("mean", "logmean"), default=["mean"],
+                    help="with --fuse-lengths: mean of the probabilities, or of the "
+                         "log-probabilities (renormalised); several: each scored")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -91,6 +100,18 @@ def main(argv=None) -> int:
                         rec, rec.open_set, openset.taught_windows(rec), sets[1], sets[0],
                         args.calibrate_prototypes)
                 rec.open_set_enabled = True
+        if args.fuse_lengths:
+            from finetec_live.learning import fusion
+
+            sets = [fusion.parse_factors(x) for x in args.fuse_lengths]
+            union = sorted({f for fs in sets for f in fs})
+            done = [(rec, fusion.evaluate_outputs(rec, videos, args.cache, union,
+                                                  progress=not args.quiet),
+                     fusion.evaluate_outputs(rec, others, args.cache, union,
+                                             progress=not args.quiet))
+                    for rec, videos in runs]
+            _describe(runs)
+            return _report_fusion(done, sets, args.fuse_rule, args.json)
         res, res_other = [], []
         for rec, videos in runs:
             res += V.evaluate_videos(rec, videos, args.cache, progress=not args.quiet)
@@ -99,15 +120,7 @@ def main(argv=None) -> int:
     except FinetecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for rec, _ in runs:
-        rule = rec.open_set if rec.open_set_enabled else None
-        how = (f"unknown below {rule.unknown_below:.3f}, idle below {rule.idle_floor:.5f}"
-               if rule else "closed set")
-        if rule and rule.prototypes is not None:
-            how += f"; prototype similarity floor {rule.similar_below:.3f}"
-        print(f"model {rec.model_id}; window {rec.window_seconds:g} s, hop "
-              f"{rec.hop_seconds:g} s; {how}")
-    print()
+    _describe(runs)
     print(V.class_table(res))
     for (rec, _), other in zip(runs, res_other, strict=True):
         if not other:
@@ -120,6 +133,65 @@ def main(argv=None) -> int:
         flat = [r for other in res_other for r in other]
         args.json.write_text(json.dumps({"models": [rec.model_id for rec, _ in runs],
                                          **V.summary(res + flat)}, indent=1) + "\n")
+    return 0
+
+
+def _describe(runs) -> None:
+    for rec, _ in runs:
+        rule = rec.open_set if rec.open_set_enabled else None
+        how = (f"unknown below {rule.unknown_below:.3f}, idle below {rule.idle_floor:.5f}"
+               if rule else "closed set")
+        if rule and rule.prototypes is not None:
+            how += f"; prototype similarity floor {rule.similar_below:.3f}"
+        print(f"model {rec.model_id}; window {rec.window_seconds:g} s, hop "
+              f"{rec.hop_seconds:g} s; {how}")
+    print()
+
+
+def _report_fusion(done, sets, rules, json_path) -> int:
+    """Per rule and set of lengths: the class table and the other actions' majorities;
+    then one line per combination, paired with the single checkpoint length (when among
+    the sets) video by video."""
+    from finetec_live.inference.openset import OPEN_SET_LABELS
+    from finetec_live.learning import fusion
+    from finetec_live.learning import videos as V
+
+    scored = {}
+    for rule in rules:
+        for factors in sets:
+            if len(factors) == 1 and rule != rules[0]:
+                continue  # one length: nothing to fuse, the same under every rule
+            res, n_sports, n_other = [], 0, 0
+            for rec, labelled, others in done:
+                res += [fusion.fused_result(rec, w, factors, rule, t, v) for v, t, w in labelled]
+                other = [fusion.fused_result(rec, w, factors, rule, t, v) for v, t, w in others]
+                n_sports += sum(r.majority not in (None, *OPEN_SET_LABELS) for r in other)
+                n_other += len(other)
+            scored[(factors, rule)] = res, n_sports, n_other
+    base = scored.get(((1.0,), rules[0]), (None,))[0]
+    rows = ["| lengths | videos right | windows right | other-action videos with a class "
+            "majority | vs 1 x window: videos better / worse (window accuracy), sign test "
+            "| majorities made right / wrong |", "|---|---:|---:|---:|---:|---:|"]
+    for (factors, rule), (res, n_sports, n_other) in scored.items():
+        name = " + ".join(f"{f:g}" for f in factors) + " x window" + (
+            f", {rule}" if len(factors) > 1 else "")
+        print(f"### {name}\n\n{V.class_table(res)}\n\nOther actions: {n_sports} of "
+              f"{n_other} videos (all models) get a class as their majority\n")
+        tv, wr, wn = (sum(r.majority == r.truth for r in res),
+                      sum(r.windows_right for r in res), sum(len(r.labels) for r in res))
+        vs = "– | –"
+        if base is not None and factors != (1.0,):
+            c = fusion.paired_comparison(res, base)
+            vs = (f"{c['better']} / {c['worse']} (p = {c['sign_p']:.2f}) | "
+                  f"{c['made_right']} / {c['made_wrong']}")
+        rows.append(f"| {name} | {tv} / {len(res)} | {wr} / {wn} ({100 * wr / max(wn, 1):.0f}%)"
+                    f" | {n_sports} / {n_other} | {vs} |")
+    print("\n".join(rows))
+    if json_path:
+        configs = [{"lengths": list(f), "rule": r, "other_majority_a_class": n, **V.summary(res)}
+                   for (f, r), (res, n, _) in scored.items()]
+        json_path.write_text(json.dumps({"models": [rec.model_id for rec, _, _ in done],
+                                         "configs": configs}, indent=1) + "\n")
     return 0
 
 
