@@ -9,13 +9,15 @@ is the image-input metadata (how pixels are normalised) that the Tasks graph rea
 :func:`pose_bundle` adds it with mediapipe's own metadata writer and zips the two
 into a bundle, once, in the user's cache: nothing is downloaded.
 
-:class:`MultiPoseEstimator` runs the landmarker in video (tracking) mode. The Tasks
-graph runs its person detector on every frame where it tracks fewer than
-``num_poses`` people, which, with one person in view and room for more, costs half
-again the landmark model's time. So the estimator searches for new people only every
-``search_every`` frames (with ``num_poses`` = the most people allowed) and in
-between tracks the people it found (a landmarker whose ``num_poses`` is that count
-runs no detector while it keeps them all). A person who enters waits at most
+:class:`MultiPoseEstimator` does not use the landmarker's own ``num_poses``: its graph
+drops a person whose region overlaps a bigger person's (measured: of two people side
+by side, one is found, at any detection threshold; with the first painted out, the
+second is), and it runs its person detector on every frame where it follows fewer
+than ``num_poses`` people, which, with one person in view and room for more, costs
+half again the landmark model's time. Instead each person gets a video-mode
+landmarker of their own that sees the frame with the other people painted out, and
+a search for people not followed yet runs every ``search_every`` frames on the frame
+with everyone followed painted out. A person who enters waits at most
 ``search_every`` frames to be found.
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +41,11 @@ log = logging.getLogger(__name__)
 #: frame makes a live stream pointless on a CPU.
 MAX_PEOPLE = 16
 #: Frames between searches for people who are not tracked yet.
-SEARCH_EVERY = 5
+SEARCH_EVERY = 8
 #: Two poses whose boxes overlap more than this are one person found twice.
 SAME_PERSON_IOU = 0.5
+#: How much of a person's size is painted out beyond their box (on each side).
+MASK_GROW = 0.1
 _MODELS = {  # bundle member -> (wheel path, pixel mean, pixel std): the models' input range
     "pose_detector.tflite": ("modules/pose_detection/pose_detection.tflite", 127.5, 127.5),
     "pose_landmarks_detector.tflite": ("modules/pose_landmark/pose_landmark_full.tflite",
@@ -143,12 +148,45 @@ def poses_from_result(result, width: int, height: int, index: int,
     return people
 
 
+def mask_boxes(rgb: np.ndarray, boxes: list[np.ndarray], grow: float = MASK_GROW) -> np.ndarray:
+    """A copy of ``rgb`` with each box (``[x0, y0, x1, y1]`` pixels), grown by ``grow`` of
+    its size on every side, painted black."""
+    out = rgb.copy()
+    h, w = rgb.shape[:2]
+    for b in boxes:
+        dx, dy = (b[2] - b[0]) * grow, (b[3] - b[1]) * grow
+        x0, y0 = max(0, int(b[0] - dx)), max(0, int(b[1] - dy))
+        x1, y1 = min(w, int(np.ceil(b[2] + dx))), min(h, int(np.ceil(b[3] + dy)))
+        if x1 > x0 and y1 > y0:
+            out[y0:y1, x0:x1] = 0
+    return out
+
+
+@dataclass
+class _Slot:
+    """One followed person: a video-mode landmarker of its own and where they were."""
+
+    landmarker: object
+    box: np.ndarray
+    last_ms: int = -1
+    misses: int = 0
+
+
 class MultiPoseEstimator:
     """Up to ``max_people`` people per frame: ``estimate(image_bgr, index, timestamp)``
     returns their mediapipe33 poses (an empty list when nobody is found).
 
-    ``searches`` counts the frames that ran the person detector's search, ``duplicates``
-    the poses dropped as a person found twice (:func:`distinct`).
+    MediaPipe's multi-pose graph drops a person whose region overlaps a bigger one's
+    (two people side by side, one found), so each person found gets a landmarker of
+    their own (``num_poses`` 1, video mode: it follows them without running the
+    detector) that sees the frame with the *other* people painted out. Every
+    ``search_every`` frames, while fewer than ``max_people`` are followed, a search runs
+    the detector on the frame with everyone followed painted out; a person it finds gets
+    a landmarker from the next frame on. A landmarker whose person is gone for
+    ``search_every`` frames, or who follows someone another one follows, is put back.
+
+    ``searches`` counts the searches, ``duplicates`` the poses dropped as a person found
+    twice (:func:`distinct`).
     """
 
     def __init__(self, max_people: int, search_every: int = SEARCH_EVERY,
@@ -169,52 +207,81 @@ class MultiPoseEstimator:
             self._mp, self._vision, self._base = mp, vision, BaseOptions
             self._cv2 = __import__("cv2")
         self._bundle = str(pose_bundle())
-        self._landmarkers: dict[int, object] = {}  # num_poses -> landmarker
-        self._last_ms: dict[int, int] = {}  # num_poses -> last timestamp it was given
-        self._tracked = 0  # people found on the previous frame
+        self._slots: list[_Slot] = []
+        self._spare: list[object] = []  # landmarkers put back, for reuse
+        self._searcher = self._new(video=False)
         self._frames = 0
         self.searches = self.duplicates = 0
 
-    def _landmarker(self, num_poses: int):
-        if num_poses not in self._landmarkers:
-            v = self._vision
-            det, track = self._conf
-            opts = v.PoseLandmarkerOptions(
-                base_options=self._base(model_asset_path=self._bundle),
-                running_mode=v.RunningMode.VIDEO, num_poses=num_poses,
-                min_pose_detection_confidence=det, min_pose_presence_confidence=det,
-                min_tracking_confidence=track)
-            with native.quiet(self._quiet):
-                self._landmarkers[num_poses] = v.PoseLandmarker.create_from_options(opts)
-        return self._landmarkers[num_poses]
+    def _new(self, video: bool = True):
+        v = self._vision
+        det, track = self._conf
+        opts = v.PoseLandmarkerOptions(
+            base_options=self._base(model_asset_path=self._bundle),
+            running_mode=v.RunningMode.VIDEO if video else v.RunningMode.IMAGE, num_poses=1,
+            min_pose_detection_confidence=det, min_pose_presence_confidence=det,
+            min_tracking_confidence=track)
+        with native.quiet(self._quiet):
+            return v.PoseLandmarker.create_from_options(opts)
+
+    def _image(self, rgb: np.ndarray):
+        return self._mp.Image(image_format=self._mp.ImageFormat.SRGB,
+                              data=np.ascontiguousarray(rgb))
+
+    def _follow(self, rgb: np.ndarray, ms: int, index: int, t: float) -> list[Pose]:
+        """Each followed person, on the frame with the others painted out."""
+        h, w = rgb.shape[:2]
+        found: list[tuple[_Slot, Pose]] = []
+        for slot in self._slots:
+            others = [o.box for o in self._slots if o is not slot]
+            image = self._image(mask_boxes(rgb, others) if others else rgb)
+            slot.last_ms = max(ms, slot.last_ms + 1)  # video mode: increasing times
+            with native.quiet(self._quiet and self._frames <= 2):
+                got = poses_from_result(slot.landmarker.detect_for_video(image, slot.last_ms),
+                                        w, h, index, t)
+            if got:
+                slot.box, slot.misses = _box(got[0]), 0
+                found.append((slot, got[0]))
+            else:
+                slot.misses += 1
+        kept = distinct([p for _, p in found])
+        self.duplicates += len(found) - len(kept)
+        gone = [s for s, p in found if not any(p is k for k in kept)]
+        gone += [s for s in self._slots if s.misses >= self.search_every]
+        for slot in gone:
+            self._slots.remove(slot)
+            self._spare.append(slot.landmarker)
+        return kept
+
+    def _search(self, rgb: np.ndarray, people: list[Pose], index: int, t: float) -> list[Pose]:
+        """One person not followed yet, on the frame with everyone followed painted out."""
+        self.searches += 1
+        h, w = rgb.shape[:2]
+        boxes = [_box(p) for p in people]
+        image = self._image(mask_boxes(rgb, boxes) if boxes else rgb)
+        with native.quiet(self._quiet):
+            got = poses_from_result(self._searcher.detect(image), w, h, index, t)
+        new = [p for p in got if all(_iou(_box(p), b) <= SAME_PERSON_IOU for b in boxes)]
+        for p in new:
+            landmarker = self._spare.pop() if self._spare else self._new()
+            self._slots.append(_Slot(landmarker, _box(p)))
+        return new
 
     def estimate(self, image_bgr: np.ndarray, index: int, timestamp: float) -> list[Pose]:
-        h, w = image_bgr.shape[:2]
-        search = self._tracked == 0 or self._frames % self.search_every == 0
-        n = self.max_people if search or self._tracked >= self.max_people else self._tracked
-        self.searches += search
+        rgb = self._cv2.cvtColor(image_bgr, self._cv2.COLOR_BGR2RGB)
+        ms = round(timestamp * 1000.0)
+        people = self._follow(rgb, ms, index, timestamp)
+        if len(self._slots) < self.max_people and (
+                not self._slots or self._frames % self.search_every == 0):
+            people += self._search(rgb, people, index, timestamp)
         self._frames += 1
-        # video mode needs strictly increasing milliseconds per landmarker
-        ms = max(round(timestamp * 1000.0), self._last_ms.get(n, -1) + 1)
-        self._last_ms[n] = ms
-        rgb = np.ascontiguousarray(self._cv2.cvtColor(image_bgr, self._cv2.COLOR_BGR2RGB))
-        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
-        landmarker = self._landmarker(n)
-        if self._frames <= 2:  # the graph's start warns on stderr
-            with native.quiet(self._quiet):
-                result = landmarker.detect_for_video(image, ms)
-        else:
-            result = landmarker.detect_for_video(image, ms)
-        found = poses_from_result(result, w, h, index, timestamp)
-        people = distinct(found)
-        self.duplicates += len(found) - len(people)
-        self._tracked = len(people)
         return people
 
     def close(self) -> None:
-        for landmarker in self._landmarkers.values():
+        for landmarker in [self._searcher, *self._spare, *(s.landmarker for s in self._slots)]:
             landmarker.close()
-        self._landmarkers.clear()
+        self._slots.clear()
+        self._spare.clear()
 
     def __enter__(self) -> MultiPoseEstimator:
         return self
