@@ -14,11 +14,12 @@ drops a person whose region overlaps a bigger person's (measured: of two people 
 by side, one is found, at any detection threshold; with the first painted out, the
 second is), and it runs its person detector on every frame where it follows fewer
 than ``num_poses`` people, which, with one person in view and room for more, costs
-half again the landmark model's time. Instead each person gets a video-mode
-landmarker of their own that sees the frame with the other people painted out, and
-a search for people not followed yet runs every ``search_every`` frames on the frame
-with everyone followed painted out. A person who enters waits at most
-``search_every`` frames to be found.
+half again the landmark model's time; and its detector sees the whole frame shrunk to
+224 pixels, where a person in a wide scene is too small to be found. Instead each
+person gets a video-mode landmarker of their own that sees a square around them with
+the other people painted out, and a search for people not followed yet runs every
+``search_every`` frames, with everyone followed painted out, in turn on the whole
+frame and on squares of its shorter side.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ SEARCH_EVERY = 8
 SAME_PERSON_IOU = 0.5
 #: How much of a person's size is painted out beyond their box (on each side).
 MASK_GROW = 0.1
+#: A person is followed in a square this many times their size (the larger side of
+#: their box), moved when their centre leaves the middle RECENTRE of it.
+CROP_SCALE = 2.0
+RECENTRE = 0.15
+MIN_CROP = 96
 _MODELS = {  # bundle member -> (wheel path, pixel mean, pixel std): the models' input range
     "pose_detector.tflite": ("modules/pose_detection/pose_detection.tflite", 127.5, 127.5),
     "pose_landmarks_detector.tflite": ("modules/pose_landmark/pose_landmark_full.tflite",
@@ -134,13 +140,15 @@ def distinct(people: list[Pose], overlap: float = SAME_PERSON_IOU) -> list[Pose]
     return kept
 
 
-def poses_from_result(result, width: int, height: int, index: int,
-                      timestamp: float) -> list[Pose]:
-    """A landmarker result's people as mediapipe33 :class:`Pose` objects in pixels."""
+def poses_from_result(result, width: int, height: int, index: int, timestamp: float,
+                      origin: tuple[int, int] = (0, 0)) -> list[Pose]:
+    """A landmarker result's people as mediapipe33 :class:`Pose` objects in pixels; the
+    image it saw was ``width`` x ``height`` at ``origin`` of the frame (a crop)."""
     people = []
     for landmarks in result.pose_landmarks:
-        arr = np.array([(p.x * width, p.y * height, p.visibility if p.visibility is not None
-                         else 0.0) for p in landmarks], dtype=np.float32)
+        arr = np.array([(origin[0] + p.x * width, origin[1] + p.y * height,
+                         p.visibility if p.visibility is not None else 0.0)
+                        for p in landmarks], dtype=np.float32)
         if arr.shape != (33, 3):
             raise ValueError(f"MediaPipe returned {arr.shape[0]} landmarks, expected 33")
         people.append(Pose(index, timestamp, arr[:, :2], np.isfinite(arr[:, :2]).all(1),
@@ -162,14 +170,54 @@ def mask_boxes(rgb: np.ndarray, boxes: list[np.ndarray], grow: float = MASK_GROW
     return out
 
 
+def crop_square(rgb: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """The ``side`` x ``side`` square at ``(x0, y0)`` of ``rgb``, black beyond its edges."""
+    h, w = rgb.shape[:2]
+    out = np.zeros((side, side, 3), rgb.dtype)
+    ax0, ay0, ax1, ay1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+    if ax1 > ax0 and ay1 > ay0:
+        out[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] = rgb[ay0:ay1, ax0:ax1]
+    return out
+
+
+def crop_around(box: np.ndarray) -> tuple[int, int, int]:
+    """``(x0, y0, side)`` of the square a person is followed in: :data:`CROP_SCALE`
+    times their size, centred on them."""
+    side = max(MIN_CROP, int(np.ceil(CROP_SCALE * max(box[2] - box[0], box[3] - box[1]))))
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return int(np.rint(cx - side / 2)), int(np.rint(cy - side / 2)), side
+
+
+def search_crops(width: int, height: int) -> list[tuple[int, int, int]]:
+    """Where searches look, in turn: the whole frame, then (for a frame that is not
+    square) squares of its shorter side overlapping by a quarter."""
+    crops = [(0, 0, max(width, height))]
+    short, long_ = min(width, height), max(width, height)
+    n = 1 + int(np.ceil((long_ - short) / (0.75 * short))) if long_ > 1.2 * short else 0
+    for k in range(n):
+        off = round(k * (long_ - short) / max(1, n - 1))
+        crops.append((off, 0, short) if width >= height else (0, off, short))
+    return crops
+
+
 @dataclass
 class _Slot:
-    """One followed person: a video-mode landmarker of its own and where they were."""
+    """One followed person: a video-mode landmarker of its own, the square it sees."""
 
     landmarker: object
     box: np.ndarray
+    crop: tuple[int, int, int]
     last_ms: int = -1
     misses: int = 0
+
+    def recentre(self) -> None:
+        """A new square when the person left the middle of theirs or changed size."""
+        x0, y0, side = self.crop
+        cx, cy = (self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2
+        size = max(self.box[2] - self.box[0], self.box[3] - self.box[1])
+        off = max(abs(cx - x0 - side / 2), abs(cy - y0 - side / 2))
+        if off > RECENTRE * side or not side / 3.0 <= size * 1.0 <= side / 1.5:
+            self.crop = crop_around(self.box)
 
 
 class MultiPoseEstimator:
@@ -177,13 +225,17 @@ class MultiPoseEstimator:
     returns their mediapipe33 poses (an empty list when nobody is found).
 
     MediaPipe's multi-pose graph drops a person whose region overlaps a bigger one's
-    (two people side by side, one found), so each person found gets a landmarker of
-    their own (``num_poses`` 1, video mode: it follows them without running the
-    detector) that sees the frame with the *other* people painted out. Every
-    ``search_every`` frames, while fewer than ``max_people`` are followed, a search runs
-    the detector on the frame with everyone followed painted out; a person it finds gets
-    a landmarker from the next frame on. A landmarker whose person is gone for
-    ``search_every`` frames, or who follows someone another one follows, is put back.
+    (two people side by side, one found), and its detector looks at the whole frame
+    shrunk to 224 pixels, where a person in a wide scene is too small to find. So each
+    person found gets a landmarker of their own (``num_poses`` 1, video mode: it follows
+    them without running the detector) that sees a square around them
+    (:data:`CROP_SCALE` times their size, moved when they leave its middle) with the
+    *other* people painted out. While fewer than ``max_people`` are followed, every
+    ``search_every`` frames a search runs the detector on the frame with everyone
+    followed painted out, looking in turn at the whole frame and at squares of its
+    shorter side (:func:`search_crops`); a person it finds is followed from then on. A
+    landmarker whose person is gone for ``search_every`` frames, or who follows someone
+    another one follows, is put back.
 
     ``searches`` counts the searches, ``duplicates`` the poses dropped as a person found
     twice (:func:`distinct`).
@@ -229,16 +281,16 @@ class MultiPoseEstimator:
                               data=np.ascontiguousarray(rgb))
 
     def _follow(self, rgb: np.ndarray, ms: int, index: int, t: float) -> list[Pose]:
-        """Each followed person, on the frame with the others painted out."""
-        h, w = rgb.shape[:2]
+        """Each followed person, in their square, with the others painted out."""
         found: list[tuple[_Slot, Pose]] = []
         for slot in self._slots:
             others = [o.box for o in self._slots if o is not slot]
-            image = self._image(mask_boxes(rgb, others) if others else rgb)
+            x0, y0, side = slot.crop
+            view = crop_square(mask_boxes(rgb, others) if others else rgb, x0, y0, side)
             slot.last_ms = max(ms, slot.last_ms + 1)  # video mode: increasing times
             with native.quiet(self._quiet and self._frames <= 2):
-                got = poses_from_result(slot.landmarker.detect_for_video(image, slot.last_ms),
-                                        w, h, index, t)
+                result = slot.landmarker.detect_for_video(self._image(view), slot.last_ms)
+            got = poses_from_result(result, side, side, index, t, (x0, y0))
             if got:
                 slot.box, slot.misses = _box(got[0]), 0
                 found.append((slot, got[0]))
@@ -251,20 +303,26 @@ class MultiPoseEstimator:
         for slot in gone:
             self._slots.remove(slot)
             self._spare.append(slot.landmarker)
+        for slot in self._slots:
+            slot.recentre()
         return kept
 
     def _search(self, rgb: np.ndarray, people: list[Pose], index: int, t: float) -> list[Pose]:
-        """One person not followed yet, on the frame with everyone followed painted out."""
-        self.searches += 1
+        """One person not followed yet, on the frame with everyone followed painted out,
+        in the next of the search squares."""
         h, w = rgb.shape[:2]
+        crops = search_crops(w, h)
+        x0, y0, side = crops[self.searches % len(crops)]
+        self.searches += 1
         boxes = [_box(p) for p in people]
-        image = self._image(mask_boxes(rgb, boxes) if boxes else rgb)
+        view = crop_square(mask_boxes(rgb, boxes) if boxes else rgb, x0, y0, side)
         with native.quiet(self._quiet):
-            got = poses_from_result(self._searcher.detect(image), w, h, index, t)
+            got = poses_from_result(self._searcher.detect(self._image(view)), side, side,
+                                    index, t, (x0, y0))
         new = [p for p in got if all(_iou(_box(p), b) <= SAME_PERSON_IOU for b in boxes)]
         for p in new:
             landmarker = self._spare.pop() if self._spare else self._new()
-            self._slots.append(_Slot(landmarker, _box(p)))
+            self._slots.append(_Slot(landmarker, _box(p), crop_around(_box(p))))
         return new
 
     def estimate(self, image_bgr: np.ndarray, index: int, timestamp: float) -> list[Pose]:
