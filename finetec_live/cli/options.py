@@ -133,12 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _publishing_options(pub) -> None:
-    """The socket, the stream id and CURVE."""
+def _publishing_options(pub, stream: bool = True) -> None:
+    """The socket, the stream id (``stream``) and CURVE."""
     pub.add_argument("--bind", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
                      help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5557)")
-    pub.add_argument("--stream", metavar="ID", help="stream id in the topics (default: from the "
-                                                    "source name)")
+    if stream:
+        pub.add_argument("--stream", metavar="ID", help="stream id in the topics (default: "
+                                                        "from the source name)")
     pub.add_argument("--curve-secret", metavar="FILE",
                      help="server key pair (server.key_secret from `finetec-live keygen`)")
     pub.add_argument("--curve-clients", metavar="DIR",

@@ -56,28 +56,31 @@ def classify_window(recognizer, window: Window, stream: str, topk: int = 5,
     return classify_windows(recognizer, [window], stream, topk, want_completion)[0]
 
 
-def classify_windows(recognizer, windows: list[Window], stream: str, topk: int = 5,
+def classify_windows(recognizer, windows: list[Window], stream: str | list[str], topk: int = 5,
                      want_completion: bool = False) -> list[Classified]:
     """Kernels (``prepare``), model (``predict``) and the open-set decision
     (``decide``: the message's ``label`` and ``score``) on the windows of one hop (of
-    several people), one batch per window length, timed; ``topk`` ranks the classes by
-    probability whatever the decision.
+    several people), or of many streams (``stream``: one per window), one batch per
+    window length, timed; ``topk`` ranks the classes by probability whatever the
+    decision.
 
     ``latency_ms.total`` is left at 0: the worker sets it just before sending
     (from the reading of the window's newest frame to publication).
     """
+    streams = [stream] * len(windows) if isinstance(stream, str) else list(stream)
     groups: dict[int, list[int]] = {}
     for i, w in enumerate(windows):
         groups.setdefault(w.num_frames, []).append(i)
     out: list[Classified | None] = [None] * len(windows)
     for idx in groups.values():
-        for i, c in zip(idx, _classify_batch(recognizer, [windows[i] for i in idx], stream,
-                                             topk, want_completion), strict=True):
+        for i, c in zip(idx, _classify_batch(recognizer, [windows[i] for i in idx],
+                                             [streams[i] for i in idx], topk,
+                                             want_completion), strict=True):
             out[i] = c
     return out  # type: ignore[return-value]
 
 
-def _classify_batch(recognizer, windows: list[Window], stream: str, topk: int,
+def _classify_batch(recognizer, windows: list[Window], streams: list[str], topk: int,
                     want_completion: bool) -> list[Classified]:
     """Windows of one length as one batch."""
     ts = np.stack([w.timestamps - w.timestamps[0] for w in windows])  # (B, T)
@@ -103,7 +106,8 @@ def _classify_batch(recognizer, windows: list[Window], stream: str, topk: int,
     latency = {"pose": 0.0, "kernels": (t1 - t0 + t3 - t2) * 1e3, "model": (t2 - t1) * 1e3,
                "total": 0.0}
     out = []
-    for w, p, decision, done in zip(windows, probs, decisions, completed, strict=True):
+    for w, stream, p, decision, done in zip(windows, streams, probs, decisions, completed,
+                                            strict=True):
         order = np.argsort(-p)[: max(1, min(topk, len(names)))]
         missing = w.missing_fraction
         msg = LabelMessage(

@@ -1,0 +1,124 @@
+"""``finetec-serve``: window messages from many producers in, batched inference, labels out.
+
+    finetec-serve --listen tcp://127.0.0.1:5558 --bind tcp://127.0.0.1:5557
+    finetec-live --camera 0 --serve tcp://127.0.0.1:5558      # an edge producer
+
+See :mod:`finetec_live.serve.server` and the README's window message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+
+import zmq
+
+from finetec_live.cli.options import OneLineParser, _checked, _positive, _publishing_options
+from finetec_live.errors import FinetecError
+
+log = logging.getLogger("finetec_live")
+DEFAULT_LISTEN = "tcp://127.0.0.1:5558"
+MAX_BATCH = 4096
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="finetec-serve", description=__doc__.splitlines()[0])
+    p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="ENDPOINT",
+                   help=f"PULL endpoint producers PUSH window messages to (default "
+                        f"{DEFAULT_LISTEN})")
+    p.add_argument("--model", metavar="PATH", help="checkpoint or shipped name (default penn)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    batch = _checked("--max-batch", int, lambda v: 1 <= v <= MAX_BATCH, f"in 1..{MAX_BATCH}")
+    p.add_argument("--max-batch", type=batch, default=64, metavar="N",
+                   help="windows per batch at most (default 64)")
+    p.add_argument("--max-wait-ms", type=_checked("--max-wait-ms", float,
+                                                  lambda v: 0 <= v <= 1000, "in 0..1000"),
+                   default=20.0, metavar="MS",
+                   help="wait at most MS after a batch's first window for more (default 20)")
+    p.add_argument("--max-age-ms", type=_positive("--max-age-ms"), default=1000.0, metavar="MS",
+                   help="drop (and count) windows that waited longer than MS (default 1000)")
+    p.add_argument("--topk", type=_checked("--topk", int, lambda v: v >= 1, ">= 1"), default=5)
+    p.add_argument("--open-set", action=argparse.BooleanOptionalAction, default=True)
+    _publishing_options(p, stream=False)
+    p.add_argument("--stats-json", metavar="FILE", help="write the counters at exit")
+    p.add_argument("--max-seconds", type=_positive("--max-seconds"), metavar="S")
+    p.add_argument("--log-level", default="INFO", type=str.upper,
+                   choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from finetec_live.cli import parts, runtime
+    from finetec_live.serve.server import Server, open_puller
+    from finetec_live.wire.publisher import open_publisher
+
+    rec = parts.load_recognizer(args.model, args.device)
+    parts.configure_open_set(rec, args.open_set)
+    runtime.limit_torch_threads()
+    publisher = open_publisher(args.bind, curve_secret=args.curve_secret,
+                               curve_clients=args.curve_clients,
+                               any_client=args.curve_any_client, insecure=args.insecure)
+    ctx = zmq.Context.instance()
+    try:
+        puller = open_puller(ctx, args.listen, args.insecure, args.curve_secret,
+                             args.curve_clients, args.curve_any_client)
+    except BaseException:
+        publisher.close()
+        raise
+    server = Server(rec, puller, publisher, max_batch=args.max_batch,
+                    max_wait_s=args.max_wait_ms / 1e3, max_age_s=args.max_age_ms / 1e3,
+                    topk=args.topk)
+    stop = threading.Event()
+    signals = runtime.StopOnSignal(stop)
+    signals.install()
+    log.info("serving window messages on %s, labels on %s; model %s (%s) on %s; batches of up "
+             "to %d windows or %.0f ms", server.endpoint, publisher.endpoint, rec.model_id,
+             rec.layout, rec.device, args.max_batch, args.max_wait_ms)
+    server.start()
+    t0 = time.monotonic()
+    try:
+        while not stop.is_set() and not server.stop.is_set():
+            server.step()
+            if args.max_seconds and time.monotonic() - t0 >= args.max_seconds:
+                break
+    finally:
+        server.close()
+        publisher.close()
+        signals.restore()
+    s = server.summary()
+    log.info("end: %d windows received, %d labelled, %d dropped (stale or over capacity), "
+             "%d skipped, %d refused (another layout), %d malformed messages, %d batches",
+             s["received"], s["published"], s["dropped"], s["skipped"], s["refused"],
+             sum(s["malformed"].values()), s["batches"])
+    if server.error is not None:
+        raise server.error
+    if args.stats_json:
+        with open(args.stats_json, "w") as fh:
+            json.dump(s, fh, indent=1)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return run(args)
+    except FinetecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # no traceback for users; --log-level DEBUG shows it
+        log.debug("unexpected error", exc_info=True)
+        print(f"error: {type(exc).__name__}: {str(exc)[:200]}; rerun with --log-level DEBUG "
+              "and report the traceback", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One inference server for many streams (``finetec-serve``): window messages in, labels out."""

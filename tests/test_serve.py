@@ -1,0 +1,101 @@
+"""finetec-serve: real Penn windows from many streams, batched; malformed messages counted;
+labels as the recognizer gives them; stale windows dropped and counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from finetec_live.serve.intake import Intake
+from finetec_live.serve.simulate import penn_windows, send_streams
+from finetec_live.wire.messages import LabelMessage, StatusMessage
+
+
+def _window(seq: int = 0):
+    from finetec_live.inference.window import Window
+
+    return Window(np.zeros((8, 13, 2)), np.ones(8, bool), np.ones((8, 13), bool),
+                  np.arange(8) / 30, seq=seq, layout="penn13")
+
+
+def test_intake_batches_and_drops_stale_and_overflow_counted():
+    q = Intake(capacity=3, max_age_s=0.05)
+    for k in range(5):
+        q.put("a" if k % 2 else "b", _window(k))
+    assert sum(q.dropped.values()) == 2 and len(q) == 3  # the two oldest, over capacity
+    batch = q.take(max_batch=2, max_wait_s=0.0)
+    assert [a.window.seq for a in batch] == [2, 3]
+    time.sleep(0.08)
+    assert q.take(max_batch=8, max_wait_s=0.0) == [] and sum(q.dropped.values()) == 3
+    t0 = time.perf_counter()
+    threading.Timer(0.03, lambda: q.put("a", _window(9))).start()
+    got = q.take(max_batch=8, max_wait_s=0.01, timeout=1.0)
+    assert [a.window.seq for a in got] == [9] and time.perf_counter() - t0 < 0.5
+
+
+@pytest.mark.slow
+def test_server_labels_many_streams_like_the_recognizer(tmp_path, data_root):
+    from finetec_live.inference.recognizer import Recognizer
+
+    windows, _ = penn_windows(48, root=data_root)
+    ctx = zmq.Context.instance()
+    stats = tmp_path / "serve.json"
+    port_in = 25000 + os.getpid() % 2000
+    port_out = port_in + 2000
+    server = subprocess.Popen([sys.executable, "-m", "finetec_live.cli.serve", "--listen",
+                               f"tcp://127.0.0.1:{port_in}", "--bind",
+                               f"tcp://127.0.0.1:{port_out}", "--max-seconds", "25",
+                               "--stats-json", str(stats)], stderr=subprocess.PIPE, text=True)
+    sub = ctx.socket(zmq.SUB)
+    sub.connect(f"tcp://127.0.0.1:{port_out}")
+    sub.setsockopt_string(zmq.SUBSCRIBE, "")
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"tcp://127.0.0.1:{port_in}")
+    labels, status = {}, {}
+
+    def listen():
+        poller = zmq.Poller()
+        poller.register(sub, zmq.POLLIN)
+        while server.poll() is None or poller.poll(200):
+            if poller.poll(200):
+                topic, payload = sub.recv_multipart()
+                if topic.startswith(b"label."):
+                    m = LabelMessage.unpack(payload)
+                    labels[(m.stream, m.seq)] = m
+                elif topic.startswith(b"status."):
+                    m = StatusMessage.unpack(payload)
+                    status[m.stream] = m
+
+    reader = threading.Thread(target=listen, daemon=True)
+    reader.start()
+    time.sleep(12)  # the server loads its model, warms up; the subscriber joins
+    sent = send_streams(push, windows, streams=8, rate_hz=2.0, seconds=5.0, malformed_every=7)
+    server.wait(timeout=60)
+    reader.join(timeout=10)
+    push.close(0)
+    sub.close(0)
+    assert server.returncode == 0, server.stderr.read()
+    s = json.loads(stats.read_text())
+    assert s["received"] == len(sent) and sum(s["malformed"].values()) >= len(sent) // 7 - 1
+    assert s["published"] + s["dropped"] + s["skipped"] == s["received"]
+    assert len(labels) >= 0.95 * len(sent)
+    rec = Recognizer.from_checkpoint()
+    keys = sorted(labels)
+    idx = [sent[k][1] for k in keys]
+    pos = [windows[i] for i in idx]
+    same = 0
+    for k, w in zip(keys, pos, strict=True):  # the label the recognizer gives the window
+        want = rec.label(w.positions[None], w.frame_valid[None], w.joint_valid[None],
+                         (w.timestamps - w.timestamps[0])[None])[0]
+        same += labels[k].label == want
+    assert same >= 0.98 * len(keys)
+    assert {m.stream for m in status.values()} == {k[0] for k in sent}
+    assert all(m.extra["malformed_messages"] >= 1 for m in status.values())
