@@ -99,3 +99,43 @@ def test_server_labels_many_streams_like_the_recognizer(tmp_path, data_root):
     assert same >= 0.98 * len(keys)
     assert {m.stream for m in status.values()} == {k[0] for k in sent}
     assert all(m.extra["malformed_messages"] >= 1 for m in status.values())
+
+
+@pytest.mark.slow
+def test_edge_mode_sends_windows_the_server_labels(tmp_path):
+    """finetec-live --serve: capture, pose and windows here without torch; the server's
+    labels are the ones finetec-live gives the same clip by itself."""
+    from finetec_live.live.sources import DEMO_VIDEO
+
+    port_in = 29000 + os.getpid() % 500
+    port_out = port_in + 500
+    server = subprocess.Popen([sys.executable, "-m", "finetec_live.cli.serve", "--listen",
+                               f"tcp://127.0.0.1:{port_in}", "--bind",
+                               f"tcp://127.0.0.1:{port_out}", "--max-seconds", "40"],
+                              stderr=subprocess.PIPE, text=True)
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.connect(f"tcp://127.0.0.1:{port_out}")
+    sub.setsockopt_string(zmq.SUBSCRIBE, "label.")
+    time.sleep(10)
+    edge = subprocess.run(
+        [sys.executable, "-c", "import sys; from finetec_live.cli.live import main; "
+         "rc = main(sys.argv[1:]); assert 'torch' not in sys.modules, 'torch imported'; "
+         "sys.exit(rc)", "--video", str(DEMO_VIDEO), "--fast", "--no-display", "--serve",
+         f"tcp://127.0.0.1:{port_in}", "--stats-json", str(tmp_path / "edge.json")],
+        capture_output=True, text=True, timeout=120)
+    assert edge.returncode == 0, edge.stderr
+    got = []
+    while sub.poll(3000):
+        got.append(LabelMessage.unpack(sub.recv_multipart()[1]))
+    server.terminate()
+    server.wait(timeout=30)
+    sub.close(0)
+    s = json.loads((tmp_path / "edge.json").read_text())
+    assert s["published"] == len(got) > 0 and s["dropped_windows"] == 0
+    alone = subprocess.run([sys.executable, "-m", "finetec_live.cli.live", "--video",
+                            str(DEMO_VIDEO), "--fast", "--no-display", "--jsonl", "-",
+                            "--bind", "tcp://127.0.0.1:*", "--log-level", "WARNING"],
+                           capture_output=True, text=True, timeout=120)
+    want = [json.loads(line) for line in alone.stdout.splitlines()]
+    assert [(m.seq, m.label) for m in sorted(got, key=lambda m: m.seq)] == [
+        (m["seq"], m["label"]) for m in want]

@@ -34,6 +34,10 @@ def check_options(args: argparse.Namespace) -> None:
         raise FinetecError(f"--hop {args.hop:g} is longer than --window {args.window:g}: frames "
                            "between windows would never be classified; use a hop <= window")
     check_people(args.max_people, args.track_timeout)
+    if args.serve and (args.model or args.jsonl or args.device != "auto"):
+        raise FinetecError("--serve sends the windows to finetec-serve, which runs the model and "
+                           "publishes the labels: drop --model/--device/--jsonl here (give "
+                           "them to finetec-serve, and subscribe to its --bind)")
     check_paths(args)
     for name in OUTPUTS:
         target = getattr(args, name)

@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                                          "of its frames have a pose (default 0.2)")
     model.add_argument("--topk", type=_positive_int("--topk"), default=5, metavar="K",
                        help="labels in the message's topk list (default 5)")
+    model.add_argument("--serve", metavar="ENDPOINT",
+                       help="edge mode: send the windows to the finetec-serve listening at "
+                            "ENDPOINT (its labels are published there) instead of running the "
+                            "model here; --window/--hop must match its model's (default 2.5/0.5)")
     model.add_argument("--open-set", action=argparse.BooleanOptionalAction, default=True,
                        help="label a window 'unknown' (like none of the classes) or 'idle' "
                             "(nobody moving) by the checkpoint's calibrated thresholds "

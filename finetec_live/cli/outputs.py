@@ -67,8 +67,10 @@ def summary_line(why: str, s: dict) -> str:
         ticks += f", {s['drop_injected']} dropped by --drop"
     if s.get("bad_ticks"):
         ticks += f", {s['bad_ticks']} unusable records skipped"
-    line = (f"{why}: {ticks}; {s['windows']} windows: {s['published']} published, "
-            f"{s['dropped_windows']} dropped (inference behind), {s['skipped_windows']} "
+    out, behind = ((f"sent to finetec-serve at {s['serve']}", "server unreachable or behind")
+                   if s.get("serve") else ("published", "inference behind"))
+    line = (f"{why}: {ticks}; {s['windows']} windows: {s['published']} {out}, "
+            f"{s['dropped_windows']} dropped ({behind}), {s['skipped_windows']} "
             "skipped (too few posed frames)")
     if s.get("empty_windows"):
         line += f"; {s['empty_windows']} more inside gaps of {s['gap_seconds']:.3g} s, empty"
@@ -79,7 +81,10 @@ def stats_payload(s: dict, live) -> dict:
     """``s`` (the counters) with what the run was: stream, model, window, source, output."""
     rec, args = live.rec, live.args
     s.update(stopped_by=live.signals.why, stream=live.stream)
-    if rec is not None:
+    if live.sender is not None:  # edge mode: the model is the server's
+        s.update(serve=live.sender.endpoint, layout=rec.layout, window_s=live.window_s,
+                 hop_s=live.hop_s)
+    elif rec is not None:
         from finetec_live.cli.parts import open_set_summary
 
         s.update(model=rec.model_id, layout=rec.layout, device=rec.device,

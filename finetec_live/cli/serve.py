@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait at most MS after a batch's first window for more (default 20)")
     p.add_argument("--max-age-ms", type=_positive("--max-age-ms"), default=1000.0, metavar="MS",
                    help="drop (and count) windows that waited longer than MS (default 1000)")
+    p.add_argument("--threads", type=_checked("--threads", int, lambda v: v >= 1, ">= 1"),
+                   metavar="N", help="torch threads (default: torch's, one per core)")
     p.add_argument("--topk", type=_checked("--topk", int, lambda v: v >= 1, ">= 1"), default=5)
     p.add_argument("--open-set", action=argparse.BooleanOptionalAction, default=True)
     _publishing_options(p, stream=False)
@@ -58,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
 
     rec = parts.load_recognizer(args.model, args.device)
     parts.configure_open_set(rec, args.open_set)
-    runtime.limit_torch_threads()
+    if args.threads:  # no pose estimation here: the model may have every core
+        import torch
+
+        torch.set_num_threads(args.threads)
     publisher = open_publisher(args.bind, curve_secret=args.curve_secret,
                                curve_clients=args.curve_clients,
                                any_client=args.curve_any_client, insecure=args.insecure)

@@ -49,10 +49,12 @@ def penn_windows(n: int, window_s: float = 2.5, seed: int = 0,
 
 def send_streams(socket, windows: list[Window], streams: int, rate_hz: float,
                  seconds: float, malformed_every: int = 0,
-                 stop: threading.Event | None = None) -> dict[tuple[str, int], tuple[float, int]]:
+                 stop: threading.Event | None = None,
+                 prefix: str = "cam") -> dict[tuple[str, int], tuple[float, int]]:
     """PUSH ``streams`` streams of ``windows`` (round robin) at ``rate_hz`` each for
     ``seconds``; every ``malformed_every``-th message is also followed by a malformed
-    one. Returns ``{(stream, seq): (perf_counter at send, window index)}``."""
+    one. Streams are named ``prefix`` + a number. Returns ``{(stream, seq): (perf_counter
+    at send, window index)}``."""
     sent: dict[tuple[str, int], tuple[float, int]] = {}
     period = 1.0 / rate_hz
     phase = np.linspace(0, period, streams, endpoint=False)
@@ -69,7 +71,7 @@ def send_streams(socket, windows: list[Window], streams: int, rate_hz: float,
         idx = (seq * streams + s) % len(windows)
         w = windows[idx]
         w.seq, w.t_start, w.t_end = seq, seq * period, seq * period + w.t_end - w.t_start
-        name = f"cam{s:04d}"
+        name = f"{prefix}{s:04d}"
         payload = pack_window(w, name)
         sent[(name, seq)] = (time.perf_counter(), idx)
         socket.send(payload)

@@ -62,13 +62,19 @@ key               type   meaning
 
 from __future__ import annotations
 
-import math
-import numbers
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import msgpack
+
+from finetec_live.wire.values import boolean as _bool
+from finetec_live.wire.values import box as _box
+from finetec_live.wire.values import integer as _int
+from finetec_live.wire.values import plain as _plain
+from finetec_live.wire.values import probability as _probability
+from finetec_live.wire.values import real as _real
+from finetec_live.wire.values import string as _str
 
 SCHEMA_VERSION = 3
 #: The labels of schema 2 that are not classes (as ``finetec_live.inference.openset`` names them)
@@ -86,8 +92,6 @@ STATUS_COUNTERS = ("frames", "pose_missing", "windows", "published", "dropped_wi
 # a few hundred bytes, so this only stops garbage, never a real message.
 MAX_MESSAGE_BYTES = 1 << 20
 _STREAM_RE = re.compile(r"^[A-Za-z0-9_\-.]+$")
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
-_PROBABILITY_SLACK = 1e-6
 
 
 class MalformedMessage(ValueError):
@@ -101,73 +105,6 @@ def check_stream_name(stream: str) -> str:
         raise ValueError(f"stream id {stream!r} must be non-empty and use only letters, digits, "
                          "'_', '-' and '.'")
     return stream
-
-
-def _int(name: str, v: Any, lo: int = _INT64_MIN, hi: int = _INT64_MAX) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {type(v).__name__}")
-    v = int(v)
-    if not lo <= v <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {v}")
-    return v
-
-
-def _real(name: str, v: Any, lo: float = -math.inf, hi: float = math.inf,
-          what: str = "a finite number") -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise ValueError(f"{name} must be a number, got {type(v).__name__}")
-    try:
-        f = float(v)
-    except OverflowError:
-        f = math.inf
-    if not (math.isfinite(f) and lo <= f <= hi):
-        raise ValueError(f"{name} must be {what}, got {v!r}")
-    return f
-
-
-def _probability(name: str, v: Any) -> float:
-    return _real(name, v, 0.0, 1.0 + _PROBABILITY_SLACK, "a probability in [0, 1]")
-
-
-def _str(name: str, v: Any) -> str:
-    if not isinstance(v, str):
-        raise ValueError(f"{name} must be a string, got {type(v).__name__}")
-    return v
-
-
-def _bool(name: str, v: Any) -> bool:
-    if isinstance(v, bool) or type(v).__name__ == "bool_":  # numpy's bool too
-        return bool(v)
-    raise ValueError(f"{name} must be true or false, got {type(v).__name__}")
-
-
-def _plain(name: str, v: Any, depth: int = 0) -> Any:
-    """``v`` when it is JSON-ready: None, bool, int, finite float, str, or lists
-    and string-keyed maps of those."""
-    if depth > 16:
-        raise ValueError(f"{name} is nested too deeply")
-    if v is None or isinstance(v, (bool, str)):
-        return v
-    if isinstance(v, numbers.Integral):
-        return int(v)
-    if isinstance(v, numbers.Real):
-        return _real(name, v)
-    if isinstance(v, (list, tuple)):
-        return [_plain(name, x, depth + 1) for x in v]
-    if isinstance(v, dict) and all(isinstance(k, str) for k in v):
-        return {k: _plain(f"{name}.{k}", x, depth + 1) for k, x in v.items()}
-    raise ValueError(f"{name} must be a plain value (number, string, list, map), "
-                     f"got {type(v).__name__}")
-
-
-def _box(box: Any) -> list[float]:
-    """``[]`` or ``[x0, y0, x1, y1]`` with ``x0 <= x1`` and ``y0 <= y1``."""
-    if not isinstance(box, (list, tuple)) or len(box) not in (0, 4):
-        raise ValueError(f"box must be [] or [x0, y0, x1, y1], got {box!r:.80}")
-    box = [_real("box", b) for b in box]
-    if box and (box[0] > box[2] or box[1] > box[3]):
-        raise ValueError(f"box {box} has x0 > x1 or y0 > y1")
-    return box
 
 
 def _map(what: str, d: Any, required: tuple[str, ...]) -> dict[str, Any]:

@@ -1,0 +1,180 @@
+#!/usr/bin/env python
+"""Benchmark of ``finetec-serve``: many simulated streams of real Penn windows, one run.
+
+1. For each K (``--streams``, default 1 16 64 128 256): K streams at 2 windows/s each
+   for ``--seconds`` (default 30) into one ``finetec-serve`` (a child process, default
+   options), a few malformed messages mixed in (``--malformed-every``): windows/s
+   labelled, p50/p95 send-to-label latency, windows not labelled and the drops the
+   server's heartbeats counted, and how many labels equal ``Recognizer.label`` on the
+   same windows.
+2. A burst of ``--burst`` (2048) windows sent at once: the rate they are labelled at,
+   against batch-1 ``Recognizer.label`` calls on the same windows in this process
+   (the server idle meanwhile), side by side.
+
+    python tools/bench_serve.py [--streams 64 128] [--seconds 30] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+
+class Labels:
+    """A SUB thread keeping each label's arrival time and the last heartbeat per stream."""
+
+    def __init__(self, ctx, endpoint: str) -> None:
+        from finetec_live.wire.messages import LabelMessage, StatusMessage
+
+        self._types = LabelMessage, StatusMessage
+        self.sock = ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVHWM, 1_000_000)
+        self.sock.connect(endpoint)
+        self.sock.setsockopt_string(zmq.SUBSCRIBE, "")
+        self.got: dict[tuple[str, int], tuple[float, str]] = {}
+        self.status: dict[str, object] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        label_t, status_t = self._types
+        while not self.stop.is_set():
+            if not self.sock.poll(100):
+                continue
+            topic, payload = self.sock.recv_multipart()
+            now = time.perf_counter()
+            if topic.startswith(b"label."):
+                m = label_t.unpack(payload)
+                self.got[(m.stream, m.seq)] = (now, m.label)
+            elif topic.startswith(b"status."):
+                m = status_t.unpack(payload)
+                self.status[m.stream] = m
+
+
+def run_streams(push, labels: Labels, windows, k: int, seconds: float, malformed: int,
+                truth: list[str], prefix: str) -> dict:
+    from finetec_live.serve.simulate import send_streams
+
+    sent = send_streams(push, windows, k, 2.0, seconds, malformed, prefix=prefix)
+    time.sleep(3.0)  # the last windows' labels and a heartbeat
+    lat = [(labels.got[key][0] - t) * 1e3 for key, (t, _) in sent.items() if key in labels.got]
+    labelled = len(lat)
+    same = sum(labels.got[key][1] == truth[i] for key, (_, i) in sent.items()
+               if key in labels.got)
+    mine = [m for s, m in labels.status.items() if s.startswith(prefix)]
+    counted = sum(m.dropped_windows + m.skipped_windows for m in mine)
+    return {"streams": k, "sent": len(sent), "labelled": labelled,
+            "labelled_share": labelled / len(sent),
+            "windows_per_s": labelled / seconds,
+            "p50_ms": float(np.percentile(lat, 50)) if lat else None,
+            "p95_ms": float(np.percentile(lat, 95)) if lat else None,
+            "not_labelled": len(sent) - labelled, "counted_dropped_or_skipped": counted,
+            "same_as_recognizer": same / max(1, labelled),
+            "malformed_counted": max((m.extra.get("malformed_messages", 0) for m in mine),
+                                     default=0)}
+
+
+def burst(push, labels: Labels, windows, n: int, rec, truth: list[str]) -> dict:
+    from finetec_live.wire.windows import pack_window
+
+    payloads = []
+    for i in range(n):
+        w = windows[i % len(windows)]
+        w.seq = i
+        payloads.append(pack_window(w, "burst"))
+    t0 = time.perf_counter()
+    for p in payloads:
+        push.send(p)
+    deadline = t0 + 300
+    while time.perf_counter() < deadline:
+        done = sum(1 for i in range(n) if ("burst", i) in labels.got)
+        if done >= n:
+            break
+        time.sleep(0.05)
+    t_end = max((labels.got[("burst", i)][0] for i in range(n) if ("burst", i) in labels.got),
+                default=time.perf_counter())
+    served = sum(1 for i in range(n) if ("burst", i) in labels.got)
+    m = min(n, 512)
+    t1 = time.perf_counter()
+    for w in windows[:m]:  # batch 1, the same windows
+        rec.label(w.positions[None], w.frame_valid[None], w.joint_valid[None],
+                  (w.timestamps - w.timestamps[0])[None])
+    single = m / (time.perf_counter() - t1)
+    rate = served / (t_end - t0)
+    return {"windows": n, "served": served, "served_per_s": rate,
+            "batch1_label_per_s": single, "ratio": rate / single}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--streams", type=int, nargs="+", default=[1, 16, 64, 128, 256])
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--malformed-every", type=int, default=500)
+    ap.add_argument("--burst", type=int, default=2048)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--serve-args", default="", help="extra finetec-serve options")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    from finetec_live.inference.recognizer import Recognizer
+    from finetec_live.serve.simulate import penn_windows
+
+    windows, _ = penn_windows(max(args.burst, 1024))
+    rec = Recognizer.from_checkpoint(device=args.device)
+    truth = []
+    for i in range(0, len(windows), 256):  # what the recognizer says of each window
+        part = windows[i:i + 256]
+        for w in part:
+            truth += rec.label(w.positions[None], w.frame_valid[None], w.joint_valid[None],
+                               (w.timestamps - w.timestamps[0])[None])
+    port = 30000 + os.getpid() % 10000
+    listen, bind = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}"
+    server = subprocess.Popen([sys.executable, "-m", "finetec_live.cli.serve", "--listen",
+                               listen, "--bind", bind, "--device", args.device, "--log-level",
+                               "WARNING", *args.serve_args.split()])
+    ctx = zmq.Context.instance()
+    labels = Labels(ctx, bind)
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, 1_000_000)
+    push.connect(listen)
+    time.sleep(15)  # model load and warm-up in the server
+    result = {"cpu_count": os.cpu_count(), "device": args.device, "runs": [], "seconds":
+              args.seconds}
+    try:
+        for k in args.streams:
+            r = run_streams(push, labels, windows, k, args.seconds, args.malformed_every,
+                            truth, prefix=f"k{k}-")
+            result["runs"].append(r)
+            print(f"{k:4d} streams: {r['windows_per_s']:7.1f} windows/s labelled, "
+                  f"{r['labelled_share']:6.1%} of {r['sent']}, p50 {r['p50_ms']:7.1f} ms, "
+                  f"p95 {r['p95_ms']:7.1f} ms; {r['not_labelled']} not labelled, "
+                  f"{r['counted_dropped_or_skipped']} counted as dropped/skipped; "
+                  f"{r['same_as_recognizer']:.1%} as Recognizer.label; "
+                  f"{r['malformed_counted']} malformed counted", flush=True)
+        b = burst(push, labels, windows, args.burst, rec, truth)
+        result["burst"] = b
+        print(f"burst of {b['windows']}: {b['served_per_s']:.0f} windows/s served vs batch-1 "
+              f"Recognizer.label {b['batch1_label_per_s']:.0f}/s -> {b['ratio']:.1f}x", flush=True)
+        alive = server.poll() is None
+        result["server_alive"] = alive
+        print(f"server alive at the end: {alive}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        labels.stop.set()
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
