@@ -132,6 +132,20 @@ def test_people_give_one_batch_per_hop_and_missing_frames_for_an_unseen_track():
         second)
 
 
+def test_ticks_without_picture_do_not_end_or_block_tracks():
+    """Pose slower than the source (real time): two ticks in three are lagged, without
+    picture. Those are missing frames of the track; the tracker does not see them, so the
+    person is confirmed and keeps one id."""
+    people = People("penn13", 1.0, 0.5, 1 / FPS, max_people=2, timeout_s=0.5)
+    due = []
+    for i in range(150):
+        seen = i % 3 == 0
+        due += people.push([_person(100 + i, 300, i)] if seen else [], i, i / FPS,
+                           observed=seen)
+    assert people.started == 1 and due
+    assert all(abs(w.missing_fraction - 2 / 3) < 0.1 for w in due)
+
+
 def test_one_person_allowed_is_person_zero_without_a_tracker():
     people = People("penn13", 1.0, 0.5, 1 / FPS)
     assert people.tracker is None

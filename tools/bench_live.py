@@ -85,13 +85,14 @@ def people_bench(video: Path, repeats: int, bind: list[str], model: list[str],
                               "max_people_2": statistics.median(two),
                               "runs_1": one, "runs_2": two,
                               "ratio": statistics.median(two) / statistics.median(one)}}
-    others = [v for v, _ in find_videos(data_root() / "videos" / "penn_real")][::7][:3]
+    real = find_videos(data_root() / "videos" / "penn_real")  # one person each
+    others = [next(v for v, c in real if c == name) for name in ("pushup", "squat", "situp")]
     scenes = {}
     with tempfile.TemporaryDirectory() as d:
         for n, cols in ((1, 1), (2, 2), (4, 2)):
             clip = Path(d) / f"people{n}.mp4"
             tile_videos([(video, None), *((v, None) for v in others)][:n], clip, seconds,
-                        height=480, cols=cols)
+                        height=480, cols=cols, loop=True)
             fast = live_stats(["--video", str(clip), "--fast", "--max-people", "4", *bind,
                                *model])
             rt = live_stats(["--video", str(clip), "--loop", "--max-seconds", str(seconds),

@@ -253,7 +253,8 @@ class LiveRun:
             stats.drop_injected += 1
         people = self.people
         gaps_before, empty_before = people.gap_ticks, people.skipped_empty
-        due = people.push(poses, frame.index, frame.timestamp, wall=frame.wall, pose_ms=pose_ms)
+        due = people.push(poses, frame.index, frame.timestamp, wall=frame.wall, pose_ms=pose_ms,
+                          observed=has_picture)
         if due:
             self.submit(due)
         stats.empty_windows += people.skipped_empty - empty_before  # wholly in a long gap

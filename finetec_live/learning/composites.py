@@ -39,12 +39,18 @@ class Tile:
         return self.box[0] <= x < self.box[2] and self.box[1] <= y < self.box[3]
 
 
-def _frames_at(cap, fps_in: float, times: np.ndarray):
-    """The source's frames nearest each time (seconds), as read in order."""
+def _frames_at(cap, fps_in: float, times: np.ndarray, loop: bool = False):
+    """The source's frames nearest each time (seconds), as read in order (``loop``: from
+    its start again when it ends)."""
+    import cv2
+
     frame, t_frame, k = None, -1.0, 0
     for t in times:
         while t_frame + 0.5 / fps_in < t or frame is None:
             ok, img = cap.read()
+            if not ok and loop and k:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, img = cap.read()
             if not ok:
                 return
             frame, t_frame, k = img, k / fps_in, k + 1
@@ -52,9 +58,11 @@ def _frames_at(cap, fps_in: float, times: np.ndarray):
 
 
 def tile_videos(videos: list[tuple[Path, str | None]], out: Path, seconds: float,
-                height: int = 480, cols: int | None = None, fps: float = 30.0) -> list[Tile]:
+                height: int = 480, cols: int | None = None, fps: float = 30.0,
+                loop: bool = False) -> list[Tile]:
     """Write ``videos`` tiled (``cols`` per row, default all in one row), each scaled to
-    ``height`` pixels, ``seconds`` long (at most the shortest video), at ``fps``."""
+    ``height`` pixels, ``seconds`` long (at most the shortest video, unless ``loop``:
+    shorter videos start again), at ``fps``."""
     import cv2
 
     cols = cols or len(videos)
@@ -69,7 +77,7 @@ def tile_videos(videos: list[tuple[Path, str | None]], out: Path, seconds: float
         rates.append(rate)
         widths.append(round(w * height / h / 2) * 2)
         lengths.append(cap.get(cv2.CAP_PROP_FRAME_COUNT) / rate)
-    seconds = min(seconds, *lengths)
+    seconds = seconds if loop else min(seconds, *lengths)
     times = np.arange(int(seconds * fps)) / fps
     width = max(widths)
     rows = -(-len(videos) // cols)
@@ -79,7 +87,7 @@ def tile_videos(videos: list[tuple[Path, str | None]], out: Path, seconds: float
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                              (cols * width, rows * height))
     try:
-        streams = [_frames_at(c, r, times) for c, r in zip(caps, rates, strict=True)]
+        streams = [_frames_at(c, r, times, loop) for c, r in zip(caps, rates, strict=True)]
         for _ in times:
             canvas = np.zeros((rows * height, cols * width, 3), np.uint8)
             for tile, stream, w in zip(tiles, streams, widths, strict=True):

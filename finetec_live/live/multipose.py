@@ -156,10 +156,11 @@ def poses_from_result(result, width: int, height: int, index: int, timestamp: fl
     return people
 
 
-def mask_boxes(rgb: np.ndarray, boxes: list[np.ndarray], grow: float = MASK_GROW) -> np.ndarray:
-    """A copy of ``rgb`` with each box (``[x0, y0, x1, y1]`` pixels), grown by ``grow`` of
-    its size on every side, painted black."""
-    out = rgb.copy()
+def mask_boxes(rgb: np.ndarray, boxes: list[np.ndarray], grow: float = MASK_GROW,
+               copy: bool = True) -> np.ndarray:
+    """``rgb`` (a copy unless ``copy`` is False) with each box (``[x0, y0, x1, y1]``
+    pixels), grown by ``grow`` of its size on every side, painted black."""
+    out = rgb.copy() if copy else rgb
     h, w = rgb.shape[:2]
     for b in boxes:
         dx, dy = (b[2] - b[0]) * grow, (b[3] - b[1]) * grow
@@ -284,9 +285,12 @@ class MultiPoseEstimator:
         """Each followed person, in their square, with the others painted out."""
         found: list[tuple[_Slot, Pose]] = []
         for slot in self._slots:
-            others = [o.box for o in self._slots if o is not slot]
             x0, y0, side = slot.crop
-            view = crop_square(mask_boxes(rgb, others) if others else rgb, x0, y0, side)
+            shift = np.array([x0, y0, x0, y0], np.float32)
+            view = crop_square(rgb, x0, y0, side)  # then the others painted out of it
+            others = [o.box - shift for o in self._slots if o is not slot]
+            if others:
+                view = mask_boxes(view, others, copy=False)
             slot.last_ms = max(ms, slot.last_ms + 1)  # video mode: increasing times
             with native.quiet(self._quiet and self._frames <= 2):
                 result = slot.landmarker.detect_for_video(self._image(view), slot.last_ms)

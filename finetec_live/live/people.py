@@ -103,7 +103,10 @@ class People:
         return tl.push(pose, wall=wall, pose_ms=pose_ms)
 
     def push(self, poses: list[Pose], index: int, timestamp: float, wall: float = 0.0,
-             pose_ms: float = 0.0) -> list[Window]:
+             pose_ms: float = 0.0, observed: bool = True) -> list[Window]:
+        """``observed``: the tick had a picture that went through pose estimation (a
+        lagged or gap tick did not: it is a missing frame of every track, and the tracker,
+        whose timeout counts observed ticks, does not see it)."""
         if self.origin is None:
             self.origin = timestamp
         self.clock.gap_before(timestamp)
@@ -113,7 +116,12 @@ class People:
             self.current = {} if pose is None else {0: pose}
             return due + self._push(0, pose or Pose.empty(self.layout, index, timestamp),
                                     wall, pose_ms)
-        update = self.tracker.update([p for p in poses if p.valid], timestamp)
+        if observed:
+            update = self.tracker.update([p for p in poses if p.valid], timestamp)
+        else:  # a tick without picture: nobody was looked for, the tracks wait
+            from finetec_live.live.tracking import TrackUpdate
+
+            update = TrackUpdate()
         self.current = dict(update.poses)
         for person, earlier in update.started.items():
             for t_old, old in earlier:  # the ticks that confirmed the track
