@@ -139,3 +139,17 @@ def test_edge_mode_sends_windows_the_server_labels(tmp_path):
     want = [json.loads(line) for line in alone.stdout.splitlines()]
     assert [(m.seq, m.label) for m in sorted(got, key=lambda m: m.seq)] == [
         (m["seq"], m["label"]) for m in want]
+
+
+def test_windows_of_many_lengths_are_classified_together_as_one_by_one(data_root):
+    from finetec_live.inference.recognizer import Recognizer
+    from finetec_live.live.worker import classify_window, classify_windows
+
+    rec = Recognizer.from_checkpoint()
+    windows, _ = penn_windows(24, root=data_root)
+    assert len({w.num_frames for w in windows}) > 3  # several lengths in one batch
+    together = classify_windows(rec, windows, [f"s{i}" for i in range(24)])
+    for i, (w, got) in enumerate(zip(windows, together, strict=True)):
+        alone = classify_window(rec, w, f"s{i}")
+        assert got.message.stream == f"s{i}" and got.message.label == alone.message.label
+        np.testing.assert_allclose(got.probs, alone.probs, atol=1e-5)

@@ -9,6 +9,7 @@
 #   env.txt            GPU, driver, torch/CUDA versions, CPU
 #   pytest_gpu.txt     test log, pytest_gpu.xml (JUnit)
 #   bench_cuda.txt/.json, bench_cpu.txt/.json
+#   bench_serve_cuda.txt/.json   finetec-serve on CUDA (tools/bench_serve.py)
 #   summary.txt        exit codes and the key figures
 # Installs nothing: it uses .venv/bin/python when there is one (else python3), and
 # imports this working tree through a throw-away package shim, so a stale or
@@ -72,7 +73,16 @@ timeout "$LIMIT" "$PY" tools/bench_model.py --device cpu --threads 2 --repeats 5
 rc_cpu=$?
 grep -v " bench: " "$OUT/bench_cpu.txt" | tail -n 12
 
+echo "== finetec-serve on CUDA (64 and 256 streams, 10 s each, and a burst of 2048)"
+timeout "$LIMIT" "$PY" tools/bench_serve.py --device cuda --streams 64 256 --seconds 10 \
+    --serve-args "--max-batch 1024" --json "$OUT/bench_serve_cuda.json" \
+    > "$OUT/bench_serve_cuda.txt" 2>&1
+rc_serve=$?
+tail -n 8 "$OUT/bench_serve_cuda.txt"
+
 {
+    echo "bench_serve cuda: exit $rc_serve"
+    grep -E "streams:|burst" "$OUT/bench_serve_cuda.txt" 2>/dev/null
     echo "pytest -m gpu: exit $rc_tests ($(grep -Eo '[0-9]+ (passed|failed|skipped|error)[a-z]*' "$OUT/pytest_gpu.txt" | tr '\n' ' '))"
     echo "bench cuda: exit $rc_cuda"; echo "bench cpu: exit $rc_cpu"
     grep -E "best batch-1|ratio ours" "$OUT/bench_cuda.txt" "$OUT/bench_cpu.txt" 2>/dev/null

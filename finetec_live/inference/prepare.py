@@ -182,14 +182,24 @@ def prepare_windows(positions, frame_valid, joint_valid, timestamps, *, T: int, 
     completion (``"linear"`` or ``"akima"``); the ``"interp"`` fill is always
     linear (the baseline).
     """
+    return prepare_groups([(positions, frame_valid, joint_valid, timestamps)], T=T,
+                          layout=layout, fill=fill, kernels=kernels, interp=interp)
+
+
+def prepare_groups(groups, *, T: int, layout: str, fill: str = "zeros",
+                   kernels: bool | KernelOptions | None = True,
+                   interp: str = "linear") -> PreparedBatch:
+    """:func:`prepare_windows` of several batches of windows, each of its own length
+    (``groups``: ``(positions, frame_valid, joint_valid, timestamps)`` each): every
+    batch is resampled to ``T``, then all of them are normalised, filled and run through
+    the kernels together, in order. The same numbers as one call per batch, in one pass."""
     if kernels is True:
         kernels = KernelOptions()
     lay = get_layout(layout)
     V = lay.num_joints
-    positions, frame_valid, joint_valid, timestamps = check_windows(
-        positions, frame_valid, joint_valid, timestamps, V, lay.name)
-    N = positions.shape[0]
-    pos, fv, jv, ts = resample_batch(positions, frame_valid, joint_valid, timestamps, T)
+    parts = [resample_batch(*check_windows(*g, V, lay.name), T) for g in groups]
+    pos, fv, jv, ts = (np.concatenate([p[k] for p in parts]) for k in range(4))
+    N = pos.shape[0]
     xn, centre, scale = normalize(pos, fv, jv, lay)  # (N, T, V, 2), zeros where missing
     jv = jv & fv[..., None]
     linear = interpolate_missing(xn, fv, jv)

@@ -38,6 +38,7 @@ from finetec_live.inference.prepare import (
     MIN_FRAMES,
     PreparedBatch,
     check_windows,
+    prepare_groups,
     prepare_windows,
     region_scores,
 )
@@ -172,6 +173,12 @@ class Recognizer:
         return prepare_windows(positions, frame_valid, joint_valid, timestamps, T=self.T,
                                layout=self.layout, fill=self.config.fill,
                                kernels=self.config.needs_kernels, interp=self.config.interp)
+
+    def prepare_groups(self, groups) -> PreparedBatch:
+        """:meth:`prepare` of several batches of windows, each of its own length, as one
+        batch (see :func:`~finetec_live.inference.prepare.prepare_groups`)."""
+        return prepare_groups(groups, T=self.T, layout=self.layout, fill=self.config.fill,
+                              kernels=self.config.needs_kernels, interp=self.config.interp)
 
     def _autocast(self):
         import torch

@@ -60,9 +60,11 @@ def classify_windows(recognizer, windows: list[Window], stream: str | list[str],
                      want_completion: bool = False) -> list[Classified]:
     """Kernels (``prepare``), model (``predict``) and the open-set decision
     (``decide``: the message's ``label`` and ``score``) on the windows of one hop (of
-    several people), or of many streams (``stream``: one per window), one batch per
-    window length, timed; ``topk`` ranks the classes by probability whatever the
-    decision.
+    several people), or of many streams (``stream``: one per window), timed; ``topk``
+    ranks the classes by probability whatever the decision. Windows of different lengths
+    are resampled apart (each to the model's T), then prepared and classified together;
+    with ``want_completion``, one batch per length (the completion is mapped back to
+    each window's own frames).
 
     ``latency_ms.total`` is left at 0: the worker sets it just before sending
     (from the reading of the window's newest frame to publication).
@@ -72,26 +74,46 @@ def classify_windows(recognizer, windows: list[Window], stream: str | list[str],
     for i, w in enumerate(windows):
         groups.setdefault(w.num_frames, []).append(i)
     out: list[Classified | None] = [None] * len(windows)
-    for idx in groups.values():
-        for i, c in zip(idx, _classify_batch(recognizer, [windows[i] for i in idx],
-                                             [streams[i] for i in idx], topk,
-                                             want_completion), strict=True):
-            out[i] = c
+    if want_completion:
+        for idx in groups.values():
+            for i, c in zip(idx, _classify_batch(recognizer, [windows[i] for i in idx],
+                                                 [streams[i] for i in idx], topk),
+                            strict=True):
+                out[i] = c
+        return out  # type: ignore[return-value]
+    t0 = time.perf_counter()
+    batch = recognizer.prepare_groups([_arrays([windows[i] for i in idx])
+                                       for idx in groups.values()])
+    t1 = time.perf_counter()
+    probs = np.asarray(recognizer.predict(batch))  # (B, K)
+    t2 = time.perf_counter()
+    decisions = recognizer.decide(probs, batch)  # motion kernel's scores (idle), if needed
+    latency = {"pose": 0.0, "kernels": (t1 - t0 + time.perf_counter() - t2) * 1e3,
+               "model": (t2 - t1) * 1e3, "total": 0.0}
+    order = [i for idx in groups.values() for i in idx]
+    for k, i in enumerate(order):
+        out[i] = _classified(recognizer, windows[i], streams[i], probs[k], decisions[k], None,
+                             latency, topk)
     return out  # type: ignore[return-value]
 
 
-def _classify_batch(recognizer, windows: list[Window], streams: list[str], topk: int,
-                    want_completion: bool) -> list[Classified]:
-    """Windows of one length as one batch."""
-    ts = np.stack([w.timestamps - w.timestamps[0] for w in windows])  # (B, T)
-    pos = np.stack([w.positions for w in windows])  # (B, T, V, 2)
-    fv = np.stack([w.frame_valid for w in windows])  # (B, T)
-    jv = np.stack([w.joint_valid for w in windows])  # (B, T, V)
+def _arrays(windows: list[Window]):
+    """``(positions, frame_valid, joint_valid, timestamps)`` of windows of one length."""
+    return (np.stack([w.positions for w in windows]),  # (B, T, V, 2)
+            np.stack([w.frame_valid for w in windows]),  # (B, T)
+            np.stack([w.joint_valid for w in windows]),  # (B, T, V)
+            np.stack([w.timestamps - w.timestamps[0] for w in windows]))  # (B, T)
+
+
+def _classify_batch(recognizer, windows: list[Window], streams: list[str],
+                    topk: int) -> list[Classified]:
+    """Windows of one length as one batch, with the completion for the display."""
+    pos, fv, jv, ts = _arrays(windows)
     t0 = time.perf_counter()
     batch = recognizer.prepare(pos, fv, jv, ts)
     t1 = time.perf_counter()
     completed = [None] * len(windows)
-    if want_completion and any(w.num_valid < w.num_frames for w in windows):
+    if any(w.num_valid < w.num_frames for w in windows):
         # the one forward pass gives the completion too (for the display)
         probs, done = recognizer.predict(batch, with_completion=True)
         t2 = time.perf_counter()
@@ -101,26 +123,27 @@ def _classify_batch(recognizer, windows: list[Window], streams: list[str], topk:
         t2 = time.perf_counter()
     probs = np.asarray(probs)  # (B, K)
     decisions = recognizer.decide(probs, batch)  # motion kernel's scores (idle), if needed
-    t3 = time.perf_counter()
+    latency = {"pose": 0.0, "kernels": (t1 - t0 + time.perf_counter() - t2) * 1e3,
+               "model": (t2 - t1) * 1e3, "total": 0.0}
+    return [_classified(recognizer, w, stream, p, decision, done, latency, topk)
+            for w, stream, p, decision, done in zip(windows, streams, probs, decisions,
+                                                    completed, strict=True)]
+
+
+def _classified(recognizer, w: Window, stream: str, p: np.ndarray, decision, done,
+                latency: dict, topk: int) -> Classified:
     names = recognizer.class_names
-    latency = {"pose": 0.0, "kernels": (t1 - t0 + t3 - t2) * 1e3, "model": (t2 - t1) * 1e3,
-               "total": 0.0}
-    out = []
-    for w, stream, p, decision, done in zip(windows, streams, probs, decisions, completed,
-                                            strict=True):
-        order = np.argsort(-p)[: max(1, min(topk, len(names)))]
-        missing = w.missing_fraction
-        msg = LabelMessage(
-            stream=stream, seq=w.seq, t_start=round(w.t_start * 1e9),
-            t_end=round(w.t_end * 1e9), person=w.person, box=w.box,
-            label=decision.label, score=float(decision.score),
-            topk=[[names[i], float(p[i])] for i in order],
-            missing=missing, completed=bool(recognizer.uses_completion and missing > 0),
-            latency_ms=dict(latency, pose=w.pose_ms), model=str(recognizer.model_id),
-            wall_ns=time.time_ns())
-        out.append(Classified(msg, p, done if w.num_valid < w.num_frames else None,
-                              decision.kind))
-    return out
+    order = np.argsort(-p)[: max(1, min(topk, len(names)))]
+    missing = w.missing_fraction
+    msg = LabelMessage(
+        stream=stream, seq=w.seq, t_start=round(w.t_start * 1e9),
+        t_end=round(w.t_end * 1e9), person=w.person, box=w.box,
+        label=decision.label, score=float(decision.score),
+        topk=[[names[i], float(p[i])] for i in order],
+        missing=missing, completed=bool(recognizer.uses_completion and missing > 0),
+        latency_ms=dict(latency, pose=w.pose_ms), model=str(recognizer.model_id),
+        wall_ns=time.time_ns())
+    return Classified(msg, p, done if w.num_valid < w.num_frames else None, decision.kind)
 
 
 class InferenceWorker:
