@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   lambda v: 0 <= v <= 1000, "in 0..1000"),
                    default=20.0, metavar="MS",
                    help="wait at most MS after a batch's first window for more (default 20)")
-    p.add_argument("--max-age-ms", type=_positive("--max-age-ms"), default=1000.0, metavar="MS",
-                   help="drop (and count) windows that waited longer than MS (default 1000)")
+    p.add_argument("--max-age-ms", type=_positive("--max-age-ms"), default=500.0, metavar="MS",
+                   help="drop (and count) windows that waited longer than MS when their batch "
+                        "is taken (default 500: by then the stream's next window is due)")
     p.add_argument("--threads", type=_checked("--threads", int, lambda v: v >= 1, ">= 1"),
                    metavar="N", help="torch threads (default: torch's, one per core)")
     p.add_argument("--topk", type=_checked("--topk", int, lambda v: v >= 1, ">= 1"), default=5)

@@ -34,7 +34,7 @@ from finetec_live.wire.windows import unpack_window
 log = logging.getLogger(__name__)
 
 #: Windows older than this when their batch is taken are dropped (s).
-MAX_AGE_S = 1.0
+MAX_AGE_S = 0.5
 #: Windows the intake holds at most.
 CAPACITY = 8192
 
