@@ -153,3 +153,14 @@ def test_windows_of_many_lengths_are_classified_together_as_one_by_one(data_root
         alone = classify_window(rec, w, f"s{i}")
         assert got.message.stream == f"s{i}" and got.message.label == alone.message.label
         np.testing.assert_allclose(got.probs, alone.probs, atol=1e-5)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--max-batch", "0"], "--max-batch"), (["--max-wait-ms", "5000"], "--max-wait-ms"),
+    (["--listen", "tcp://0.0.0.0:5999"], "--listen"), (["--listen", "tcp://host:99999"], "port"),
+    (["--max-age-ms", "-1"], "--max-age-ms")])
+def test_serve_refuses_bad_options_in_one_line(argv, says):
+    out = subprocess.run([sys.executable, "-m", "finetec_live.cli.serve", *argv],
+                         capture_output=True, text=True, timeout=60)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and len(lines) == 1 and says in lines[0], out.stderr

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from finetec_live.cli import checks
+from finetec_live.cli import checks, runtime
 from finetec_live.cli.options import build_parser
 from finetec_live.cli.session import LiveRun
 from finetec_live.errors import FinetecError
@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def body() -> int:
         if argv and argv[0] == "keygen":
             from finetec_live.cli.keygen import keygen_main
 
@@ -55,21 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=args.log_level, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return run(args)
-    except FinetecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    except MemoryError:
-        print("error: out of memory; use a smaller --window or close other programs",
-              file=sys.stderr)
-        return 1
-    except Exception as exc:  # no traceback for users; --log-level DEBUG shows it
-        log.debug("unexpected error", exc_info=True)
-        msg = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"error: {type(exc).__name__}: {msg}; rerun with --log-level DEBUG and report "
-              "the traceback", file=sys.stderr)
-        return 1
+
+    return runtime.guarded(body, log)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 
 from finetec_live.errors import FinetecError
@@ -84,3 +85,25 @@ class StopOnSignal:
         for s, h in self._old.items():
             signal.signal(s, h)
         self._old = {}
+
+
+def guarded(body, log: logging.Logger) -> int:
+    """Run a command's ``body()`` and turn what a user can cause into one ``error:`` line
+    and exit 1 (no traceback; ``--log-level DEBUG`` logs it); Ctrl-C is exit 0."""
+    try:
+        return body()
+    except FinetecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except MemoryError:
+        print("error: out of memory; use a smaller --window or batch, or close other programs",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:  # no traceback for users; --log-level DEBUG shows it
+        log.debug("unexpected error", exc_info=True)
+        msg = str(exc).splitlines()[0][:200] if str(exc) else ""
+        print(f"error: {type(exc).__name__}: {msg}; rerun with --log-level DEBUG and report "
+              "the traceback", file=sys.stderr)
+        return 1

@@ -9,7 +9,6 @@ See :mod:`finetec_live.serve.server` and the README's window message.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import threading
@@ -18,7 +17,6 @@ import time
 import zmq
 
 from finetec_live.cli.options import OneLineParser, _checked, _positive, _publishing_options
-from finetec_live.errors import FinetecError
 
 log = logging.getLogger("finetec_live")
 DEFAULT_LISTEN = "tcp://127.0.0.1:5558"
@@ -57,9 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from finetec_live.cli import parts, runtime
     from finetec_live.serve.server import Server, open_puller
-    from finetec_live.wire.publisher import open_publisher
+    from finetec_live.wire.endpoints import parse_endpoint
+    from finetec_live.wire.publisher import _check_security, open_publisher
 
-    rec = parts.load_recognizer(args.model, args.device)
+    _check_security(parse_endpoint(args.listen, "--listen"), args.curve_secret,
+                    args.curve_clients, args.curve_any_client, args.insecure, "--listen")
+    rec = parts.load_recognizer(args.model, args.device)  # after the cheap checks
     parts.configure_open_set(rec, args.open_set)
     if args.threads:  # no pose estimation here: the model may have every core
         import torch
@@ -103,27 +104,22 @@ def run(args: argparse.Namespace) -> int:
     if server.error is not None:
         raise server.error
     if args.stats_json:
-        with open(args.stats_json, "w") as fh:
-            json.dump(s, fh, indent=1)
+        from finetec_live.cli.outputs import write_stats
+
+        write_stats(args.stats_json, s)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
+    from finetec_live.cli import runtime
+
+    def body() -> int:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=args.log_level, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return run(args)
-    except FinetecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    except Exception as exc:  # no traceback for users; --log-level DEBUG shows it
-        log.debug("unexpected error", exc_info=True)
-        print(f"error: {type(exc).__name__}: {str(exc)[:200]}; rerun with --log-level DEBUG "
-              "and report the traceback", file=sys.stderr)
-        return 1
+
+    return runtime.guarded(body, log)
 
 
 if __name__ == "__main__":  # pragma: no cover

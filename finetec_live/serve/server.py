@@ -46,7 +46,7 @@ def open_puller(ctx: zmq.Context, endpoint: str, insecure: bool = False,
     from finetec_live.wire.keys import load_secret_key
 
     ep = parse_endpoint(endpoint, "--listen")
-    _check_security(ep, curve_secret, curve_clients, any_client, insecure)
+    _check_security(ep, curve_secret, curve_clients, any_client, insecure, "--listen")
     sock = ctx.socket(zmq.PULL)
     sock.setsockopt(zmq.RCVHWM, 100_000)
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)

@@ -109,7 +109,7 @@ class Publisher:
 
 
 def _check_security(ep: Endpoint, curve_secret, curve_clients, any_client: bool,
-                    insecure: bool) -> None:
+                    insecure: bool, option: str = "--bind") -> None:
     if curve_clients is not None and curve_secret is None:
         raise FinetecError("--curve-clients needs --curve-secret (the server key pair from "
                            "`finetec-live keygen DIR`)")
@@ -122,12 +122,12 @@ def _check_security(ep: Endpoint, curve_secret, curve_clients, any_client: bool,
     if ep.loopback:
         return
     if curve_secret is None and not insecure:
-        raise FinetecError(f"--bind {ep.text} is reachable from other machines; pass "
+        raise FinetecError(f"{option} {ep.text} is reachable from other machines; pass "
                            "--curve-secret FILE (make keys with `finetec-live keygen DIR`) "
-                           "or --insecure to publish unencrypted")
+                           "or --insecure to send unencrypted")
     if curve_secret is not None and curve_clients is None and not any_client:
-        raise FinetecError(f"--bind {ep.text} is reachable from other machines and "
-                           "--curve-secret alone lets anyone with server.key subscribe; pass "
+        raise FinetecError(f"{option} {ep.text} is reachable from other machines and "
+                           "--curve-secret alone lets anyone with server.key connect; pass "
                            "--curve-clients DIR (the allowed clients' *.key files) or "
                            "--curve-any-client to accept any client")
 
