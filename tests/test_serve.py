@@ -19,6 +19,20 @@ from finetec_live.serve.simulate import penn_windows, send_streams
 from finetec_live.wire.messages import LabelMessage, StatusMessage
 
 
+def _wait_ready(server: subprocess.Popen, timeout: float = 180.0) -> None:
+    """Until the server says it listens (both sockets bound), then a moment for a
+    subscriber's subscription to reach it."""
+    end = time.time() + timeout
+    while time.time() < end:
+        line = server.stderr.readline()
+        if not line and server.poll() is not None:
+            raise AssertionError(f"finetec-serve ended: {server.returncode}")
+        if "serving window messages" in line:
+            time.sleep(1.0)
+            return
+    raise AssertionError("finetec-serve did not start")
+
+
 def _window(seq: int = 0):
     from finetec_live.inference.window import Window
 
@@ -74,15 +88,15 @@ def test_server_labels_many_streams_like_the_recognizer(tmp_path, data_root):
                     m = StatusMessage.unpack(payload)
                     status[m.stream] = m
 
+    _wait_ready(server)
     reader = threading.Thread(target=listen, daemon=True)
     reader.start()
-    time.sleep(12)  # the server loads its model, warms up; the subscriber joins
     sent = send_streams(push, windows, streams=8, rate_hz=2.0, seconds=5.0, malformed_every=7)
     server.wait(timeout=60)
     reader.join(timeout=10)
     push.close(0)
     sub.close(0)
-    assert server.returncode == 0, server.stderr.read()
+    assert server.returncode == 0
     s = json.loads(stats.read_text())
     assert s["received"] == len(sent) and sum(s["malformed"].values()) >= len(sent) // 7 - 1
     assert s["published"] + s["dropped"] + s["skipped"] == s["received"]
@@ -116,7 +130,7 @@ def test_edge_mode_sends_windows_the_server_labels(tmp_path):
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.connect(f"tcp://127.0.0.1:{port_out}")
     sub.setsockopt_string(zmq.SUBSCRIBE, "label.")
-    time.sleep(10)
+    _wait_ready(server)
     edge = subprocess.run(
         [sys.executable, "-c", "import sys; from finetec_live.cli.live import main; "
          "rc = main(sys.argv[1:]); assert 'torch' not in sys.modules, 'torch imported'; "

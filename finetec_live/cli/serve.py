@@ -79,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
     server = Server(rec, puller, publisher, max_batch=args.max_batch,
                     max_wait_s=args.max_wait_ms / 1e3, max_age_s=args.max_age_ms / 1e3,
                     topk=args.topk)
+    from finetec_live.live.worker import warm_up
+
+    # the first batches would pay for Numba's compilation and torch's first calls, and
+    # the windows waiting meanwhile would go stale
+    log.debug("warm-up: %.2f s", warm_up(rec, float(rec.window_seconds), 30.0,
+                                          batch=min(args.max_batch, 64)))
     stop = threading.Event()
     signals = runtime.StopOnSignal(stop)
     signals.install()

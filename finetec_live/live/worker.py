@@ -249,7 +249,7 @@ class InferenceWorker:
 
 
 def warm_up(recognizer, window_s: float, fps: float, want_completion: bool = False,
-            rounds: int = 2) -> float:
+            rounds: int = 2, batch: int = 1) -> float:
     """Run kernels and model on synthetic windows so the first real window does
     not pay for Numba's compilation (or cache loading) and torch's first call.
 
@@ -273,9 +273,11 @@ def warm_up(recognizer, window_s: float, fps: float, want_completion: bool = Fal
     fv[T // 3: T // 3 + T // 4] = False
     pos[~fv] = 0.0
     jv = fv[:, None] & np.ones((T, lay.num_joints), bool)
-    for _ in range(rounds):
-        batch = recognizer.prepare(pos[None], fv[None], jv[None], ts[None])
-        recognizer.decide(recognizer.predict(batch), batch)
-        if want_completion:
+    for n in sorted({1, int(batch)}):  # a batch too: the kernels' parallel forms compile
+        for _ in range(rounds):
+            b = recognizer.prepare(*(np.repeat(a[None], n, axis=0) for a in (pos, fv, jv, ts)))
+            recognizer.decide(recognizer.predict(b), b)
+    if want_completion:
+        for _ in range(rounds):
             recognizer.complete(pos[None], fv[None], jv[None], ts[None])
     return time.perf_counter() - t0
