@@ -178,3 +178,44 @@ def test_serve_refuses_bad_options_in_one_line(argv, says):
                          capture_output=True, text=True, timeout=60)
     lines = out.stderr.strip().splitlines()
     assert out.returncode != 0 and len(lines) == 1 and says in lines[0], out.stderr
+
+
+def test_listen_with_an_allow_list_takes_only_those_producers(tmp_path):
+    """CURVE on --listen with --curve-clients: a producer whose key is in the folder gets
+    through, another one's windows never arrive."""
+    import shutil
+
+    from finetec_live.serve.server import open_puller
+    from finetec_live.wire.keys import generate_keys, load_secret_key
+    from finetec_live.wire.windows import pack_window, unpack_window
+
+    generate_keys(tmp_path / "keys", ("server", "good"))
+    generate_keys(tmp_path / "other", ("bad",))
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    shutil.copy(tmp_path / "keys" / "good.key", allowed / "good.key")
+    ctx = zmq.Context()
+    pull, auth = open_puller(ctx, "tcp://127.0.0.1:*", curve_secret=tmp_path / "keys" /
+                             "server.key_secret", curve_clients=allowed)
+    endpoint = pull.getsockopt_string(zmq.LAST_ENDPOINT)
+    server_public = load_secret_key(tmp_path / "keys" / "server.key_secret")[0]
+    try:
+        for who, secret in (("good", tmp_path / "keys" / "good.key_secret"),
+                            ("bad", tmp_path / "other" / "bad.key_secret")):
+            push = ctx.socket(zmq.PUSH)
+            push.setsockopt(zmq.LINGER, 0)
+            push.curve_publickey, push.curve_secretkey = load_secret_key(secret)
+            push.curve_serverkey = server_public
+            push.connect(endpoint)
+            push.send(pack_window(_window(7), who), zmq.NOBLOCK) if push.poll(2000,
+                                                                              zmq.POLLOUT) else None
+            got = pull.poll(2000)
+            if who == "good":
+                assert got and unpack_window(pull.recv())[0] == "good"
+            else:
+                assert not got  # the handshake was refused: nothing arrives
+            push.close(0)
+    finally:
+        pull.close(0)
+        auth.stop()
+        ctx.term()

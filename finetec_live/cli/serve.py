@@ -69,14 +69,15 @@ def run(args: argparse.Namespace) -> int:
     publisher = open_publisher(args.bind, curve_secret=args.curve_secret,
                                curve_clients=args.curve_clients,
                                any_client=args.curve_any_client, insecure=args.insecure)
-    ctx = zmq.Context.instance()
+    # an allow-list needs an authenticator of its own context (it answers for all its sockets)
+    ctx = zmq.Context() if args.curve_clients else zmq.Context.instance()
     try:
-        puller = open_puller(ctx, args.listen, args.insecure, args.curve_secret,
-                             args.curve_clients, args.curve_any_client)
+        puller, auth = open_puller(ctx, args.listen, args.insecure, args.curve_secret,
+                                   args.curve_clients, args.curve_any_client)
     except BaseException:
         publisher.close()
         raise
-    server = Server(rec, puller, publisher, max_batch=args.max_batch,
+    server = Server(rec, puller, publisher, auth=auth, max_batch=args.max_batch,
                     max_wait_s=args.max_wait_ms / 1e3, max_age_s=args.max_age_ms / 1e3,
                     topk=args.topk)
     from finetec_live.live.worker import warm_up

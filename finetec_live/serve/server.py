@@ -40,13 +40,16 @@ CAPACITY = 8192
 
 
 def open_puller(ctx: zmq.Context, endpoint: str, insecure: bool = False,
-                curve_secret=None, curve_clients=None, any_client: bool = False) -> zmq.Socket:
-    """A bound PULL socket for window messages, under the publisher's rules (a listen
-    endpoint reachable from other machines needs CURVE or ``insecure``)."""
-    from finetec_live.wire.keys import load_secret_key
+                curve_secret=None, curve_clients=None, any_client: bool = False):
+    """``(socket, authenticator or None)``: a bound PULL socket for window messages, under
+    the publisher's rules (a listen endpoint reachable from other machines needs CURVE or
+    ``insecure``; with ``curve_clients`` only those producers' keys are let in, by an
+    authenticator on ``ctx``, which the caller stops at the end)."""
+    from finetec_live.wire.keys import load_secret_key, start_authenticator
 
     ep = parse_endpoint(endpoint, "--listen")
     _check_security(ep, curve_secret, curve_clients, any_client, insecure, "--listen")
+    auth = start_authenticator(ctx, curve_clients) if curve_clients is not None else None
     sock = ctx.socket(zmq.PULL)
     sock.setsockopt(zmq.RCVHWM, 100_000)
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
@@ -60,17 +63,21 @@ def open_puller(ctx: zmq.Context, endpoint: str, insecure: bool = False,
         _bind(sock, ep)
     except BaseException:
         sock.close(0)
+        if auth is not None:
+            auth.stop()
         raise
-    return sock
+    return sock, auth
 
 
 class Server:
     """Many producers' windows, one recognizer, batched."""
 
-    def __init__(self, recognizer, puller: zmq.Socket, publisher, *, max_batch: int = 64,
+    def __init__(self, recognizer, puller: zmq.Socket, publisher, *, auth=None,
+                 max_batch: int = 64,
                  max_wait_s: float = 0.02, max_age_s: float = MAX_AGE_S, topk: int = 5,
                  heartbeat_s: float = 1.0, capacity: int = CAPACITY) -> None:
         self.recognizer, self.puller, self.publisher = recognizer, puller, publisher
+        self.auth = auth  # the producers' allow-list, stopped at close
         self.max_batch, self.max_wait_s, self.topk = int(max_batch), float(max_wait_s), topk
         self.intake = Intake(capacity, max_age_s)
         self.heartbeat_s = heartbeat_s
@@ -179,6 +186,8 @@ class Server:
             self._thread.join(timeout=5)
         self.heartbeat("stopped")
         self.puller.close(0)
+        if self.auth is not None:
+            self.auth.stop()
 
     def summary(self) -> dict:
         return {"received": sum(self.intake.received.values()),

@@ -57,13 +57,13 @@ class Endpoint:
 
 
 def parse_endpoint(text: str, option: str = "--bind") -> Endpoint:
-    """Check ``text`` as an endpoint for ``option`` (``--bind`` or ``--connect``).
+    """Check ``text`` as an endpoint for ``option`` (``--bind``/``--listen``, or ``--connect``).
 
     Raises :class:`FinetecError` naming the problem: a malformed endpoint, a port
     outside 1..65535, ``inproc://``, or an ephemeral port / wildcard host to
     connect to.
     """
-    binding = option == "--bind"
+    binding = option in ("--bind", "--listen")  # the sockets this side binds
     if not isinstance(text, str):
         raise FinetecError(f"{option} {text!r} is not a ZeroMQ endpoint; use {_EXAMPLE}")
     if text.startswith("inproc://"):
