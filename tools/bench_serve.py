@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -97,11 +98,8 @@ def burst(push, labels: Labels, windows, n: int, single: float) -> dict:
     """``n`` windows sent at once to a server that keeps them (a long --max-age-ms)."""
     from finetec_live.wire.windows import pack_window
 
-    payloads = []
-    for i in range(n):
-        w = windows[i % len(windows)]
-        w.seq = i
-        payloads.append(pack_window(w, "burst"))
+    payloads = [pack_window(replace(windows[i % len(windows)], seq=i), "burst")
+                for i in range(n)]
     t0 = time.perf_counter()
     for p in payloads:
         push.send(p)

@@ -46,18 +46,11 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "keygen":
+        from finetec_live.cli.keygen import keygen_main
 
-    def body() -> int:
-        if argv and argv[0] == "keygen":
-            from finetec_live.cli.keygen import keygen_main
-
-            return keygen_main(argv[1:])
-        args = build_parser().parse_args(argv)
-        logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return run(args)
-
-    return runtime.guarded(body, log)
+        return runtime.guarded(lambda: keygen_main(argv[1:]), log)
+    return runtime.parse_and_run(build_parser, run, argv, log)
 
 
 if __name__ == "__main__":  # pragma: no cover

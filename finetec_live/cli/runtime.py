@@ -87,6 +87,18 @@ class StopOnSignal:
         self._old = {}
 
 
+def parse_and_run(build_parser, run, argv, log: logging.Logger) -> int:
+    """A command's main: parse ``argv``, log at ``--log-level`` on stderr, ``run(args)``,
+    under :func:`guarded`."""
+    def body() -> int:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return run(args)
+
+    return guarded(body, log)
+
+
 def guarded(body, log: logging.Logger) -> int:
     """Run a command's ``body()`` and turn what a user can cause into one ``error:`` line
     and exit 1 (no traceback; ``--log-level DEBUG`` logs it); Ctrl-C is exit 0."""

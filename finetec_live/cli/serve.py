@@ -120,13 +120,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from finetec_live.cli import runtime
 
-    def body() -> int:
-        args = build_parser().parse_args(argv)
-        logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return run(args)
-
-    return runtime.guarded(body, log)
+    return runtime.parse_and_run(build_parser, run, argv, log)
 
 
 if __name__ == "__main__":  # pragma: no cover

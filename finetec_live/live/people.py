@@ -20,6 +20,7 @@ from finetec_live.inference.window import Window
 from finetec_live.live.capture import TickClock
 from finetec_live.live.pose import Pose
 from finetec_live.live.timeline import PersonTimeline
+from finetec_live.live.tracking import PeopleTracker, TrackUpdate
 
 
 @dataclass
@@ -51,8 +52,6 @@ class People:
         self._ended_empty = 0  # skipped_empty of the timelines of ended tracks
         self.tracker = None
         if self.max_people > 1:
-            from finetec_live.live.tracking import PeopleTracker
-
             self.tracker = PeopleTracker(max(1, math.ceil(timeout_s / frame_period)),
                                          frame_period)
 
@@ -110,17 +109,15 @@ class People:
         if self.origin is None:
             self.origin = timestamp
         self.clock.gap_before(timestamp)
-        due: list[Window] = []
         if self.tracker is None:
             pose = next((p for p in poses if p.valid), None)
             self.current = {} if pose is None else {0: pose}
-            return due + self._push(0, pose or Pose.empty(self.layout, index, timestamp),
-                                    wall, pose_ms)
+            return self._push(0, pose or Pose.empty(self.layout, index, timestamp), wall,
+                              pose_ms)
+        due: list[Window] = []
         if observed:
             update = self.tracker.update([p for p in poses if p.valid], timestamp)
         else:  # a tick without picture: nobody was looked for, the tracks wait
-            from finetec_live.live.tracking import TrackUpdate
-
             update = TrackUpdate()
         self.current = dict(update.poses)
         for person, earlier in update.started.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -70,7 +71,7 @@ def send_streams(socket, windows: list[Window], streams: int, rate_hz: float,
             time.sleep(wait)
         idx = (seq * streams + s) % len(windows)
         w = windows[idx]
-        w.seq, w.t_start, w.t_end = seq, seq * period, seq * period + w.t_end - w.t_start
+        w = replace(w, seq=seq, t_start=seq * period, t_end=seq * period + w.t_end - w.t_start)
         name = f"{prefix}{s:04d}"
         payload = pack_window(w, name)
         sent[(name, seq)] = (time.perf_counter(), idx)
