@@ -219,3 +219,16 @@ def test_listen_with_an_allow_list_takes_only_those_producers(tmp_path):
         pull.close(0)
         auth.stop()
         ctx.term()
+
+
+def test_malformed_messages_are_counted_by_field_not_by_their_text():
+    import msgpack
+
+    from finetec_live.serve.server import Server
+
+    server = Server(None, None, None)
+    for k in range(200):  # each one names another layout: the counter must not grow
+        server._accept(msgpack.packb({"v": 1, "stream": "cam", "layout": f"x{k}"}), 0.0)
+        server._accept(bytes([k, 0xC1, k]), 0.0)
+    assert sum(server.malformed.values()) == 400 and len(server.malformed) <= 3
+    assert len(server.intake) == 0
