@@ -24,12 +24,33 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def running_max(a: torch.Tensor) -> torch.Tensor:
+    """``a.cummax(dim=1).values`` of ``a (N, T, ...)``, as a doubling scan while exporting.
+
+    ONNX has no cumulative maximum; ``ceil(log2 T)`` maxima with a shifted copy
+    give the same values, exactly (tests compare the two)."""
+    if not torch.onnx.is_in_onnx_export():
+        return a.cummax(dim=1).values
+    return doubling_max(a)
+
+
+def doubling_max(a: torch.Tensor) -> torch.Tensor:
+    """The running maximum over dim 1 of ``a (N, T, ...)`` by a doubling scan: after
+    the step of shift ``s``, entry ``t`` holds the maximum of ``a[t - 2s + 1 .. t]``."""
+    T, step = a.shape[1], 1
+    while step < T:
+        a = torch.maximum(a, torch.cat([a[:, :1].expand(-1, step, *a.shape[2:]),
+                                        a[:, :T - step]], dim=1))
+        step *= 2
+    return a
+
+
 def _neighbours(valid: torch.Tensor):
     """Per entry of ``valid (N, T, V)``: the previous and next valid frame (-1 / T if none)."""
     T = valid.shape[1]
     t = torch.arange(T, device=valid.device).view(1, T, 1).expand_as(valid)
-    prev = torch.where(valid, t, torch.full_like(t, -1)).cummax(dim=1).values  # (N, T, V)
-    nxt = torch.where(valid, t, torch.full_like(t, T)).flip(1).cummin(dim=1).values.flip(1)
+    prev = running_max(torch.where(valid, t, torch.full_like(t, -1)))  # (N, T, V)
+    nxt = -running_max(torch.where(valid, -t, torch.full_like(t, -T)).flip(1)).flip(1)
     return t, prev, nxt
 
 

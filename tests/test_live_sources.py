@@ -183,5 +183,5 @@ def test_camera_reopens_after_a_gap_and_the_gap_becomes_missing_ticks(tmp_path):
     periods = gap / clock.period  # the nominal period, or the measured one when longer
     assert periods - 1.75 < len(reopen) <= periods - 0.75
     # a stall of a loaded machine elsewhere is a gap too: its ticks lie in its own stretch
-    for before, after, ticks in zip(frames, frames[1:], gaps[1:]):
+    for before, after, ticks in zip(frames[:-1], frames[1:], gaps[1:], strict=True):
         assert all(before.timestamp < t < after.timestamp for t in ticks)

@@ -56,18 +56,23 @@ def test_intake_batches_and_drops_stale_and_overflow_counted():
 
 
 @pytest.mark.slow
-def test_server_labels_many_streams_like_the_recognizer(tmp_path, data_root):
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_server_labels_many_streams_like_the_recognizer(tmp_path, data_root, backend,
+                                                        monkeypatch):
     from finetec_live.inference.recognizer import Recognizer
+
+    monkeypatch.setenv("FINETEC_CACHE", str(tmp_path / "cache"))  # the export made at start
 
     windows, _ = penn_windows(48, root=data_root)
     ctx = zmq.Context.instance()
     stats = tmp_path / "serve.json"
-    port_in = 25000 + os.getpid() % 2000
+    port_in = 25000 + (os.getpid() + (backend != "torch")) % 2000
     port_out = port_in + 2000
     server = subprocess.Popen([sys.executable, "-m", "finetec_live.cli.serve", "--listen",
                                f"tcp://127.0.0.1:{port_in}", "--bind",
                                f"tcp://127.0.0.1:{port_out}", "--max-seconds", "25",
-                               "--stats-json", str(stats)], stderr=subprocess.PIPE, text=True)
+                               "--stats-json", str(stats), "--backend", backend],
+                              stderr=subprocess.PIPE, text=True)
     sub = ctx.socket(zmq.SUB)
     sub.connect(f"tcp://127.0.0.1:{port_out}")
     sub.setsockopt_string(zmq.SUBSCRIBE, "")
@@ -113,6 +118,8 @@ def test_server_labels_many_streams_like_the_recognizer(tmp_path, data_root):
     assert same >= 0.98 * len(keys)
     assert {m.stream for m in status.values()} == {k[0] for k in sent}
     assert all(m.extra["malformed_messages"] >= 1 for m in status.values())
+    if backend == "onnxruntime":
+        assert list((tmp_path / "cache" / "onnx").glob(f"{rec.model_id}.onnx"))
 
 
 @pytest.mark.slow
@@ -172,7 +179,8 @@ def test_windows_of_many_lengths_are_classified_together_as_one_by_one(data_root
 @pytest.mark.parametrize("argv, says", [
     (["--max-batch", "0"], "--max-batch"), (["--max-wait-ms", "5000"], "--max-wait-ms"),
     (["--listen", "tcp://0.0.0.0:5999"], "--listen"), (["--listen", "tcp://host:99999"], "port"),
-    (["--max-age-ms", "-1"], "--max-age-ms")])
+    (["--max-age-ms", "-1"], "--max-age-ms"), (["--onnx", "penn.onnx"], "--backend onnxruntime"),
+    (["--backend", "tensorrt"], "--backend")])
 def test_serve_refuses_bad_options_in_one_line(argv, says):
     out = subprocess.run([sys.executable, "-m", "finetec_live.cli.serve", *argv],
                          capture_output=True, text=True, timeout=60)

@@ -10,6 +10,8 @@
 2. A burst of ``--burst`` (2048) windows sent at once: the rate they are labelled at,
    against batch-1 ``Recognizer.label`` calls on the same windows in this process
    (the server idle meanwhile), side by side.
+3. Both for each ``--backends`` (default torch and onnxruntime: ``finetec-serve
+   --backend``), in the same run; batch-1 ``label`` on either backend is printed too.
 
     python tools/bench_serve.py [--streams 64 128] [--seconds 30] [--json out.json]
 """
@@ -120,6 +122,63 @@ def start_server(listen: str, bind: str, device: str, extra: list[str]):
                              *extra])
 
 
+class Session:
+    """One ``finetec-serve`` child with a PUSH producer and a label subscriber."""
+
+    def __init__(self, ctx, listen: str, bind: str, device: str, extra: list[str]) -> None:
+        self.server = start_server(listen, bind, device, extra)
+        self.labels = Labels(ctx, bind)
+        self.push = ctx.socket(zmq.PUSH)
+        self.push.setsockopt(zmq.SNDHWM, 1_000_000)
+        self.push.setsockopt(zmq.LINGER, 0)
+        self.push.connect(listen)
+        time.sleep(15)  # model load (an ONNX export on first use) and warm-up
+
+    def close(self) -> bool:
+        """Stop everything; whether the server was still alive."""
+        alive = self.server.poll() is None
+        self.server.terminate()
+        self.server.wait(timeout=30)
+        self.push.close(0)
+        self.labels.stop.set()
+        self.labels.thread.join(timeout=5)
+        self.labels.sock.close(0)
+        return alive
+
+
+def bench_backend(ctx, backend: str, args, windows, truth, single: float, port: int) -> dict:
+    """The streams, then the burst, through servers running the network on ``backend``."""
+    listen, bind = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}"
+    extra = ["--backend", backend, *args.serve_args.split()]
+    out: dict = {"backend": backend, "runs": []}
+    session = Session(ctx, listen, bind, args.device, extra)
+    try:
+        for k in args.streams:
+            r = run_streams(session.push, session.labels, windows, k, args.seconds,
+                            args.malformed_every, truth, prefix=f"{backend}-k{k}-")
+            out["runs"].append(r)
+            print(f"[{backend}] {k:4d} streams: {r['windows_per_s']:7.1f} windows/s labelled, "
+                  f"{r['labelled_share']:6.1%} of {r['sent']}, p50 {r['p50_ms']:7.1f} ms, "
+                  f"p95 {r['p95_ms']:7.1f} ms; {r['not_labelled']} not labelled, "
+                  f"{r['counted_dropped_or_skipped']} counted as dropped/skipped; "
+                  f"{r['same_as_recognizer']:.1%} as Recognizer.label; "
+                  f"{r['malformed_counted']} malformed counted", flush=True)
+    finally:
+        out["server_alive"] = session.close()
+    print(f"[{backend}] server alive after the streams: {out['server_alive']}", flush=True)
+    # the burst: a server that keeps every window (it is a backlog, not a live stream)
+    session = Session(ctx, listen, bind, args.device, ["--max-age-ms", "600000", *extra])
+    try:
+        b = burst(session.push, session.labels, windows, args.burst, single)
+    finally:
+        session.close()
+    out["burst"] = b
+    print(f"[{backend}] burst of {b['windows']}: {b['served']} served at "
+          f"{b['served_per_s']:.0f} windows/s vs batch-1 Recognizer.label (torch) "
+          f"{b['batch1_label_per_s']:.0f}/s in this process -> {b['ratio']:.1f}x", flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 16, 64, 128, 256])
@@ -127,6 +186,8 @@ def main(argv=None) -> int:
     ap.add_argument("--malformed-every", type=int, default=500)
     ap.add_argument("--burst", type=int, default=2048)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--backends", nargs="+", choices=("torch", "onnxruntime"),
+                    default=["torch", "onnxruntime"])
     ap.add_argument("--serve-args", default="", help="extra finetec-serve options")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -139,66 +200,24 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))  # as the server has it
     truth = []
-    for i in range(0, len(windows), 256):  # what the recognizer says of each window
-        part = windows[i:i + 256]
-        for w in part:
-            truth += rec.label(w.positions[None], w.frame_valid[None], w.joint_valid[None],
-                               (w.timestamps - w.timestamps[0])[None])
-    port = 30000 + os.getpid() % 10000
-    listen, bind = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}"
-    result = {"cpu_count": os.cpu_count(), "device": args.device, "runs": [], "seconds":
-              args.seconds}
-    ctx = zmq.Context.instance()
+    for w in windows:  # what the recognizer says of each window
+        truth += rec.label(w.positions[None], w.frame_valid[None], w.joint_valid[None],
+                           (w.timestamps - w.timestamps[0])[None])
+    result = {"cpu_count": os.cpu_count(), "device": args.device, "seconds": args.seconds,
+              "backends": []}
     single = batch1_rate(rec, windows)  # nothing else running yet
-    servers = []
-    try:
-        servers.append(start_server(listen, bind, args.device, args.serve_args.split()))
-        labels = Labels(ctx, bind)
-        push = ctx.socket(zmq.PUSH)
-        push.setsockopt(zmq.SNDHWM, 1_000_000)
-        push.setsockopt(zmq.LINGER, 0)
-        push.connect(listen)
-        time.sleep(15)  # model load and warm-up in the server
-        for k in args.streams:
-            r = run_streams(push, labels, windows, k, args.seconds, args.malformed_every,
-                            truth, prefix=f"k{k}-")
-            result["runs"].append(r)
-            print(f"{k:4d} streams: {r['windows_per_s']:7.1f} windows/s labelled, "
-                  f"{r['labelled_share']:6.1%} of {r['sent']}, p50 {r['p50_ms']:7.1f} ms, "
-                  f"p95 {r['p95_ms']:7.1f} ms; {r['not_labelled']} not labelled, "
-                  f"{r['counted_dropped_or_skipped']} counted as dropped/skipped; "
-                  f"{r['same_as_recognizer']:.1%} as Recognizer.label; "
-                  f"{r['malformed_counted']} malformed counted", flush=True)
-        result["server_alive"] = servers[0].poll() is None
-        print(f"server alive after the streams: {result['server_alive']}", flush=True)
-        servers[0].terminate()
-        servers[0].wait(timeout=30)
-        push.close(0)
-        labels.stop.set()
-        labels.thread.join(timeout=5)
-        labels.sock.close(0)
-        # the burst: a server that keeps every window (it is a backlog, not a live stream)
-        servers.append(start_server(listen, bind, args.device,
-                                    ["--max-age-ms", "600000", *args.serve_args.split()]))
-        labels = Labels(ctx, bind)
-        push = ctx.socket(zmq.PUSH)
-        push.setsockopt(zmq.SNDHWM, 1_000_000)
-        push.setsockopt(zmq.LINGER, 0)
-        push.connect(listen)
-        time.sleep(15)
-        b = burst(push, labels, windows, args.burst, single)
-        result["burst"] = b
-        print(f"burst of {b['windows']}: {b['served']} served at {b['served_per_s']:.0f} "
-              f"windows/s vs batch-1 Recognizer.label {b['batch1_label_per_s']:.0f}/s in this "
-              f"process -> {b['ratio']:.1f}x", flush=True)
-        push.close(0)
-        labels.stop.set()
-        labels.thread.join(timeout=5)
-        labels.sock.close(0)
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=30)
+    result["batch1_label_per_s"] = {"torch": single}
+    if "onnxruntime" in args.backends:
+        ort_rec = Recognizer.from_checkpoint(device=args.device)
+        ort_rec.use_onnx(threads=torch.get_num_threads())
+        result["batch1_label_per_s"]["onnxruntime"] = batch1_rate(ort_rec, windows)
+    print("batch-1 Recognizer.label in this process: " + ", ".join(
+        f"{k} {v:.0f}/s" for k, v in result["batch1_label_per_s"].items()), flush=True)
+    ctx = zmq.Context.instance()
+    port = 30000 + os.getpid() % 10000
+    for i, backend in enumerate(args.backends):
+        result["backends"].append(bench_backend(ctx, backend, args, windows, truth, single,
+                                                port + 2 * i))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0

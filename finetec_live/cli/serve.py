@@ -17,6 +17,7 @@ import time
 import zmq
 
 from finetec_live.cli.options import OneLineParser, _checked, _positive, _publishing_options
+from finetec_live.errors import FinetecError
 
 log = logging.getLogger("finetec_live")
 DEFAULT_LISTEN = "tcp://127.0.0.1:5558"
@@ -30,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_LISTEN})")
     p.add_argument("--model", metavar="PATH", help="checkpoint or shipped name (default penn)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="what runs the network (default torch); onnxruntime runs the "
+                        "checkpoint's ONNX export (--onnx, or one made in the cache)")
+    p.add_argument("--onnx", metavar="FILE", help="the checkpoint's finetec-export, for "
+                                                  "--backend onnxruntime")
     batch = _checked("--max-batch", int, lambda v: 1 <= v <= MAX_BATCH, f"in 1..{MAX_BATCH}")
     p.add_argument("--max-batch", type=batch, default=64, metavar="N",
                    help="windows per batch at most (default 64)")
@@ -60,12 +66,19 @@ def run(args: argparse.Namespace) -> int:
 
     _check_security(parse_endpoint(args.listen, "--listen"), args.curve_secret,
                     args.curve_clients, args.curve_any_client, args.insecure, "--listen")
+    if args.onnx and args.backend != "onnxruntime":
+        raise FinetecError("--onnx is the network for --backend onnxruntime; add "
+                           "--backend onnxruntime or leave --onnx out")
     rec = parts.load_recognizer(args.model, args.device)  # after the cheap checks
     parts.configure_open_set(rec, args.open_set)
-    if args.threads:  # no pose estimation here: the model may have every core
-        import torch
+    import torch
 
+    if args.threads:  # no pose estimation here: the model may have every core
         torch.set_num_threads(args.threads)
+    if args.backend == "onnxruntime":
+        diffs = rec.use_onnx(args.onnx, threads=torch.get_num_threads())
+        log.info("network on onnxruntime (%s), within %.1e of PyTorch", rec.onnx.path,
+                 max(diffs.values()))
     publisher = open_publisher(args.bind, curve_secret=args.curve_secret,
                                curve_clients=args.curve_clients,
                                any_client=args.curve_any_client, insecure=args.insecure)
@@ -89,9 +102,10 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signals = runtime.StopOnSignal(stop)
     signals.install()
-    log.info("serving window messages on %s, labels on %s; model %s (%s) on %s; batches of up "
-             "to %d windows or %.0f ms", server.endpoint, publisher.endpoint, rec.model_id,
-             rec.layout, rec.device, args.max_batch, args.max_wait_ms)
+    log.info("serving window messages on %s, labels on %s; model %s (%s) on %s (%s); batches "
+             "of up to %d windows or %.0f ms", server.endpoint, publisher.endpoint,
+             rec.model_id, rec.layout, rec.device, rec.backend, args.max_batch,
+             args.max_wait_ms)
     server.start()
     t0 = time.monotonic()
     try:

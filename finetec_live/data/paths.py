@@ -60,3 +60,9 @@ def dataset_dir(root: str | os.PathLike | None, sub: str, holds: str) -> Path:
     if not folder.is_dir():
         raise FinetecError(f"{folder} not found; the data root must hold {holds}")
     return folder.resolve()
+
+
+def cache_dir() -> Path:
+    """Where generated files live (the pose models' bundle, exported networks):
+    ``$FINETEC_CACHE`` or ``~/.cache/finetec-live``."""
+    return Path(os.environ.get("FINETEC_CACHE") or Path.home() / ".cache" / "finetec-live")

@@ -107,6 +107,37 @@ class Recognizer:
         # the calibrated unknown/idle decision (None: the checkpoint has none)
         self.open_set: OpenSet | None = None if raw is None else OpenSet.from_dict(raw)
         self.open_set_enabled = self.open_set is not None
+        self.onnx = None  # an OnnxNetwork run instead of ``model`` (see use_onnx)
+
+    @property
+    def backend(self) -> str:
+        """What runs the network: ``"torch"`` or ``"onnxruntime"``."""
+        return "torch" if self.onnx is None else "onnxruntime"
+
+    def use_onnx(self, path: str | os.PathLike | None = None,
+                 threads: int | None = None) -> dict[str, float]:
+        """Run the network on onnxruntime from now on: ``path`` (an export of this
+        checkpoint), or by default this checkpoint's export in the cache, written on
+        first use. The file is checked against the torch model first (a file of
+        another checkpoint is refused); returns the largest difference per output."""
+        from finetec_live.data.paths import cache_dir
+        from finetec_live.inference.onnx_network import OnnxNetwork, check_against, export_onnx
+
+        if path is None:
+            path = cache_dir() / "onnx" / f"{self.model_id}.onnx"
+            if not path.is_file():
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise FinetecError(f"cannot make {path.parent} ({exc.strerror}); set "
+                                       "FINETEC_CACHE to a writable folder or pass --onnx"
+                                       ) from None
+                export_onnx(self, path)
+                log.info("exported %s to %s", self.model_id, path)
+        net = OnnxNetwork(path, self.device, threads)
+        diffs = check_against(self, net)
+        self.onnx = net
+        return diffs
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -190,6 +221,8 @@ class Recognizer:
     def _forward(self, batch: PreparedBatch):
         import torch
 
+        if self.onnx is not None:
+            return self.onnx(*batch.network_inputs())
         inputs = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device, non_blocking=True)
                   for a in batch.network_inputs()]
         if self.cuda_graphs:

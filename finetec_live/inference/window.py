@@ -86,3 +86,27 @@ class Window:
         p = self.positions[last][self.joint_valid[last]]
         lo, hi = p.min(0), p.max(0)
         return [float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])]
+
+
+def synthetic_window(layout: str, T: int, fps: float) -> Window:
+    """A made-up window of ``T`` ticks at ``fps``, for warm-ups and self-checks.
+
+    The layout's tree laid out at unit bone length, swaying once a second, 50 px per
+    unit around (200, 200), with a quarter of its frames missing (no real motion).
+    """
+    from finetec_live.skeleton.layouts import get_layout
+
+    lay = get_layout(layout)
+    base = np.zeros((lay.num_joints, 2))
+    for k in lay.topological_order():
+        p = lay.parents[k]
+        if p >= 0:
+            base[k] = base[p] + np.array([0.3 * ((k % 3) - 1), 1.0])
+    ts = np.arange(T) / fps
+    sway = np.sin(2 * np.pi * ts)[:, None, None] * np.array([0.2, 0.0])
+    pos = (base[None] + sway).astype(np.float32) * 50 + 200  # (T, V, 2) "pixels"
+    fv = np.ones(T, bool)
+    fv[T // 3: T // 3 + T // 4] = False
+    pos[~fv] = 0.0
+    jv = fv[:, None] & np.ones((T, lay.num_joints), bool)
+    return Window(pos, fv, jv, ts, t_start=0.0, t_end=T / fps, layout=lay.name)

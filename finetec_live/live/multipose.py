@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from finetec_live.data.paths import cache_dir
 from finetec_live.errors import FinetecError
 from finetec_live.live import native
 from finetec_live.live.pose import Pose
@@ -57,11 +58,6 @@ _MODELS = {  # bundle member -> (wheel path, pixel mean, pixel std): the models'
     "pose_landmarks_detector.tflite": ("modules/pose_landmark/pose_landmark_full.tflite",
                                        0.0, 255.0),
 }
-
-
-def cache_dir() -> Path:
-    """Where generated files live: ``$FINETEC_CACHE`` or ``~/.cache/finetec-live``."""
-    return Path(os.environ.get("FINETEC_CACHE") or Path.home() / ".cache" / "finetec-live")
 
 
 def _with_metadata(model: bytes, name: str, mean: float, std: float) -> bytes:

@@ -256,23 +256,11 @@ def warm_up(recognizer, window_s: float, fps: float, want_completion: bool = Fal
     The synthetic skeleton is the layout's tree laid out at unit bone length,
     swaying, with a quarter of its frames missing. Returns the seconds spent.
     """
-    from finetec_live.skeleton.layouts import get_layout
+    from finetec_live.inference.window import synthetic_window
 
     t0 = time.perf_counter()
-    lay = get_layout(recognizer.layout)
-    T = max(8, round(window_s * fps))
-    base = np.zeros((lay.num_joints, 2))
-    for k in lay.topological_order():
-        p = lay.parents[k]
-        if p >= 0:
-            base[k] = base[p] + np.array([0.3 * ((k % 3) - 1), 1.0])
-    ts = np.arange(T) / fps
-    sway = np.sin(2 * np.pi * ts)[:, None, None] * np.array([0.2, 0.0])
-    pos = (base[None] + sway).astype(np.float32) * 50 + 200  # (T, V, 2) "pixels"
-    fv = np.ones(T, bool)
-    fv[T // 3: T // 3 + T // 4] = False
-    pos[~fv] = 0.0
-    jv = fv[:, None] & np.ones((T, lay.num_joints), bool)
+    w = synthetic_window(recognizer.layout, max(8, round(window_s * fps)), fps)
+    pos, fv, jv, ts = w.positions, w.frame_valid, w.joint_valid, w.timestamps
     for n in sorted({1, int(batch)}):  # a batch too: the kernels' parallel forms compile
         for _ in range(rounds):
             b = recognizer.prepare(*(np.repeat(a[None], n, axis=0) for a in (pos, fv, jv, ts)))

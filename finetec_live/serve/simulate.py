@@ -23,13 +23,13 @@ MALFORMED = (b"\x00\xff\x13 not msgpack \xc1", b"\x82\xa1v\x01\xa6stream\xa3cam"
              b"\x81\xa1v\x01")
 
 
-def penn_windows(n: int, window_s: float = 2.5, seed: int = 0,
-                 root=None) -> tuple[list[Window], list[str]]:
-    """``n`` windows of ``window_s`` seconds from Penn Action's test clips, and each one's
-    class name."""
+def penn_windows(n: int, window_s: float = 2.5, seed: int = 0, root=None,
+                 dataset: str = "penn") -> tuple[list[Window], list[str]]:
+    """``n`` windows of ``window_s`` seconds from Penn Action's test clips (or another
+    annotated ``dataset``'s, such as ``"jhmdb"``), and each one's class name."""
     from finetec_live.data import load_dataset
 
-    clips = [c for c in load_dataset("penn", root).clips if c.split == "test"]
+    clips = [c for c in load_dataset(dataset, root).clips if c.split == "test"]
     rng = np.random.default_rng(seed)
     windows, truth = [], []
     while len(windows) < n:

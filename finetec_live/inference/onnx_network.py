@@ -1,0 +1,184 @@
+"""The network as ONNX: export a checkpoint's network, run it with onnxruntime.
+
+What is exported is :class:`~finetec_live.models.FinetecNet`'s forward pass only:
+its inputs are :meth:`PreparedBatch.network_inputs` (the NumPy preparation and
+the Numba kernels' outputs, which stay in this package), its outputs the class
+logits, the pooled features (the open set's prototype similarity reads them) and,
+for a model with completion, the completed window. The batch axis is dynamic; the
+window length ``T`` and the joints ``V`` are the checkpoint's.
+
+:class:`OnnxNetwork` runs such a file on onnxruntime's CPU (or CUDA, where the
+installed onnxruntime has it) and returns what ``FinetecNet`` returns, as torch
+tensors sharing onnxruntime's arrays, so the :class:`Recognizer` above it is the
+same code for both backends. :func:`max_differences` compares the two on the
+same batch; a file that does not reproduce its checkpoint is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from finetec_live.errors import FinetecError
+
+log = logging.getLogger(__name__)
+
+INPUTS = ("x", "mask", "interp", "dynamic", "kin")
+OUTPUTS = ("logits", "features", "completed")  # those the model gives, in this order
+OPSET = 17
+#: Largest difference to PyTorch, on any output, that a file may show and still be used.
+TOLERANCE = 1e-4
+
+
+def _outputs_of(model, inputs) -> tuple[str, ...]:
+    import torch
+
+    with torch.inference_mode():
+        out = model(*inputs)
+    return tuple(k for k in OUTPUTS if isinstance(out.get(k), torch.Tensor))
+
+
+def export_onnx(recognizer, path: str | os.PathLike, batch=None) -> tuple[str, ...]:
+    """Write ``recognizer``'s network to ``path`` (ONNX, opset 17, dynamic batch).
+
+    ``batch`` (a :class:`PreparedBatch`) is the example the export traces; by default
+    a synthetic window. Returns the output names. The file is written whole or not at
+    all (a temporary file, renamed)."""
+    import torch
+
+    from finetec_live.inference.window import synthetic_window
+
+    if batch is None:
+        w = synthetic_window(recognizer.layout, recognizer.T, 30.0)
+        batch = recognizer.prepare(w.positions[None], w.frame_valid[None],
+                                   w.joint_valid[None], w.timestamps[None])
+    model = recognizer.model
+    inputs = tuple(torch.from_numpy(np.ascontiguousarray(a)).to(recognizer.device)
+                   for a in batch.network_inputs())
+    names = _outputs_of(model, inputs)
+
+    class _Outputs(torch.nn.Module):  # a tuple in a fixed order, what ONNX can name
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model
+
+        def forward(self, *xs):
+            out = self.net(*xs)
+            return tuple(out[k] for k in names)
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            # the tracer notes that T and the bank size become constants: they are
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            # the TorchScript exporter: torch.export's needs onnxscript, and this network
+            # traces whole (no data-dependent control flow)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(_Outputs().eval(), inputs, str(tmp), dynamo=False,
+                              input_names=list(INPUTS), output_names=list(names),
+                              dynamic_axes={k: {0: "batch"} for k in (*INPUTS, *names)},
+                              opset_version=OPSET, do_constant_folding=True)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise FinetecError(f"cannot write {path} ({exc.strerror or exc}); pass a path in a "
+                           "writable folder") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return names
+
+
+class OnnxNetwork:
+    """An exported network on onnxruntime: ``net(x, mask, interp, dynamic, kin)`` ->
+    ``{"logits": (N, K), "features": (N, C)[, "completed": (N, T, V, 2)]}`` (torch
+    tensors over onnxruntime's arrays)."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu",
+                 threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise FinetecError(f"onnxruntime cannot be imported ({exc}); install it "
+                               "(`pip install onnxruntime`) or use --backend torch") from None
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise FinetecError("this onnxruntime has no CUDA provider; install "
+                                   "onnxruntime-gpu, or use --device cpu or --backend torch")
+            providers.insert(0, "CUDAExecutionProvider")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3  # warnings about unused initialisers are not the user's
+        self.path = Path(path)
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own classes for a bad file
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise FinetecError(f"{self.path} is not a network onnxruntime can run ({first}); "
+                               "export it again with finetec-export") from None
+        got = tuple(i.name for i in self.session.get_inputs())
+        if got != INPUTS:
+            raise FinetecError(f"{self.path} takes inputs {list(got)}, not {list(INPUTS)}; "
+                               "export it with finetec-export")
+        self.outputs = tuple(o.name for o in self.session.get_outputs())
+        self.device = device
+
+    def __call__(self, *inputs) -> dict:
+        import torch
+
+        feed = {k: np.ascontiguousarray(v.detach().cpu().numpy() if hasattr(v, "detach")
+                                        else v, dtype=np.float32)
+                for k, v in zip(INPUTS, inputs, strict=True)}
+        arrays = self.session.run(list(self.outputs), feed)
+        return {k: torch.from_numpy(a) for k, a in zip(self.outputs, arrays, strict=True)}
+
+
+def max_differences(recognizer, network: OnnxNetwork, batch) -> dict[str, float]:
+    """Largest absolute difference, per output, between ``network`` and ``recognizer``'s
+    torch model on ``batch``."""
+    import torch
+
+    inputs = [torch.from_numpy(np.ascontiguousarray(a)).to(recognizer.device)
+              for a in batch.network_inputs()]
+    with torch.inference_mode():
+        ref = recognizer.model(*inputs)
+    got = network(*batch.network_inputs())
+    missing = [k for k in _outputs_of(recognizer.model, inputs) if k not in got]
+    if missing:
+        raise FinetecError(f"{network.path} lacks the outputs {missing} of its checkpoint; "
+                           "export it again with finetec-export")
+    return {k: float((got[k].float() - ref[k].float().cpu()).abs().max()) for k in got
+            if k in ref}
+
+
+def check_against(recognizer, network: OnnxNetwork, batch=None) -> dict[str, float]:
+    """:func:`max_differences` on ``batch`` (default: a synthetic window), or a
+    :class:`FinetecError` when any exceeds :data:`TOLERANCE`: the file is not this
+    checkpoint's network."""
+    from finetec_live.inference.window import synthetic_window
+
+    if batch is None:
+        w = synthetic_window(recognizer.layout, recognizer.T, 30.0)
+        batch = recognizer.prepare(*(np.repeat(a[None], 2, axis=0) for a in (
+            w.positions, w.frame_valid, w.joint_valid, w.timestamps)))
+    try:
+        diffs = max_differences(recognizer, network, batch)
+    except FinetecError:
+        raise
+    except Exception as exc:  # shapes of another checkpoint: onnxruntime refuses the feed
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FinetecError(f"{network.path} does not run on {recognizer.model_id}'s windows "
+                           f"({first[:160]}); export this checkpoint with finetec-export"
+                           ) from None
+    worst = max(diffs.values())
+    if not worst <= TOLERANCE:
+        raise FinetecError(f"{network.path} differs from {recognizer.model_id} by {worst:.3g} "
+                           f"(more than {TOLERANCE:g}): it is another checkpoint's network; "
+                           "export this one with finetec-export")
+    return diffs
