@@ -138,3 +138,14 @@ def test_subscribe_command_with_nothing_to_print_is_one_line():
                        text=True, timeout=30)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "nothing to print" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_seq_gaps_count_windows_between_labels_per_person():
+    from finetec_live.wire.subscriber import SeqGaps
+
+    g = SeqGaps()
+    for stream, person, seq in [("a", 0, 5), ("a", 0, 6), ("a", 1, 6), ("a", 0, 9),
+                                ("b", 0, 0), ("a", 1, 7), ("a", 0, 2), ("a", 0, 4)]:
+        g.update(stream, person, seq)
+    # a/0: 7, 8 missing; then seq went back (a producer started again); 3 missing
+    assert g.missing == {"a": 3} and g.gaps == {"a": 2} and g.total == 3

@@ -121,6 +121,12 @@ def run(args: argparse.Namespace) -> int:
         if sub.malformed:
             _stderr(f"finetec-subscribe: {sub.malformed} malformed messages ignored "
                     f"({sub.received} good)")
+        if sub.gaps.total:
+            per = ", ".join(f"{k} {n} in {sub.gaps.gaps[k]} gap(s)"
+                            for k, n in sorted(sub.gaps.missing.items()))
+            _stderr(f"finetec-subscribe: {sub.gaps.total} windows without a label between "
+                    f"those received (gaps in seq: {per}); the status heartbeats count the "
+                    "dropped and skipped ones, the rest were lost on the way")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,10 +86,42 @@ def decode_message(frames: Sequence[bytes]) -> Received:
     return Received(topic, message)
 
 
+class SeqGaps:
+    """Windows not received, from the gaps in the ``seq`` of each person's labels.
+
+    ``seq`` numbers the windows of a stream's grid, so between two labels of one person
+    ``seq`` a and b, ``b - a - 1`` windows got no label here: dropped or skipped (the
+    publisher's heartbeats count those), lost with a publisher or server that went down,
+    or published while this subscriber was away. A ``seq`` that goes back is a producer
+    that started again, not a gap. Counted from the first label received.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, int], int] = {}
+        self.missing: dict[str, int] = {}  # stream -> windows not received
+        self.gaps: dict[str, int] = {}  # stream -> how many stretches
+
+    def update(self, stream: str, person: int, seq: int) -> int:
+        """Take one label; the windows missing just before it."""
+        key = (stream, int(person))
+        last, self._last[key] = self._last.get(key), int(seq)
+        if last is None or seq <= last + 1:
+            return 0
+        n = int(seq) - last - 1
+        self.missing[stream] = self.missing.get(stream, 0) + n
+        self.gaps[stream] = self.gaps.get(stream, 0) + 1
+        return n
+
+    @property
+    def total(self) -> int:
+        return sum(self.missing.values())
+
+
 class Subscriber:
     """A connected SUB socket. ``receive`` returns the next good message; malformed
     ones are skipped and counted in ``malformed`` (the latest reason in
-    ``last_error``). Build it with :func:`open_subscriber`."""
+    ``last_error``); the windows between its labels that it did not receive are counted
+    in ``gaps`` (:class:`SeqGaps`). Build it with :func:`open_subscriber`."""
 
     def __init__(self, socket: zmq.Socket, endpoint: str) -> None:
         self.socket = socket
@@ -97,6 +129,7 @@ class Subscriber:
         self.received = 0
         self.malformed = 0
         self.last_error = ""
+        self.gaps = SeqGaps()
         self._poller = zmq.Poller()
         self._poller.register(socket, zmq.POLLIN)
 
@@ -118,6 +151,9 @@ class Subscriber:
                     return None
                 continue
             self.received += 1
+            if got.kind == "label":
+                m = got.message
+                self.gaps.update(m.stream, m.person, m.seq)
             return got
 
     def close(self) -> None:
