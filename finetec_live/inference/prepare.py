@@ -27,12 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from finetec_live.errors import FinetecError
-from finetec_live.inference.preprocess import (
-    interpolate_missing,
-    interpolate_missing_akima,
-    normalize,
-    resample_batch,
-)
+from finetec_live.inference.preprocess import normalize, resample_batch
+from finetec_live.kernels.interpolation import fill_gaps_batch
 from finetec_live.skeleton.layouts import get_layout
 
 MIN_FRAMES = 8
@@ -202,9 +198,10 @@ def prepare_groups(groups, *, T: int, layout: str, fill: str = "zeros",
     N = pos.shape[0]
     xn, centre, scale = normalize(pos, fv, jv, lay)  # (N, T, V, 2), zeros where missing
     jv = jv & fv[..., None]
-    linear = interpolate_missing(xn, fv, jv)
+    with _torch_threads_kept():  # the kernel twin of interpolate_missing(_akima)
+        linear, akima = fill_gaps_batch(xn, jv, parallel=N > SERIAL_KERNELS_UP_TO)
     x = linear if fill == "interp" else xn
-    interp_arr = interpolate_missing_akima(xn, fv, jv) if interp == "akima" else linear
+    interp_arr = akima if interp == "akima" else linear
     dynamic = np.zeros((N, V), dtype=np.float32)
     kin = np.zeros((N, T, V, 4), dtype=np.float32)
     motion = None
