@@ -74,7 +74,7 @@ rc_cpu=$?
 grep -v " bench: " "$OUT/bench_cpu.txt" | tail -n 12
 
 echo "== finetec-serve on CUDA (64 and 256 streams, 10 s each, and a burst of 2048)"
-timeout "$LIMIT" "$PY" tools/bench_serve.py --device cuda --streams 64 256 --seconds 10 \
+timeout "$LIMIT" "$PY" tools/bench_serve.py --device cuda --backends torch --streams 64 256 --seconds 10 \
     --serve-args "--max-batch 1024" --json "$OUT/bench_serve_cuda.json" \
     > "$OUT/bench_serve_cuda.txt" 2>&1
 rc_serve=$?
