@@ -97,6 +97,8 @@ def test_an_export_of_other_weights_or_another_layout_is_refused(penn, tmp_path)
     (tmp_path / "junk.onnx").write_bytes(b"\x08\x07 not a model")
     with pytest.raises(FinetecError, match="not a network onnxruntime can run"):
         OnnxNetwork(tmp_path / "junk.onnx")
+    with pytest.raises(FinetecError, match="not found"):
+        penn.use_onnx(tmp_path / "absent.onnx")
     assert penn.onnx is None  # nothing was swapped in
 
 

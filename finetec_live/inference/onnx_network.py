@@ -116,6 +116,9 @@ class OnnxNetwork:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3  # warnings about unused initialisers are not the user's
         self.path = Path(path)
+        if not self.path.is_file():
+            raise FinetecError(f"{self.path} not found; pass the file finetec-export wrote "
+                               "(--onnx), or leave --onnx out to export into the cache")
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own classes for a bad file
