@@ -13,24 +13,11 @@ import time
 import numpy as np
 import pytest
 import zmq
+from _serving import wait_serving
 
 from finetec_live.serve.intake import Intake
 from finetec_live.serve.simulate import penn_windows, send_streams
 from finetec_live.wire.messages import LabelMessage, StatusMessage
-
-
-def _wait_ready(server: subprocess.Popen, timeout: float = 180.0) -> None:
-    """Until the server says it listens (both sockets bound), then a moment for a
-    subscriber's subscription to reach it."""
-    end = time.time() + timeout
-    while time.time() < end:
-        line = server.stderr.readline()
-        if not line and server.poll() is not None:
-            raise AssertionError(f"finetec-serve ended: {server.returncode}")
-        if "serving window messages" in line:
-            time.sleep(1.0)
-            return
-    raise AssertionError("finetec-serve did not start")
 
 
 def _window(seq: int = 0):
@@ -93,7 +80,7 @@ def test_server_labels_many_streams_like_the_recognizer(tmp_path, data_root, bac
                     m = StatusMessage.unpack(payload)
                     status[m.stream] = m
 
-    _wait_ready(server)
+    wait_serving(server)
     reader = threading.Thread(target=listen, daemon=True)
     reader.start()
     sent = send_streams(push, windows, streams=8, rate_hz=2.0, seconds=5.0, malformed_every=7)
@@ -137,7 +124,7 @@ def test_edge_mode_sends_windows_the_server_labels(tmp_path):
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.connect(f"tcp://127.0.0.1:{port_out}")
     sub.setsockopt_string(zmq.SUBSCRIBE, "label.")
-    _wait_ready(server)
+    wait_serving(server)
     edge = subprocess.run(
         [sys.executable, "-c", "import sys; from finetec_live.cli.live import main; "
          "rc = main(sys.argv[1:]); assert 'torch' not in sys.modules, 'torch imported'; "

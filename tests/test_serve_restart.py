@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from _serving import wait_serving
 
 from finetec_live.live.sources import DEMO_VIDEO
 
@@ -24,24 +25,12 @@ def _server(listen: str, bind: str, stats) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_ready(server: subprocess.Popen, timeout: float = 180.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        line = server.stderr.readline()
-        if not line and server.poll() is not None:
-            raise AssertionError(f"finetec-serve ended: {server.returncode}")
-        if "serving window messages" in line:
-            threading.Thread(target=server.stderr.read, daemon=True).start()  # keep draining
-            return
-    raise AssertionError("finetec-serve did not start")
-
-
 @pytest.mark.slow
 def test_killed_server_loses_only_the_windows_of_the_gap(tmp_path):
     port = 31000 + os.getpid() % 1000
     listen, bind = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1000}"
     first = _server(listen, bind, tmp_path / "first.json")
-    _wait_ready(first)
+    wait_serving(first, drain=True)
     sub = subprocess.Popen([sys.executable, "-m", "finetec_live.cli.subscribe", "--connect",
                             bind, "--json", "--no-segments"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
@@ -64,7 +53,7 @@ def test_killed_server_loses_only_the_windows_of_the_gap(tmp_path):
     first.wait(timeout=30)
     before = len(labels)
     second = _server(listen, bind, tmp_path / "second.json")
-    _wait_ready(second)
+    wait_serving(second, drain=True)
     _, edge_err = edge.communicate(timeout=120)
     assert edge.returncode == 0, edge_err
     time.sleep(4.0)  # the last windows' labels
