@@ -115,3 +115,39 @@ def test_finetec_export_reports_the_difference_and_refuses_a_bad_path(tmp_path, 
     lines = bad.stderr.strip().splitlines()
     assert bad.returncode == 1 and lines[-1].startswith("error: cannot write"), bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_finetec_live_on_onnxruntime_gives_the_labels_of_torch(tmp_path, monkeypatch):
+    import json
+
+    from finetec_live.live.sources import DEMO_VIDEO
+
+    monkeypatch.setenv("FINETEC_CACHE", str(tmp_path / "cache"))
+    got = {}
+    for backend in ("torch", "onnxruntime"):
+        out = subprocess.run([sys.executable, "-m", "finetec_live.cli.live", "--video",
+                              str(DEMO_VIDEO), "--fast", "--no-display", "--jsonl", "-",
+                              "--bind", "tcp://127.0.0.1:*", "--backend", backend,
+                              "--log-level", "WARNING"],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        got[backend] = [json.loads(line) for line in out.stdout.splitlines()]
+    a, b = got["torch"], got["onnxruntime"]
+    assert len(a) == len(b) > 3
+    assert [(m["seq"], m["label"]) for m in a] == [(m["seq"], m["label"]) for m in b]
+    assert max(abs(m["score"] - n["score"]) for m, n in zip(a, b, strict=True)) < 1e-4
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--onnx", "x.onnx"], "--backend onnxruntime"),
+    (["--serve", "tcp://127.0.0.1:5999", "--backend", "onnxruntime"], "--serve"),
+    (["--backend", "onnxruntime", "--onnx", "/nonexistent/x.onnx"], "not found")])
+def test_finetec_live_refuses_backend_misuse_in_one_line(argv, says):
+    from finetec_live.live.sources import DEMO_VIDEO
+
+    out = subprocess.run([sys.executable, "-m", "finetec_live.cli.live", "--video",
+                          str(DEMO_VIDEO), "--no-display", "--bind", "tcp://127.0.0.1:*",
+                          *argv], capture_output=True, text=True, timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and says in lines[-1] and "Traceback" not in out.stderr, out.stderr

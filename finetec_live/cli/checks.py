@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from finetec_live.cli.parts import check_backend
 from finetec_live.errors import FinetecError
 from finetec_live.inference.window import MAX_WINDOW_S, MIN_HOP_S
 
@@ -34,10 +35,12 @@ def check_options(args: argparse.Namespace) -> None:
         raise FinetecError(f"--hop {args.hop:g} is longer than --window {args.window:g}: frames "
                            "between windows would never be classified; use a hop <= window")
     check_people(args.max_people, args.track_timeout)
-    if args.serve and (args.model or args.jsonl or args.device != "auto"):
+    if args.serve and (args.model or args.jsonl or args.device != "auto" or args.onnx
+                       or args.backend != "torch"):
         raise FinetecError("--serve sends the windows to finetec-serve, which runs the model and "
-                           "publishes the labels: drop --model/--device/--jsonl here (give "
-                           "them to finetec-serve, and subscribe to its --bind)")
+                           "publishes the labels: drop --model/--device/--backend/--onnx/--jsonl "
+                           "here (give them to finetec-serve, and subscribe to its --bind)")
+    check_backend(args.backend, args.onnx)
     check_paths(args)
     for name in OUTPUTS:
         target = getattr(args, name)

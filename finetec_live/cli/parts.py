@@ -35,6 +35,26 @@ def load_recognizer(model: str | None, device: str):
     return rec
 
 
+def check_backend(backend: str, onnx: str | None) -> None:
+    """``--onnx`` only with ``--backend onnxruntime``."""
+    if onnx and backend != "onnxruntime":
+        raise FinetecError("--onnx is the network for --backend onnxruntime; add "
+                           "--backend onnxruntime or leave --onnx out")
+
+
+def use_backend(rec, backend: str, onnx: str | None) -> None:
+    """``--backend`` / ``--onnx`` on a loaded recognizer: onnxruntime runs the network with
+    torch's thread count (set before this), from ``onnx`` or the cache's export."""
+    check_backend(backend, onnx)
+    if backend != "onnxruntime":
+        return
+    import torch
+
+    diffs = rec.use_onnx(onnx, threads=torch.get_num_threads())
+    log.info("network on onnxruntime (%s), within %.1e of PyTorch", rec.onnx.path,
+             max(diffs.values()))
+
+
 def configure_open_set(rec, wanted: bool) -> None:
     """``--open-set`` / ``--no-open-set`` on the recognizer: the decision is on when it is
     wanted and the checkpoint has a calibration."""

@@ -17,7 +17,6 @@ import time
 import zmq
 
 from finetec_live.cli.options import OneLineParser, _checked, _positive, _publishing_options
-from finetec_live.errors import FinetecError
 
 log = logging.getLogger("finetec_live")
 DEFAULT_LISTEN = "tcp://127.0.0.1:5558"
@@ -66,19 +65,14 @@ def run(args: argparse.Namespace) -> int:
 
     _check_security(parse_endpoint(args.listen, "--listen"), args.curve_secret,
                     args.curve_clients, args.curve_any_client, args.insecure, "--listen")
-    if args.onnx and args.backend != "onnxruntime":
-        raise FinetecError("--onnx is the network for --backend onnxruntime; add "
-                           "--backend onnxruntime or leave --onnx out")
+    parts.check_backend(args.backend, args.onnx)
     rec = parts.load_recognizer(args.model, args.device)  # after the cheap checks
     parts.configure_open_set(rec, args.open_set)
-    import torch
-
     if args.threads:  # no pose estimation here: the model may have every core
+        import torch
+
         torch.set_num_threads(args.threads)
-    if args.backend == "onnxruntime":
-        diffs = rec.use_onnx(args.onnx, threads=torch.get_num_threads())
-        log.info("network on onnxruntime (%s), within %.1e of PyTorch", rec.onnx.path,
-                 max(diffs.values()))
+    parts.use_backend(rec, args.backend, args.onnx)
     publisher = open_publisher(args.bind, curve_secret=args.curve_secret,
                                curve_clients=args.curve_clients,
                                any_client=args.curve_any_client, insecure=args.insecure)

@@ -77,6 +77,7 @@ class LiveRun:
             self.rec = parts.load_recognizer(args.model, args.device)
             parts.configure_open_set(self.rec, args.open_set)
             runtime.limit_torch_threads()
+            parts.use_backend(self.rec, args.backend, args.onnx)
         self._open_people()
         if args.drop > 0:
             from finetec_live.data.corruption import FrameDropper
