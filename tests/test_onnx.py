@@ -81,6 +81,9 @@ def test_default_export_is_cached_once(tmp_path, monkeypatch):
     stamp = path.stat().st_mtime_ns
     Recognizer.from_checkpoint().use_onnx()
     assert path.stat().st_mtime_ns == stamp  # reused, checked, not written again
+    path.write_bytes(b"stale")  # a cache another version left, or damaged: made again
+    Recognizer.from_checkpoint().use_onnx()
+    assert path.stat().st_size > 100_000
 
 
 def test_an_export_of_other_weights_or_another_layout_is_refused(penn, tmp_path):

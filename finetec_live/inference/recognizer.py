@@ -123,21 +123,28 @@ class Recognizer:
         from finetec_live.data.paths import cache_dir
         from finetec_live.inference.onnx_network import OnnxNetwork, check_against, export_onnx
 
-        if path is None:
-            path = cache_dir() / "onnx" / f"{self.model_id}.onnx"
-            if not path.is_file():
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise FinetecError(f"cannot make {path.parent} ({exc.strerror}); set "
-                                       "FINETEC_CACHE to a writable folder or pass --onnx"
-                                       ) from None
-                export_onnx(self, path)
-                log.info("exported %s to %s", self.model_id, path)
-        net = OnnxNetwork(path, self.device, threads)
-        diffs = check_against(self, net)
-        self.onnx = net
-        return diffs
+        def swap_in(file) -> dict[str, float]:
+            net = OnnxNetwork(file, self.device, threads)
+            diffs = check_against(self, net)
+            self.onnx = net
+            return diffs
+
+        if path is not None:
+            return swap_in(path)
+        path = cache_dir() / "onnx" / f"{self.model_id}.onnx"
+        if path.is_file():  # made earlier, perhaps by another version of this code
+            try:
+                return swap_in(path)
+            except FinetecError as exc:
+                log.info("exporting %s again: the cached %s (%s)", self.model_id, path, exc)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FinetecError(f"cannot make {path.parent} ({exc.strerror}); set "
+                               "FINETEC_CACHE to a writable folder or pass --onnx") from None
+        export_onnx(self, path)
+        log.info("exported %s to %s", self.model_id, path)
+        return swap_in(path)
 
     # ------------------------------------------------------------------ loading
     @classmethod
