@@ -58,6 +58,15 @@ def _positive_int(name: str):
     return _checked(name, int, lambda v: v >= 1, ">= 1")
 
 
+def backend_options(group) -> None:
+    """``--backend`` and ``--onnx``, for finetec-live and finetec-serve."""
+    group.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                       help="what runs the network (default torch); onnxruntime runs the "
+                            "checkpoint's ONNX export (--onnx, or one made in the cache)")
+    group.add_argument("--onnx", metavar="FILE",
+                       help="the checkpoint's finetec-export, for --backend onnxruntime")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="finetec-live", epilog=EPILOG,
                       formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -102,11 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="checkpoint file, or a shipped name (penn, jhmdb); default penn")
     model.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="where the model runs (default auto: CUDA when present)")
-    model.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                       help="what runs the network (default torch); onnxruntime runs the "
-                            "checkpoint's ONNX export (--onnx, or one made in the cache)")
-    model.add_argument("--onnx", metavar="FILE",
-                       help="the checkpoint's finetec-export, for --backend onnxruntime")
+    backend_options(model)
     model.add_argument("--window", type=_positive("--window"), metavar="S",
                        help="window length in seconds, at most 60 (default: the checkpoint's)")
     model.add_argument("--hop", type=_positive("--hop"), metavar="S",

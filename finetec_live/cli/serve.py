@@ -16,7 +16,13 @@ import time
 
 import zmq
 
-from finetec_live.cli.options import OneLineParser, _checked, _positive, _publishing_options
+from finetec_live.cli.options import (
+    OneLineParser,
+    _checked,
+    _positive,
+    _publishing_options,
+    backend_options,
+)
 
 log = logging.getLogger("finetec_live")
 DEFAULT_LISTEN = "tcp://127.0.0.1:5558"
@@ -30,11 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_LISTEN})")
     p.add_argument("--model", metavar="PATH", help="checkpoint or shipped name (default penn)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                   help="what runs the network (default torch); onnxruntime runs the "
-                        "checkpoint's ONNX export (--onnx, or one made in the cache)")
-    p.add_argument("--onnx", metavar="FILE", help="the checkpoint's finetec-export, for "
-                                                  "--backend onnxruntime")
+    backend_options(p)
     batch = _checked("--max-batch", int, lambda v: 1 <= v <= MAX_BATCH, f"in 1..{MAX_BATCH}")
     p.add_argument("--max-batch", type=batch, default=64, metavar="N",
                    help="windows per batch at most (default 64)")
