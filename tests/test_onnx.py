@@ -51,12 +51,13 @@ def test_export_matches_pytorch_on_real_windows(penn, exported, data_root):
     windows, _ = penn_windows(96, root=data_root, seed=3)
     batch = _batch(penn, windows)
     assert (batch.mask == 0).any()  # real missing joints are in these windows
-    diffs = max_differences(penn, OnnxNetwork(exported), batch)
+    net = OnnxNetwork(exported)
+    diffs = max_differences(penn, net, batch)
     assert set(diffs) == {"logits", "features", "completed"}
     assert max(diffs.values()) <= TOLERANCE, diffs
     # the batch axis is free: one window gives what it gives inside the batch
-    one = OnnxNetwork(exported)(*(a[5:6] for a in batch.network_inputs()))
-    many = OnnxNetwork(exported)(*batch.network_inputs())
+    one = net(*(a[5:6] for a in batch.network_inputs()))
+    many = net(*batch.network_inputs())
     np.testing.assert_allclose(one["logits"][0], many["logits"][5], atol=1e-5)
 
 

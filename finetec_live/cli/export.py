@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         OnnxNetwork,
         export_onnx,
         max_differences,
+        synthetic_batch,
     )
 
     rec = parts.load_recognizer(args.model, "cpu")
@@ -77,12 +78,7 @@ def run(args: argparse.Namespace) -> int:
              "dynamic, T=%d", args.onnx, rec.model_id, ", ".join(names), rec.T)
     if batch is None:
         log.warning("comparing on a synthetic window only: %s", source)
-        from finetec_live.inference.window import synthetic_window
-
-        w = synthetic_window(rec.layout, rec.T, 30.0)
-        batch = rec.prepare(w.positions[None], w.frame_valid[None], w.joint_valid[None],
-                            w.timestamps[None])
-        source = "1 synthetic window"
+        batch, source = synthetic_batch(rec), "1 synthetic window"
     diffs = max_differences(rec, OnnxNetwork(args.onnx), batch)
     log.info("onnxruntime against PyTorch on %s: largest difference %s", source,
              ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))

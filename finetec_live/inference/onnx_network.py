@@ -34,12 +34,20 @@ OPSET = 17
 TOLERANCE = 1e-4
 
 
-def _outputs_of(model, inputs) -> tuple[str, ...]:
+def _present(out: dict) -> tuple[str, ...]:
+    """The names of :data:`OUTPUTS` a forward pass's ``out`` holds, in order."""
     import torch
 
-    with torch.inference_mode():
-        out = model(*inputs)
     return tuple(k for k in OUTPUTS if isinstance(out.get(k), torch.Tensor))
+
+
+def synthetic_batch(recognizer, n: int = 1):
+    """A :class:`PreparedBatch` of ``n`` synthetic windows of ``recognizer``'s layout."""
+    from finetec_live.inference.window import synthetic_window
+
+    w = synthetic_window(recognizer.layout, recognizer.T, 30.0)
+    return recognizer.prepare(*(np.repeat(a[None], n, axis=0) for a in (
+        w.positions, w.frame_valid, w.joint_valid, w.timestamps)))
 
 
 def export_onnx(recognizer, path: str | os.PathLike, batch=None) -> tuple[str, ...]:
@@ -50,16 +58,12 @@ def export_onnx(recognizer, path: str | os.PathLike, batch=None) -> tuple[str, .
     all (a temporary file, renamed)."""
     import torch
 
-    from finetec_live.inference.window import synthetic_window
-
-    if batch is None:
-        w = synthetic_window(recognizer.layout, recognizer.T, 30.0)
-        batch = recognizer.prepare(w.positions[None], w.frame_valid[None],
-                                   w.joint_valid[None], w.timestamps[None])
+    batch = synthetic_batch(recognizer) if batch is None else batch
     model = recognizer.model
     inputs = tuple(torch.from_numpy(np.ascontiguousarray(a)).to(recognizer.device)
                    for a in batch.network_inputs())
-    names = _outputs_of(model, inputs)
+    with torch.inference_mode():
+        names = _present(model(*inputs))
 
     class _Outputs(torch.nn.Module):  # a tuple in a fixed order, what ONNX can name
         def __init__(self) -> None:
@@ -135,11 +139,10 @@ class OnnxNetwork:
         self.outputs = tuple(o.name for o in self.session.get_outputs())
         self.device = device
 
-    def __call__(self, *inputs) -> dict:
+    def __call__(self, *inputs: np.ndarray) -> dict:
         import torch
 
-        feed = {k: np.ascontiguousarray(v.detach().cpu().numpy() if hasattr(v, "detach")
-                                        else v, dtype=np.float32)
+        feed = {k: np.ascontiguousarray(v, dtype=np.float32)
                 for k, v in zip(INPUTS, inputs, strict=True)}
         arrays = self.session.run(list(self.outputs), feed)
         return {k: torch.from_numpy(a) for k, a in zip(self.outputs, arrays, strict=True)}
@@ -155,7 +158,7 @@ def max_differences(recognizer, network: OnnxNetwork, batch) -> dict[str, float]
     with torch.inference_mode():
         ref = recognizer.model(*inputs)
     got = network(*batch.network_inputs())
-    missing = [k for k in _outputs_of(recognizer.model, inputs) if k not in got]
+    missing = [k for k in _present(ref) if k not in got]
     if missing:
         raise FinetecError(f"{network.path} lacks the outputs {missing} of its checkpoint; "
                            "export it again with finetec-export")
@@ -167,12 +170,7 @@ def check_against(recognizer, network: OnnxNetwork, batch=None) -> dict[str, flo
     """:func:`max_differences` on ``batch`` (default: a synthetic window), or a
     :class:`FinetecError` when any exceeds :data:`TOLERANCE`: the file is not this
     checkpoint's network."""
-    from finetec_live.inference.window import synthetic_window
-
-    if batch is None:
-        w = synthetic_window(recognizer.layout, recognizer.T, 30.0)
-        batch = recognizer.prepare(*(np.repeat(a[None], 2, axis=0) for a in (
-            w.positions, w.frame_valid, w.joint_valid, w.timestamps)))
+    batch = synthetic_batch(recognizer, 2) if batch is None else batch
     try:
         diffs = max_differences(recognizer, network, batch)
     except FinetecError:
