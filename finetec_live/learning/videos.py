@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ def cached_poses(video: Path, cache_dir: Path, out: Path | None = None) -> Path:
     out = out or cache_path(video, cache_dir)
     if out.is_file():
         return out
-    tmp = out.with_suffix(".part")
+    tmp = out.with_suffix(f".{os.getpid()}.part")  # processes may make the same one at once
     source = VideoSource(video, realtime=False)
     recorder = KeypointRecorder(tmp, source.fps, source.width, source.height, str(video))
     try:
