@@ -120,9 +120,14 @@ def test_fused_lengths_are_the_mean_of_the_lengths_and_one_length_is_live(tmp_pa
     recording = _moving_recording(tmp_path / "wave.fkp")
     factors = (0.75, 1.0, 1.5)
     windows = fusion.window_outputs(rec, recording, factors)
-    live = V.classify_recording(rec, recording, None, recording)
+    live = V.classify_recording(rec, recording, None, recording, smooth=1)
     one = fusion.fused_result(rec, windows, (1.0,), "mean", None, recording)
     assert one.labels == live.labels and one.scores == pytest.approx(live.scores, abs=1e-6)
+    # smoothed over the last windows, as the live path smooths them
+    live4 = V.classify_recording(rec, recording, None, recording, smooth=4)
+    one4 = fusion.fused_result(rec, windows, (1.0,), "mean", None, recording, smooth=4)
+    assert one4.labels == live4.labels and one4.scores == pytest.approx(live4.scores, abs=1e-6)
+    assert one4.scores != pytest.approx(one.scores, abs=1e-3)
     assert len(windows) == len(live.labels) + live.skipped >= 5
     full = [w for w in windows if set(w) == set(factors)]
     assert len(full) >= 3

@@ -99,6 +99,8 @@ def test_two_outputs_on_one_file_are_refused(tmp_path):
     (["--hop", "0.0001", "--fast"], ["--hop"]),
     (["--hop", "0.02", "--fast"], ["--hop", "one frame"]),  # 30 fps: 0.033 s a frame
     (["--seed", "-1"], ["--seed", ">= 0"]),
+    (["--smooth", "0"], ["--smooth", ">= 1"]),
+    (["--smooth", "2.5"], ["--smooth", "integer"]),
 ])
 def test_absurd_values_are_refused_quickly(args, words):
     t0 = time.monotonic()

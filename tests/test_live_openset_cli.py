@@ -221,3 +221,22 @@ def test_progress_line_without_a_total():
     p.update(5.0, _worker(0, None), now=0.0)
     p.close(_worker(2, "squat"))
     assert out.getvalue().rstrip("\n").split("\r")[-1] == "poses: 0.0 s, 2 windows, squat"
+
+
+def test_smoothed_labels_are_the_mean_of_the_last_windows(files, tmp_path):
+    """--smooth K: each message ranks (and labels by) the mean class probabilities of the
+    person's last K windows; --smooth 1 gives each window's own."""
+    common = ["--keypoints", str(files["idle_move_idle"]), "--no-open-set", "--topk", "15"]
+    _, alone, stats1 = _live([*common, "--smooth", "1"], tmp_path)
+    _, smooth, stats3 = _live([*common, "--smooth", "3"], tmp_path)
+    assert (stats1["smoothed_windows"], stats3["smoothed_windows"]) == (1, 3)
+    assert len(alone) == len(smooth) >= 8
+    names = sorted(name for name, _ in alone[0]["topk"])
+    raw = np.array([[dict(m["topk"])[n] for n in names] for m in alone])
+    for i, m in enumerate(smooth):
+        want = raw[max(0, i - 2): i + 1].mean(0)
+        got = np.array([dict(m["topk"])[n] for n in names])
+        np.testing.assert_allclose(got, want / want.sum(), atol=1e-5)
+        assert m["label"] == names[int(want.argmax())] == m["topk"][0][0]
+    assert [m["label"] for m in alone] != [m["label"] for m in smooth] or \
+        not np.allclose(raw, [[dict(m["topk"])[n] for n in names] for m in smooth], atol=1e-3)

@@ -58,7 +58,8 @@ def test_server_labels_many_streams_like_the_recognizer(tmp_path, data_root, bac
     server = subprocess.Popen([sys.executable, "-m", "finetec_live.cli.serve", "--listen",
                                f"tcp://127.0.0.1:{port_in}", "--bind",
                                f"tcp://127.0.0.1:{port_out}", "--max-seconds", "25",
-                               "--stats-json", str(stats), "--backend", backend],
+                               "--stats-json", str(stats), "--backend", backend,
+                               "--smooth", "1"],  # each window's own label, to compare
                               stderr=subprocess.PIPE, text=True)
     sub = ctx.socket(zmq.SUB)
     sub.connect(f"tcp://127.0.0.1:{port_out}")
@@ -92,6 +93,7 @@ def test_server_labels_many_streams_like_the_recognizer(tmp_path, data_root, bac
     s = json.loads(stats.read_text())
     assert s["received"] == len(sent) and sum(s["malformed"].values()) >= len(sent) // 7 - 1
     assert s["published"] + s["dropped"] + s["skipped"] == s["received"]
+    assert s["smoothed_windows"] == 1
     assert len(labels) >= 0.95 * len(sent)
     rec = Recognizer.from_checkpoint()
     keys = sorted(labels)

@@ -64,8 +64,18 @@ def main(argv=None) -> int:
     ap.add_argument("--fuse-rule", nargs="+", choices=("mean", "logmean"), default=["mean"],
                     help="with --fuse-lengths: mean of the probabilities, or of the "
                          "log-probabilities (renormalised); several: each scored")
+    ap.add_argument("--smooth", type=int, nargs="+", metavar="K", default=None,
+                    help="decide on the mean of each video's last K windows, as finetec-live "
+                         "--smooth K (default: its default); several: each scored, against "
+                         "the first, with how many windows later a label follows a change "
+                         "of action (see finetec_live.learning.fusion.change_delays)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
+    from finetec_live.inference.smoothing import DEFAULT_WINDOWS
+
+    args.smooth = args.smooth or [DEFAULT_WINDOWS]
+    if min(args.smooth) < 1:
+        ap.error("--smooth needs whole numbers of windows >= 1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         import torch
@@ -100,10 +110,10 @@ def main(argv=None) -> int:
                         rec, rec.open_set, openset.taught_windows(rec), sets[1], sets[0],
                         args.calibrate_prototypes)
                 rec.open_set_enabled = True
-        if args.fuse_lengths:
+        if args.fuse_lengths or len(args.smooth) > 1:
             from finetec_live.learning import fusion
 
-            sets = [fusion.parse_factors(x) for x in args.fuse_lengths]
+            sets = [fusion.parse_factors(x) for x in args.fuse_lengths or ["1"]]
             union = sorted({f for fs in sets for f in fs})
             done = [(rec, fusion.evaluate_outputs(rec, videos, args.cache, union,
                                                   progress=not args.quiet),
@@ -111,12 +121,13 @@ def main(argv=None) -> int:
                                              progress=not args.quiet))
                     for rec, videos in runs]
             _describe(runs)
-            return _report_fusion(done, sets, args.fuse_rule, args.json)
+            return _report_fusion(done, sets, args.fuse_rule, args.json, args.smooth)
         res, res_other = [], []
         for rec, videos in runs:
-            res += V.evaluate_videos(rec, videos, args.cache, progress=not args.quiet)
+            res += V.evaluate_videos(rec, videos, args.cache, progress=not args.quiet,
+                                     smooth=args.smooth[0])
             res_other.append(V.evaluate_videos(rec, others, args.cache,
-                                               progress=not args.quiet))
+                                               progress=not args.quiet, smooth=args.smooth[0]))
     except FinetecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -148,51 +159,94 @@ def _describe(runs) -> None:
     print()
 
 
-def _report_fusion(done, sets, rules, json_path) -> int:
-    """Per rule and set of lengths: the class table and the other actions' majorities;
-    then one line per combination, paired with the single checkpoint length (when among
-    the sets) video by video."""
+def _report_fusion(done, sets, rules, json_path, smooths=(1,)) -> int:
+    """Per rule, set of lengths and smoothing: the class table and the other actions'
+    majorities; then one line per combination, paired video by video with one 1 x window
+    under the first smoothing (when among the sets); with several smoothings, how much
+    later a label follows a change of action."""
     from finetec_live.inference.openset import OPEN_SET_LABELS
     from finetec_live.learning import fusion
     from finetec_live.learning import videos as V
 
     scored = {}
-    for rule in rules:
-        for factors in sets:
-            if len(factors) == 1 and rule != rules[0]:
-                continue  # one length: nothing to fuse, the same under every rule
-            res, n_sports, n_other = [], 0, 0
-            for rec, labelled, others in done:
-                res += [fusion.fused_result(rec, w, factors, rule, t, v) for v, t, w in labelled]
-                other = [fusion.fused_result(rec, w, factors, rule, t, v) for v, t, w in others]
-                n_sports += sum(r.majority not in (None, *OPEN_SET_LABELS) for r in other)
-                n_other += len(other)
-            scored[(factors, rule)] = res, n_sports, n_other
-    base = scored.get(((1.0,), rules[0]), (None,))[0]
-    rows = ["| lengths | videos right | windows right | other-action videos with a class "
-            "majority | vs 1 x window: videos better / worse (window accuracy), sign test "
-            "| majorities made right / wrong |", "|---|---:|---:|---:|---:|---:|"]
-    for (factors, rule), (res, n_sports, n_other) in scored.items():
+    for k in smooths:
+        for rule in rules:
+            for factors in sets:
+                if len(factors) == 1 and rule != rules[0]:
+                    continue  # one length: nothing to fuse, the same under every rule
+                res, n_sports, n_other = [], 0, 0
+                for rec, labelled, others in done:
+                    res += [fusion.fused_result(rec, w, factors, rule, t, v, k)
+                            for v, t, w in labelled]
+                    other = [fusion.fused_result(rec, w, factors, rule, t, v, k)
+                             for v, t, w in others]
+                    n_sports += sum(r.majority not in (None, *OPEN_SET_LABELS) for r in other)
+                    n_other += len(other)
+                scored[(factors, rule, k)] = res, n_sports, n_other
+    base_key = ((1.0,), rules[0], smooths[0])
+    base = scored.get(base_key, (None,))[0]
+    rows = ["| lengths | smoothed over | videos right | windows right | other-action videos "
+            "with a class majority | vs the first: videos better / worse (window accuracy), "
+            "sign test | majorities made right / wrong |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for (factors, rule, k), (res, n_sports, n_other) in scored.items():
         name = " + ".join(f"{f:g}" for f in factors) + " x window" + (
             f", {rule}" if len(factors) > 1 else "")
-        print(f"### {name}\n\n{V.class_table(res)}\n\nOther actions: {n_sports} of "
-              f"{n_other} videos (all models) get a class as their majority\n")
+        print(f"### {name}, smoothed over {k} window(s)\n\n{V.class_table(res)}\n\n"
+              f"Other actions: {n_sports} of {n_other} videos (all models) get a class as "
+              "their majority\n")
         tv, wr, wn = (sum(r.majority == r.truth for r in res),
                       sum(r.windows_right for r in res), sum(len(r.labels) for r in res))
         vs = "– | –"
-        if base is not None and factors != (1.0,):
+        if base is not None and (factors, rule, k) != base_key:
             c = fusion.paired_comparison(res, base)
             vs = (f"{c['better']} / {c['worse']} (p = {c['sign_p']:.2f}) | "
                   f"{c['made_right']} / {c['made_wrong']}")
-        rows.append(f"| {name} | {tv} / {len(res)} | {wr} / {wn} ({100 * wr / max(wn, 1):.0f}%)"
-                    f" | {n_sports} / {n_other} | {vs} |")
+        rows.append(f"| {name} | {k} | {tv} / {len(res)} | {wr} / {wn} "
+                    f"({100 * wr / max(wn, 1):.0f}%) | {n_sports} / {n_other} | {vs} |")
     print("\n".join(rows))
+    delays = _report_delays(done, sets[0], rules[0], smooths) if len(smooths) > 1 else {}
     if json_path:
-        configs = [{"lengths": list(f), "rule": r, "other_majority_a_class": n, **V.summary(res)}
-                   for (f, r), (res, n, _) in scored.items()]
+        configs = [{"lengths": list(f), "rule": r, "smooth": k, "other_majority_a_class": n,
+                    **V.summary(res)} for (f, r, k), (res, n, _) in scored.items()]
         json_path.write_text(json.dumps({"models": [rec.model_id for rec, _, _ in done],
-                                         "configs": configs}, indent=1) + "\n")
+                                         "configs": configs, "change_delays": delays},
+                                        indent=1) + "\n")
     return 0
+
+
+def _report_delays(done, factors, rule, smooths) -> dict:
+    """Per smoothing: windows from a change of action to the first label of the new class,
+    over every ordered pair of one model's videos of different classes; the delay added
+    to the first smoothing's, on the pairs both reach."""
+    import numpy as np
+
+    from finetec_live.learning import fusion
+
+    hop = float(done[0][0].hop_seconds)
+    got = {k: [d for rec, labelled, _ in done
+               for d in fusion.change_delays(rec, labelled, k, factors, rule)]
+           for k in smooths}
+    first = got[smooths[0]]
+    rows = [f"\nA change of action ({' + '.join(f'{f:g}' for f in factors)} x window; "
+            f"{len(first)} ordered pairs of videos of different classes, each model's own; "
+            "no window spans both videos):\n",
+            "| smoothed over | new class reached | windows to it, median (90th pct.) | "
+            f"added to {smooths[0]} window(s): median (90th pct.), seconds |",
+            "|---:|---:|---:|---:|"]
+    out = {}
+    for k, ds in got.items():
+        reached = [d for d in ds if d is not None]
+        both = [d - d0 for d, d0 in zip(ds, first, strict=True)
+                if d is not None and d0 is not None]
+        med = np.median(reached) if reached else float("nan")
+        p90 = np.percentile(reached, 90) if reached else float("nan")
+        add_med = np.median(both) * hop if both else float("nan")
+        add_p90 = np.percentile(both, 90) * hop if both else float("nan")
+        rows.append(f"| {k} | {len(reached)} / {len(ds)} | {med:g} ({p90:g}) | "
+                    f"{add_med:+.2f} ({add_p90:+.2f}) |")
+        out[str(k)] = {"pairs": len(ds), "reached": len(reached), "delays": ds}
+    print("\n".join(rows))
+    return out
 
 
 if __name__ == "__main__":

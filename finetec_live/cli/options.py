@@ -15,6 +15,7 @@ examples:
   finetec-live --keypoints poses.fkp --fast                 replay them without video
   finetec-live keygen keys/                                 CURVE keys for --bind tcp://*:5557
   finetec-live --video clip.mp4 --no-open-set               classes only, never unknown/idle
+  finetec-live --video clip.mp4 --smooth 1                  each window's label on its own
   finetec-live --camera 0 --max-people 4                    up to four people, one track each
   finetec-subscribe --connect tcp://127.0.0.1:5557          print the labels and segments
   finetec-subscribe --no-labels                             print the segments only
@@ -65,6 +66,17 @@ def backend_options(group) -> None:
                             "checkpoint's ONNX export (--onnx, or one made in the cache)")
     group.add_argument("--onnx", metavar="FILE",
                        help="the checkpoint's finetec-export, for --backend onnxruntime")
+
+
+def smooth_option(group) -> None:
+    """``--smooth``, for finetec-live and finetec-serve."""
+    from finetec_live.inference.smoothing import DEFAULT_WINDOWS
+
+    group.add_argument("--smooth", type=_positive_int("--smooth"), default=DEFAULT_WINDOWS,
+                       metavar="K", help="decide on the mean class probabilities of each "
+                                         "person's last K windows, so labels flicker less and "
+                                         "follow a change of action about (K-1)/2 hops later "
+                                         f"(default {DEFAULT_WINDOWS}; 1: each window alone)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="label a window 'unknown' (like none of the classes) or 'idle' "
                             "(nobody moving) by the checkpoint's calibrated thresholds "
                             "(default on; without a calibration the labels are its classes)")
+    smooth_option(model)
 
     _publishing_options(p.add_argument_group("publishing"))
     out = p.add_argument_group("outputs")

@@ -88,7 +88,8 @@ def stats_payload(s: dict, live) -> dict:
         from finetec_live.cli.parts import open_set_summary
 
         s.update(model=rec.model_id, layout=rec.layout, device=rec.device,
-                 window_s=live.window_s, hop_s=live.hop_s, open_set=open_set_summary(rec))
+                 window_s=live.window_s, hop_s=live.hop_s, open_set=open_set_summary(rec),
+                 smoothed_windows=args.smooth)
     if live.people is not None:
         s.update(max_people=args.max_people, tracks=live.people.summary())
         if live.people.tracker is not None:

@@ -22,6 +22,7 @@ from finetec_live.cli.options import (
     _positive,
     _publishing_options,
     backend_options,
+    smooth_option,
 )
 
 log = logging.getLogger("finetec_live")
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="N", help="torch threads (default: torch's, one per core)")
     p.add_argument("--topk", type=_checked("--topk", int, lambda v: v >= 1, ">= 1"), default=5)
     p.add_argument("--open-set", action=argparse.BooleanOptionalAction, default=True)
+    smooth_option(p)
     _publishing_options(p, stream=False)
     p.add_argument("--stats-json", metavar="FILE", help="write the counters at exit")
     p.add_argument("--max-seconds", type=_positive("--max-seconds"), metavar="S")
@@ -86,9 +88,12 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         publisher.close()
         raise
+    from finetec_live.inference.smoothing import Smoother
+
     server = Server(rec, puller, publisher, auth=auth, max_batch=args.max_batch,
                     max_wait_s=args.max_wait_ms / 1e3, max_age_s=args.max_age_ms / 1e3,
-                    topk=args.topk)
+                    topk=args.topk, smoother=Smoother(args.smooth, float(rec.hop_seconds))
+                    if args.smooth > 1 else None)
     from finetec_live.live.worker import warm_up
 
     # the first batches would pay for Numba's compilation and torch's first calls, and

@@ -130,6 +130,7 @@ class LiveRun:
     def _start_worker(self) -> None:
         from functools import partial
 
+        from finetec_live.inference.smoothing import Smoother
         from finetec_live.live.handoff import Handoff
         from finetec_live.live.segments import Segmenter
         from finetec_live.live.worker import InferenceWorker, warm_up
@@ -139,7 +140,9 @@ class LiveRun:
         self.worker = InferenceWorker(self.rec, self.handoff, self.publisher, self.stats,
                                       self.stream, self.stop, topk=self.args.topk,
                                       want_completion=want, on_label=self.jsonl,
-                                      segmenter=partial(Segmenter, gap=self.hop_s))
+                                      segmenter=partial(Segmenter, gap=self.hop_s),
+                                      smoother=Smoother(self.args.smooth, self.hop_s)
+                                      if self.args.smooth > 1 else None)
         log.debug("warm-up: %.2f s", warm_up(self.rec, self.window_s, self.source.fps,
                                               want_completion=want))
         self.worker_thread = threading.Thread(target=self.worker.run, name="finetec-inference",
@@ -183,11 +186,13 @@ class LiveRun:
             return
         parts.warn_closed_set(rec, args.open_set, args.model)
         log.info("publishing label.%s, segment.%s and status.%s on %s; model %s (%s, %d "
-                 "classes, %s) on %s; window %.2f s, hop %.2f s; source %.1f fps%s%s",
+                 "classes, %s) on %s; window %.2f s, hop %.2f s, %s; source %.1f fps%s%s",
                  self.stream, self.stream, self.stream, self.publisher.endpoint, rec.model_id,
                  rec.layout, len(rec.class_names),
                  "open set" if rec.open_set_enabled else "closed set", rec.device,
-                 self.window_s, self.hop_s, self.source.fps,
+                 self.window_s, self.hop_s,
+                 f"labels from the last {args.smooth} windows" if args.smooth > 1
+                 else "labels from each window alone", self.source.fps,
                  ", as fast as possible" if args.fast else "",
                  f"; up to {args.max_people} people" if args.max_people > 1 else "")
         show = args.progress if args.progress is not None else sys.stderr.isatty()

@@ -140,26 +140,71 @@ def fuse(outputs: Sequence[LengthOutput], rule: str = "mean") -> LengthOutput:
                         float(np.mean([o.missing for o in outputs])))
 
 
-def fused_result(recognizer, windows: Iterable[dict[float, LengthOutput]],
-                 factors: Sequence[float], rule: str, truth: str | None,
-                 video: Path) -> VideoResult:
-    """The video's labels with the lengths ``factors`` fused by ``rule``; a window none
-    of whose lengths passed the ``min_valid`` rule is skipped, as live."""
+def decided_windows(recognizer, windows: Sequence[dict[float, LengthOutput]],
+                    factors: Sequence[float], rule: str = "mean", smooth: int = 1):
+    """Per window of the live schedule, ``(decision, output)`` with the lengths ``factors``
+    fused by ``rule``, then smoothed over the last ``smooth`` windows as the live path
+    does (:class:`~finetec_live.inference.smoothing.Smoother`, one hop between windows);
+    ``None`` for a window none of whose lengths passed the ``min_valid`` rule."""
     from finetec_live.inference.openset import decide
+    from finetec_live.inference.smoothing import Smoother
 
-    result = VideoResult(Path(video), truth)
-    for got in windows:
+    hop = float(recognizer.hop_seconds)
+    smoother = Smoother(smooth, hop)
+    out = []
+    for i, got in enumerate(windows):
         parts = [got[f] for f in factors if f in got]
         if not parts:
-            result.skipped += 1
+            out.append(None)
             continue
         o = parts[0] if len(parts) == 1 else fuse(parts, rule)
-        d = decide(o.probs[None], o.motion[None], recognizer.class_names,
-                   _open_set(recognizer), None if o.features is None else o.features[None])[0]
+        probs, feats = smoother.push(0, i * hop, o.probs, o.features)
+        d = decide(probs[None], o.motion[None], recognizer.class_names,
+                   _open_set(recognizer), None if feats is None else feats[None])[0]
+        if d.kind == "idle":
+            smoother.reset(0)
+        out.append((d, o))
+    return out
+
+
+def fused_result(recognizer, windows: Iterable[dict[float, LengthOutput]],
+                 factors: Sequence[float], rule: str, truth: str | None,
+                 video: Path, smooth: int = 1) -> VideoResult:
+    """The video's labels by :func:`decided_windows`; a skipped window is counted."""
+    result = VideoResult(Path(video), truth)
+    for got in decided_windows(recognizer, list(windows), factors, rule, smooth):
+        if got is None:
+            result.skipped += 1
+            continue
+        d, o = got
         result.labels.append(d.label)
         result.scores.append(float(d.score))
         result.missing.append(o.missing)
     return result
+
+
+def change_delays(recognizer, labelled, smooth: int, factors: Sequence[float] = (1.0,),
+                  rule: str = "mean", lead: int = 12) -> list[int | None]:
+    """How many windows after a change of action the label first names the new class.
+
+    For every ordered pair of videos ``(A, B)`` of different classes (``labelled``: the
+    ``(video, truth, windows)`` of :func:`evaluate_outputs`), the last ``lead`` windows of
+    A are followed by B's windows; per pair, the index of B's first window labelled B's
+    class (None: none is). Windows are joined at the output level, so no window spans
+    both videos: this measures what the smoothing adds to the delay, not the window's own
+    length.
+    """
+    out = []
+    for _, truth_a, wa in labelled:
+        for _, truth_b, wb in labelled:
+            if truth_a == truth_b:
+                continue
+            head = list(wa[-lead:])
+            seq = decided_windows(recognizer, head + list(wb), factors, rule, smooth)
+            hit = next((j for j, got in enumerate(seq[len(head):])
+                        if got is not None and got[0].label == truth_b), None)
+            out.append(hit)
+    return out
 
 
 def evaluate_outputs(recognizer, videos: Iterable[tuple[Path, str | None]], cache_dir: Path,

@@ -7,8 +7,9 @@ Poses are estimated once per video with the live path's own front end
 --fast`` does) and cached as pose recordings named by the video's content hash;
 the windows are then cut and classified by the same steps the live command
 composes (:class:`~finetec_live.live.timeline.PersonTimeline`, the
-``--min-valid`` rule, :func:`~finetec_live.live.worker.classify_window`). A
-video's label is the majority of its classified windows.
+``--min-valid`` rule, the ``--smooth`` rule,
+:func:`~finetec_live.live.worker.classify_window`). A video's label is the majority of
+its classified windows.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from finetec_live.errors import FinetecError
+from finetec_live.inference.smoothing import DEFAULT_WINDOWS
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +109,12 @@ def cached_poses(video: Path, cache_dir: Path, out: Path | None = None) -> Path:
 
 
 def classify_recording(recognizer, recording: Path, truth: str | None, video: Path,
-                       min_valid: float = 0.2, min_visibility: float = 0.5) -> VideoResult:
-    """Cut and classify the windows of a pose recording as ``finetec-live`` does."""
+                       min_valid: float = 0.2, min_visibility: float = 0.5,
+                       smooth: int = DEFAULT_WINDOWS) -> VideoResult:
+    """Cut and classify the windows of a pose recording as ``finetec-live`` does (each
+    label from the mean of the last ``smooth`` windows, ``--smooth``)."""
     from finetec_live.inference.prepare import MIN_FRAMES
+    from finetec_live.inference.smoothing import Smoother
     from finetec_live.live.recording import KeypointSource
     from finetec_live.live.timeline import PersonTimeline
     from finetec_live.live.worker import classify_window, enough_valid
@@ -117,6 +122,7 @@ def classify_recording(recognizer, recording: Path, truth: str | None, video: Pa
     source = KeypointSource(recording, realtime=False)
     timeline = PersonTimeline(recognizer.layout, float(recognizer.window_seconds),
                               float(recognizer.hop_seconds), 1.0 / source.fps)
+    smoother = Smoother(smooth, float(recognizer.hop_seconds)) if smooth > 1 else None
     result = VideoResult(video, truth)
 
     def take(windows) -> None:
@@ -126,7 +132,7 @@ def classify_recording(recognizer, recording: Path, truth: str | None, video: Pa
             if not enough_valid(w, min_valid, min_frames=MIN_FRAMES):
                 result.skipped += 1
                 continue
-            m = classify_window(recognizer, w, "dev").message
+            m = classify_window(recognizer, w, "dev", smoother=smoother).message
             result.labels.append(m.label)
             result.scores.append(m.score)
             result.missing.append(m.missing)
@@ -139,13 +145,13 @@ def classify_recording(recognizer, recording: Path, truth: str | None, video: Pa
 
 
 def evaluate_videos(recognizer, videos: Iterable[tuple[Path, str | None]], cache_dir: Path,
-                    progress: bool = True) -> list[VideoResult]:
+                    progress: bool = True, smooth: int = DEFAULT_WINDOWS) -> list[VideoResult]:
     from tqdm import tqdm
 
     results = []
     for video, truth in tqdm(list(videos), desc="videos", disable=not progress, unit="video"):
         rec_path = cached_poses(video, cache_dir)
-        results.append(classify_recording(recognizer, rec_path, truth, video))
+        results.append(classify_recording(recognizer, rec_path, truth, video, smooth=smooth))
     return results
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from finetec_live.inference.smoothing import Smoother
 from finetec_live.inference.window import Window
 from finetec_live.live.handoff import Handoff
 from finetec_live.live.segments import Segment, Segmenter
@@ -51,13 +52,15 @@ class Classified:
 
 
 def classify_window(recognizer, window: Window, stream: str, topk: int = 5,
-                    want_completion: bool = False) -> Classified:
+                    want_completion: bool = False, smoother: Smoother | None = None
+                    ) -> Classified:
     """:func:`classify_windows` on one window."""
-    return classify_windows(recognizer, [window], stream, topk, want_completion)[0]
+    return classify_windows(recognizer, [window], stream, topk, want_completion, smoother)[0]
 
 
 def classify_windows(recognizer, windows: list[Window], stream: str | list[str], topk: int = 5,
-                     want_completion: bool = False) -> list[Classified]:
+                     want_completion: bool = False, smoother: Smoother | None = None
+                     ) -> list[Classified]:
     """Kernels (``prepare``), model (``predict``) and the open-set decision
     (``decide``: the message's ``label`` and ``score``) on the windows of one hop (of
     several people), or of many streams (``stream``: one per window), timed; ``topk``
@@ -65,6 +68,11 @@ def classify_windows(recognizer, windows: list[Window], stream: str | list[str],
     are resampled apart (each to the model's T), then prepared and classified together;
     with ``want_completion``, one batch per length (the completion is mapped back to
     each window's own frames).
+
+    With a ``smoother``, each window's probabilities and features are first averaged with
+    its track's (``(stream, person)``) last windows, in the order of ``windows``; the
+    decision, ``topk`` and ``probs`` are then those of the mean, and an ``idle`` window
+    clears its track's history.
 
     ``latency_ms.total`` is left at 0: the worker sets it just before sending
     (from the reading of the window's newest frame to publication).
@@ -77,7 +85,7 @@ def classify_windows(recognizer, windows: list[Window], stream: str | list[str],
     if want_completion:
         for idx in groups.values():
             for i, c in zip(idx, _classify_batch(recognizer, [windows[i] for i in idx],
-                                                 [streams[i] for i in idx], topk),
+                                                 [streams[i] for i in idx], topk, smoother),
                             strict=True):
                 out[i] = c
         return out  # type: ignore[return-value]
@@ -87,10 +95,10 @@ def classify_windows(recognizer, windows: list[Window], stream: str | list[str],
     t1 = time.perf_counter()
     probs = np.asarray(recognizer.predict(batch))  # (B, K)
     t2 = time.perf_counter()
-    decisions = recognizer.decide(probs, batch)  # motion kernel's scores (idle), if needed
+    order = [i for idx in groups.values() for i in idx]  # batch row -> window
+    probs, decisions = _decide(recognizer, probs, batch, windows, streams, order, smoother)
     latency = {"pose": 0.0, "kernels": (t1 - t0 + time.perf_counter() - t2) * 1e3,
                "model": (t2 - t1) * 1e3, "total": 0.0}
-    order = [i for idx in groups.values() for i in idx]
     for k, i in enumerate(order):
         out[i] = _classified(recognizer, windows[i], streams[i], probs[k], decisions[k], None,
                              latency, topk)
@@ -105,8 +113,32 @@ def _arrays(windows: list[Window]):
             np.stack([w.timestamps - w.timestamps[0] for w in windows]))  # (B, T)
 
 
+def _decide(recognizer, probs: np.ndarray, batch, windows: list[Window], streams: list[str],
+            order: list[int], smoother: Smoother | None):
+    """``(probs, decisions)`` of the batch's rows (row ``k`` is window ``order[k]``): the
+    smoothed probabilities when there is a ``smoother`` (pushed in the windows' order)."""
+    if smoother is None:
+        return probs, recognizer.decide(probs, batch)  # motion kernel's scores (idle)
+    probs = np.array(probs, dtype=np.float32)  # (B, K), smoothed row by row below
+    raw = batch.features  # (B, C) or None
+    features = None if raw is None else np.array(raw, dtype=np.float32)
+    row = {i: k for k, i in enumerate(order)}
+    keys = [(streams[i], windows[i].person) for i in range(len(windows))]
+    for i, w in enumerate(windows):
+        k = row[i]
+        p, f = smoother.push(keys[i], w.t_end, probs[k], None if raw is None else raw[k])
+        probs[k] = p
+        if features is not None:
+            features[k] = raw[k] if f is None else f
+    decisions = recognizer.decide(probs, batch, features)
+    for i in range(len(windows)):
+        if decisions[row[i]].kind == "idle":
+            smoother.reset(keys[i])
+    return probs, decisions
+
+
 def _classify_batch(recognizer, windows: list[Window], streams: list[str],
-                    topk: int) -> list[Classified]:
+                    topk: int, smoother: Smoother | None = None) -> list[Classified]:
     """Windows of one length as one batch, with the completion for the display."""
     pos, fv, jv, ts = _arrays(windows)
     t0 = time.perf_counter()
@@ -121,8 +153,8 @@ def _classify_batch(recognizer, windows: list[Window], streams: list[str],
     else:
         probs = recognizer.predict(batch)
         t2 = time.perf_counter()
-    probs = np.asarray(probs)  # (B, K)
-    decisions = recognizer.decide(probs, batch)  # motion kernel's scores (idle), if needed
+    probs, decisions = _decide(recognizer, np.asarray(probs), batch, windows, streams,
+                               list(range(len(windows))), smoother)  # (B, K)
     latency = {"pose": 0.0, "kernels": (t1 - t0 + time.perf_counter() - t2) * 1e3,
                "model": (t2 - t1) * 1e3, "total": 0.0}
     return [_classified(recognizer, w, stream, p, decision, done, latency, topk)
@@ -163,7 +195,7 @@ class InferenceWorker:
     def __init__(self, recognizer, handoff: Handoff, publisher, stats: Stats, stream: str,
                  stop: threading.Event, *, topk: int = 5, want_completion: bool = False,
                  on_label=None, heartbeat_s: float = 1.0,
-                 segmenter=None) -> None:
+                 segmenter=None, smoother: Smoother | None = None) -> None:
         self.recognizer, self.handoff, self.publisher = recognizer, handoff, publisher
         self.stats, self.stream, self.stop = stats, stream, stop
         self.topk, self.want_completion = topk, want_completion
@@ -173,6 +205,7 @@ class InferenceWorker:
         self.latest: dict[int, Classified] = {}  # person -> newest (read by the display)
         self.newest: Classified | None = None
         self.segmenter = segmenter  # callable() -> Segmenter, or None
+        self.smoother = smoother  # each person's last windows averaged, or None
         self._segmenters: dict[int, Segmenter] = {}
         self.segments: deque[Segment] = deque(maxlen=MAX_SEGMENTS_KEPT)
         self.segments_published = 0
@@ -192,7 +225,7 @@ class InferenceWorker:
     def process(self, windows: Window | list[Window]) -> list[Classified]:
         windows = windows if isinstance(windows, list) else [windows]
         results = classify_windows(self.recognizer, windows, self.stream, self.topk,
-                                   self.want_completion)
+                                   self.want_completion, self.smoother)
         for window, result in zip(windows, results, strict=True):
             lat = result.message.latency_ms
             lat["total"] = (time.perf_counter() - window.wall_last) * 1e3  # as late as can be

@@ -6,7 +6,8 @@ receiving thread decodes them (a malformed message is counted, never fatal) into
 :class:`~finetec_live.serve.intake.Intake`; the serving loop takes batches (up to
 ``max_batch`` windows or ``max_wait_s``), runs kernels, model and the open-set decision
 once per batch (:func:`~finetec_live.live.worker.classify_windows`), and publishes each
-window's label exactly as ``finetec-live`` does (topic ``label.<stream>``, the
+window's label exactly as ``finetec-live`` does (with a ``smoother``, averaged over each
+stream's person's last windows; topic ``label.<stream>``, the
 producer's ``stream`` and ``seq``), plus a ``status.<stream>`` heartbeat per stream once
 a second with what was received, published, dropped (stale or over capacity), skipped
 (too few posed frames or frames) and refused (another layout), and the server's count
@@ -26,6 +27,7 @@ from collections import Counter
 import zmq
 
 from finetec_live.inference.prepare import MIN_FRAMES
+from finetec_live.inference.smoothing import Smoother
 from finetec_live.live.worker import classify_windows
 from finetec_live.serve.intake import Intake
 from finetec_live.wire.endpoints import parse_endpoint
@@ -77,11 +79,13 @@ class Server:
     def __init__(self, recognizer, puller: zmq.Socket, publisher, *, auth=None,
                  max_batch: int = 64,
                  max_wait_s: float = 0.02, max_age_s: float = MAX_AGE_S, topk: int = 5,
-                 heartbeat_s: float = 1.0, capacity: int = CAPACITY) -> None:
+                 heartbeat_s: float = 1.0, capacity: int = CAPACITY,
+                 smoother: Smoother | None = None) -> None:
         self.recognizer, self.puller, self.publisher = recognizer, puller, publisher
         self.auth = auth  # the producers' allow-list, stopped at close
         self.max_batch, self.max_wait_s, self.topk = int(max_batch), float(max_wait_s), topk
         self.intake = Intake(capacity, max_age_s)
+        self.smoother = smoother  # each (stream, person)'s last windows averaged, or None
         self.heartbeat_s = heartbeat_s
         self.stop = threading.Event()
         self.malformed: Counter = Counter()  # reason -> messages
@@ -149,7 +153,8 @@ class Server:
                 keep.append(a)
         if keep:
             results = classify_windows(self.recognizer, [a.window for a in keep],
-                                       [a.stream for a in keep], self.topk)
+                                       [a.stream for a in keep], self.topk,
+                                       smoother=self.smoother)
             for a, r in zip(keep, results, strict=True):
                 r.message.latency_ms["total"] = (time.perf_counter() - a.received) * 1e3
                 self.publisher.send(r.message)
@@ -196,4 +201,6 @@ class Server:
                 "dropped": sum(self.intake.dropped.values()),
                 "skipped": sum(self.skipped.values()), "refused": sum(self.refused.values()),
                 "malformed": dict(self.malformed), "batches": self.batches,
-                "streams": len(self.intake.received)}
+                "streams": len(self.intake.received),
+                "smoothed_windows": self.smoother.windows if self.smoother else 1,
+                "tracks_evicted": self.smoother.evicted if self.smoother else 0}

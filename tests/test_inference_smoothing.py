@@ -1,0 +1,164 @@
+"""Per-track smoothing of the class evidence: the mean of a person's last windows, on
+its own and inside the live path's inference step (the shipped model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from finetec_live import Recognizer
+from finetec_live.errors import FinetecError
+from finetec_live.inference.smoothing import Smoother
+from finetec_live.inference.window import Window
+from finetec_live.live.worker import classify_window, classify_windows
+
+
+def _p(*xs):
+    a = np.asarray(xs, np.float32)
+    return a / a.sum()
+
+
+def test_the_mean_of_the_last_windows_of_each_track():
+    s = Smoother(3, hop_s=0.5)
+    seen = [_p(1, 0, 0), _p(0, 1, 0), _p(0, 0, 1), _p(1, 1, 0)]
+    got = [s.push("a", 0.5 * i, p)[0] for i, p in enumerate(seen)]
+    np.testing.assert_allclose(got[0], seen[0])
+    np.testing.assert_allclose(got[1], (seen[0] + seen[1]) / 2, atol=1e-7)
+    np.testing.assert_allclose(got[2], np.full(3, 1 / 3), atol=1e-7)
+    np.testing.assert_allclose(got[3], (seen[1] + seen[2] + seen[3]) / 3, atol=1e-7)
+    for g in got:
+        assert g.dtype == np.float32 and g.sum() == pytest.approx(1.0, abs=1e-6)
+    # another track does not mix in
+    np.testing.assert_allclose(s.push("b", 1.5, _p(0, 0, 1))[0], _p(0, 0, 1))
+    assert len(s) == 2
+
+
+def test_one_window_passes_through_and_bad_settings_are_refused():
+    s = Smoother(1, 0.5)
+    p, f = _p(3, 1), np.ones(4)
+    got, feats = s.push("a", 0.0, p, f)
+    np.testing.assert_array_equal(got, p)
+    assert feats is f and len(s) == 0
+    for bad in (0, -2, 2.5, True, "3"):
+        with pytest.raises(FinetecError, match="whole number of windows"):
+            Smoother(bad, 0.5)
+    for hop in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(FinetecError, match="hop"):
+            Smoother(3, hop)
+
+
+def test_a_gap_a_step_back_in_time_and_a_reset_forget_the_history():
+    s = Smoother(4, hop_s=0.5)  # span 1.75 s
+    s.push("a", 0.0, _p(1, 0))
+    s.push("a", 0.5, _p(1, 0))
+    # 2 s later: both old windows end more than 1.75 s before this one
+    np.testing.assert_allclose(s.push("a", 2.5, _p(0, 1))[0], _p(0, 1))
+    # one of them (at 0.5 s) would still be in: ends 1.75 s before
+    s2 = Smoother(4, hop_s=0.5)
+    s2.push("a", 0.0, _p(1, 0))
+    s2.push("a", 0.5, _p(1, 0))
+    np.testing.assert_allclose(s2.push("a", 2.25, _p(0, 1))[0], _p(1, 1), atol=1e-7)
+    # time going back (a new source, a replayed file) starts afresh, counted
+    np.testing.assert_allclose(s.push("a", 0.0, _p(1, 0))[0], _p(1, 0))
+    assert s.restarted == 1
+    s.reset("a")
+    np.testing.assert_allclose(s.push("a", 0.5, _p(0, 1))[0], _p(0, 1))
+    s.reset("nobody")  # nothing to forget: no error
+
+
+def test_features_are_averaged_when_every_window_has_them():
+    s = Smoother(2, 0.5)
+    _, f = s.push("a", 0.0, _p(1, 1), np.array([1.0, 0.0]))
+    np.testing.assert_allclose(f, [1.0, 0.0])
+    _, f = s.push("a", 0.5, _p(1, 1), np.array([0.0, 1.0]))
+    np.testing.assert_allclose(f, [0.5, 0.5])
+    _, f = s.push("a", 1.0, _p(1, 1), None)
+    assert f is None
+
+
+def test_tracks_beyond_the_limit_forget_the_least_recently_used():
+    s = Smoother(3, 0.5, max_tracks=2)
+    s.push("a", 0.0, _p(1, 0))
+    s.push("b", 0.0, _p(1, 0))
+    s.push("a", 0.5, _p(1, 0))  # a is now the most recent
+    s.push("c", 0.0, _p(0, 1))  # b goes
+    assert s.evicted == 1 and len(s) == 2
+    np.testing.assert_allclose(s.push("a", 1.0, _p(0, 1))[0], _p(2, 1), atol=1e-7)  # kept
+    np.testing.assert_allclose(s.push("b", 0.5, _p(0, 1))[0], _p(0, 1))  # b starts afresh
+    assert s.evicted == 2  # c made room for it
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return Recognizer.from_checkpoint("penn", device="cpu")
+
+
+def _window(seed: int, t_end: float, person: int = 0, still: bool = False) -> Window:
+    T = 75
+    t = np.arange(T) / 30.0
+    rng = np.random.default_rng(seed)
+    base = rng.normal(200, 40, (13, 2))
+    sway = 0.0 if still else 25 * np.sin(2 * np.pi * (0.5 + 0.4 * seed) * t)[:, None, None]
+    pos = (base[None] + sway).astype(np.float32) * np.ones((T, 13, 2), np.float32)
+    fv = np.ones(T, bool)
+    return Window(pos, fv, np.ones((T, 13), bool), t + t_end - 2.5, t_start=t_end - 2.5,
+                  t_end=t_end, seq=seed, layout="penn13", person=person)
+
+
+def test_the_live_step_decides_on_the_mean_of_the_persons_last_windows(rec):
+    saved = rec.open_set_enabled
+    rec.open_set_enabled = False
+    try:
+        windows = [_window(i, 2.5 + 0.5 * i) for i in range(4)]
+        raw = [classify_window(rec, w, "cam").probs for w in windows]
+        s = Smoother(3, 0.5)
+        got = [classify_window(rec, w, "cam", smoother=s) for w in windows]
+        for i, g in enumerate(got):
+            want = np.mean(raw[max(0, i - 2): i + 1], axis=0)
+            np.testing.assert_allclose(g.probs, want / want.sum(), atol=1e-5)
+            m = g.message
+            assert m.label == rec.class_names[int(want.argmax())]
+            assert m.score == pytest.approx(float(want.max() / want.sum()), abs=1e-5)
+            assert m.topk[0][0] == m.label
+        assert not np.allclose(raw[3], got[3].probs, atol=1e-3)
+        # one batch of several people and streams: each track its own, in order
+        s1, s2 = Smoother(3, 0.5), Smoother(3, 0.5)
+        mixed = [_window(0, 2.5, 0), _window(1, 2.5, 1), _window(2, 3.0, 0),
+                 _window(3, 3.0, 1), _window(4, 3.5, 0)]
+        streams = ["cam", "cam", "cam", "cam", "other"]
+        together = classify_windows(rec, mixed, streams, smoother=s1)
+        alone = [classify_window(rec, w, st, smoother=s2) for w, st in zip(mixed, streams,
+                                                                        strict=True)]
+        for a, b in zip(together, alone, strict=True):
+            np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
+        # stream "other" has no history: its window alone
+        np.testing.assert_allclose(together[4].probs, classify_window(rec, mixed[4], "x").probs,
+                                   atol=1e-5)
+    finally:
+        rec.open_set_enabled = saved
+
+
+def test_an_idle_window_clears_the_persons_history(rec):
+    from finetec_live.inference.openset import OpenSet
+
+    saved = rec.open_set, rec.open_set_enabled
+    rec.open_set, rec.open_set_enabled = OpenSet(unknown_below=0.0, idle_floor=0.002), True
+    try:
+        s = Smoother(4, 0.5)
+        classify_window(rec, _window(0, 2.5), "cam", smoother=s)
+        assert len(s) == 1
+        got = classify_window(rec, _window(1, 3.0, still=True), "cam", smoother=s)
+        assert got.kind == "idle" and len(s) == 0
+        after = classify_window(rec, _window(2, 3.5), "cam", smoother=s)
+        alone = classify_window(rec, _window(2, 3.5), "cam")
+        np.testing.assert_allclose(after.probs, alone.probs, atol=1e-6)
+    finally:
+        rec.open_set, rec.open_set_enabled = saved
+
+
+def test_the_history_is_a_copy_of_what_was_pushed():
+    s = Smoother(2, 0.5)
+    batch = np.array([_p(1, 0), _p(0, 1)])
+    s.push("a", 0.0, batch[0])
+    batch[0] = _p(0, 1)  # the caller reuses its array
+    np.testing.assert_allclose(s.push("a", 0.5, batch[1])[0], _p(1, 1), atol=1e-7)
