@@ -61,13 +61,14 @@ def run_pair(k: int, pair, args, out_dir: Path) -> list[dict]:
     model = args.crossval.format(fold=fold) if args.crossval else args.model
     both = out_dir / f"pair{k}.mp4"
     tiles = tile_videos([left, right], both, args.seconds, args.height)
-    got = run_live(both, out_dir, 2, model)
+    extra = [] if args.smooth is None else ["--smooth", str(args.smooth)]
+    got = run_live(both, out_dir, 2, model, extra)
     rows = []
     for side, (tile, score) in enumerate(zip(tiles, score_tiles(tiles, got.labels),
                                              strict=True)):
         alone = out_dir / f"pair{k}_side{side}.mp4"
         tile_videos([(Path(tile.video), tile.truth)], alone, args.seconds, args.height)
-        single = run_live(alone, out_dir, 1, model)
+        single = run_live(alone, out_dir, 1, model, extra)
         votes = [m["label"] for m in single.labels]
         rows.append({"pair": k, "side": "left right".split()[side], "video": tile.video,
                      "truth": tile.truth, "fold": fold, "model": model,
@@ -113,6 +114,8 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--out-dir", type=Path, default=ROOT / "runs" / "people")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--smooth", type=int, metavar="K",
+                    help="finetec-live --smooth K (default: finetec-live's)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
