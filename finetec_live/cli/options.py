@@ -76,7 +76,8 @@ def smooth_option(group) -> None:
                        metavar="K", help="decide on the mean class probabilities of each "
                                          "person's last K windows, so labels flicker less and "
                                          "follow a change of action about (K-1)/2 hops later "
-                                         f"(default {DEFAULT_WINDOWS}; 1: each window alone)")
+                                         f"(default {DEFAULT_WINDOWS}; 1: each window alone; "
+                                         "with --serve, the server's --smooth applies)")
 
 
 def build_parser() -> argparse.ArgumentParser:
