@@ -162,3 +162,28 @@ def test_the_history_is_a_copy_of_what_was_pushed():
     s.push("a", 0.0, batch[0])
     batch[0] = _p(0, 1)  # the caller reuses its array
     np.testing.assert_allclose(s.push("a", 0.5, batch[1])[0], _p(1, 1), atol=1e-7)
+
+
+def test_the_delay_after_a_change_of_action_grows_with_the_history():
+    """change_delays: A's windows then B's; the windows until B's class is the label."""
+    from types import SimpleNamespace
+
+    from finetec_live.learning.fusion import LengthOutput, change_delays
+
+    rec = SimpleNamespace(class_names=["a", "b"], hop_seconds=0.5, open_set=None,
+                          open_set_enabled=False)
+
+    def out(p):
+        return {1.0: LengthOutput(_p(*p), np.zeros(0), None, 0.0)}
+
+    a = [out((0.9, 0.1))] * 6
+    b = [out((0.2, 0.8))] * 6
+    labelled = [("A", "a", a), ("B", "b", b)]
+    one, four = change_delays(rec, labelled, 1), change_delays(rec, labelled, 4)
+    assert one == [0, 0]  # each window alone: the first window of the other video
+    # four windows: the new class wins once the mean favours it; a -> b needs three b
+    # windows of four (two give b 0.45), b -> a two (a 0.55): a's windows are surer
+    assert four == [2, 1]
+    assert change_delays(rec, [("A", "a", a), ("A2", "a", a)], 4) == []  # one class only
+    never = [("A", "a", a), ("B", "b", [out((0.6, 0.4))] * 3)]
+    assert change_delays(rec, never, 4)[1] is None  # B's own windows never say b
