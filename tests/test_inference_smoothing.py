@@ -186,4 +186,4 @@ def test_the_delay_after_a_change_of_action_grows_with_the_history():
     assert four == [2, 1]
     assert change_delays(rec, [("A", "a", a), ("A2", "a", a)], 4) == []  # one class only
     never = [("A", "a", a), ("B", "b", [out((0.6, 0.4))] * 3)]
-    assert change_delays(rec, never, 4)[1] is None  # B's own windows never say b
+    assert change_delays(rec, never, 4)[0] is None  # B's own windows never say b
