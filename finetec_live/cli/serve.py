@@ -92,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     server = Server(rec, puller, publisher, auth=auth, max_batch=args.max_batch,
                     max_wait_s=args.max_wait_ms / 1e3, max_age_s=args.max_age_ms / 1e3,
-                    topk=args.topk, smoother=Smoother(args.smooth, float(rec.hop_seconds))
-                    if args.smooth > 1 else None)
+                    topk=args.topk, smoother=Smoother(args.smooth, float(rec.hop_seconds)))
     from finetec_live.live.worker import warm_up
 
     # the first batches would pay for Numba's compilation and torch's first calls, and

@@ -141,8 +141,7 @@ class LiveRun:
                                       self.stream, self.stop, topk=self.args.topk,
                                       want_completion=want, on_label=self.jsonl,
                                       segmenter=partial(Segmenter, gap=self.hop_s),
-                                      smoother=Smoother(self.args.smooth, self.hop_s)
-                                      if self.args.smooth > 1 else None)
+                                      smoother=Smoother(self.args.smooth, self.hop_s))
         log.debug("warm-up: %.2f s", warm_up(self.rec, self.window_s, self.source.fps,
                                               want_completion=want))
         self.worker_thread = threading.Thread(target=self.worker.run, name="finetec-inference",

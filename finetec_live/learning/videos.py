@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from finetec_live.errors import FinetecError
-from finetec_live.inference.smoothing import DEFAULT_WINDOWS
+from finetec_live.inference.smoothing import DEFAULT_WINDOWS, Smoother
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,6 @@ def classify_recording(recognizer, recording: Path, truth: str | None, video: Pa
     """Cut and classify the windows of a pose recording as ``finetec-live`` does (each
     label from the mean of the last ``smooth`` windows, ``--smooth``)."""
     from finetec_live.inference.prepare import MIN_FRAMES
-    from finetec_live.inference.smoothing import Smoother
     from finetec_live.live.recording import KeypointSource
     from finetec_live.live.timeline import PersonTimeline
     from finetec_live.live.worker import classify_window, enough_valid
@@ -122,7 +121,7 @@ def classify_recording(recognizer, recording: Path, truth: str | None, video: Pa
     source = KeypointSource(recording, realtime=False)
     timeline = PersonTimeline(recognizer.layout, float(recognizer.window_seconds),
                               float(recognizer.hop_seconds), 1.0 / source.fps)
-    smoother = Smoother(smooth, float(recognizer.hop_seconds)) if smooth > 1 else None
+    smoother = Smoother(smooth, float(recognizer.hop_seconds))
     result = VideoResult(video, truth)
 
     def take(windows) -> None:
