@@ -242,17 +242,32 @@ def test_batched_kernels_leave_torch_thread_count_alone():
         torch.set_num_threads(before)
 
 
-def test_precision_is_checked_and_cpu_runs_eager_fp32():
+def test_precision_is_checked_and_bf16_on_the_cpu_keeps_the_labels():
     from finetec_live import Recognizer
+    from finetec_live.inference.recognizer import bf16_is_native
 
     with pytest.raises(FinetecError, match="precision"):
         Recognizer.from_checkpoint(precision="fp16", device="cpu")
-    rec = Recognizer.from_checkpoint(precision="bf16", cuda_graphs=True, device="cpu")
-    assert rec.device == "cpu" and not rec.cuda_graphs
-    rng = np.random.default_rng(1)
-    pos = rng.normal(size=(2, 64, 13, 2)).astype(np.float32)
-    probs = rec.classify(pos, np.ones((2, 64), bool))
-    assert probs.dtype == np.float32 and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    fp32 = Recognizer.from_checkpoint(device="cpu")
+    bf16 = Recognizer.from_checkpoint(precision="bf16", cuda_graphs=True, device="cpu")
+    auto = Recognizer.from_checkpoint(precision="auto", device="cpu")
+    assert bf16.device == "cpu" and not bf16.cuda_graphs and fp32.precision == "fp32"
+    assert auto.precision == ("bf16" if bf16_is_native("cpu") else "fp32")
+    test = load_penn_action().test()
+    clips = [test[i] for i in range(0, len(test), len(test) // 48)][:48]
+    wins = [resample(c.positions, np.ones(c.num_frames, bool), c.joint_valid,
+                     np.arange(c.num_frames) / c.fps, 64) for c in clips]
+    pos, jv, ts = (np.stack([w[k] for w in wins]) for k in (0, 2, 3))
+    fv = np.ones(pos.shape[:2], bool)
+    fv[::3, 20:40] = False  # some windows with a hole
+    a = fp32.classify(pos, fv, jv, ts)
+    b = bf16.classify(pos, fv, jv, ts)
+    assert b.dtype == np.float32 and np.allclose(b.sum(1), 1.0, atol=1e-5)
+    assert not np.array_equal(a, b)  # bf16 arithmetic did run
+    assert np.abs(a - b).max() < 0.05 and (a.argmax(1) == b.argmax(1)).mean() >= 0.97
+    same = [x == y for x, y in zip(bf16.label(pos, fv, jv, ts), fp32.label(pos, fv, jv, ts),
+                                   strict=True)]
+    assert np.mean(same) >= 0.97
 
 
 def test_classify_and_complete_is_one_forward_pass(tmp_path, penn_clips):
@@ -330,3 +345,35 @@ def test_stages_read_old_and_new_checkpoints():
     assert len(shipped) == 8 and "--completion-bank 1024" in shipped[4]
     assert "--real-videos" in shipped[6] and "tools/calibrate.py" in shipped[7]
     assert len(checkpoint_stages(load_checkpoint("jhmdb"))) == 3
+
+
+def test_mirror_batch_is_the_prepared_mirror_image_and_mirror_average_its_mean():
+    from finetec_live.inference.prepare import mirror_batch
+    from finetec_live.skeleton.layouts import get_layout
+
+    rec = Recognizer.from_checkpoint(device="cpu")
+    test = load_penn_action().test()
+    clips = [c for c in (test[i] for i in range(0, len(test), 60)) if c.num_frames >= 60]
+    pos = np.stack([np.asarray(c.positions[:60], np.float32) for c in clips])
+    jv = np.stack([np.asarray(c.joint_valid[:60], bool) for c in clips])
+    fv = jv.any(2)
+    fv[::2, 10:30] = False  # gaps, so the fills and the kernels' validity matter
+    ts = np.broadcast_to(np.arange(60) / 30.0, fv.shape).copy()
+    perm = get_layout("penn13").flip_permutation()
+    mpos = pos[:, :, perm] * np.array([-1.0, 1.0], np.float32)
+    batch = rec.prepare(pos, fv, jv, ts)
+    want = rec.prepare(mpos, fv, jv[:, :, perm], ts)
+    got = mirror_batch(batch, "penn13")
+    for name in ("x", "mask", "interp", "dynamic", "kin", "centre", "scale", "motion"):
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), atol=1e-5,
+                                   err_msg=name)
+    assert np.abs(batch.kin[..., 2]).max() > 0  # the force's sign was really checked
+    plain, mirrored = rec.classify(pos, fv, jv, ts), rec.classify(mpos, fv, jv[:, :, perm], ts)
+    assert not np.allclose(plain, mirrored, atol=1e-3)
+    rec.mirror_average = True
+    both = rec.predict(b := rec.prepare(pos, fv, jv, ts))
+    np.testing.assert_allclose(both, (plain + mirrored) / 2, atol=1e-5)
+    assert b.features is not None and b.features.shape[0] == len(pos)
+    probs, done = rec.classify_and_complete(pos, fv, jv, ts)
+    np.testing.assert_allclose(probs, both, atol=1e-5)
+    assert done.shape == pos.shape

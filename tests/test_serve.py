@@ -46,7 +46,7 @@ def test_intake_batches_and_drops_stale_and_overflow_counted():
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_server_labels_many_streams_like_the_recognizer(tmp_path, data_root, backend,
                                                         monkeypatch):
-    from finetec_live.inference.recognizer import Recognizer
+    from finetec_live.inference.recognizer import Recognizer, bf16_is_native
 
     monkeypatch.setenv("FINETEC_CACHE", str(tmp_path / "cache"))  # the export made at start
 
@@ -93,7 +93,11 @@ def test_server_labels_many_streams_like_the_recognizer(tmp_path, data_root, bac
     s = json.loads(stats.read_text())
     assert s["received"] == len(sent) and sum(s["malformed"].values()) >= len(sent) // 7 - 1
     assert s["published"] + s["dropped"] + s["skipped"] == s["received"]
-    assert s["smoothed_windows"] == 1
+    assert s["smoothed_windows"] == 1 and s["backend"] == backend
+    # the default --precision auto: bf16 where the CPU has bf16 matrix units (the labels
+    # below are compared with the recognizer's fp32 ones)
+    assert s["precision"] == ("bf16" if backend == "torch" and bf16_is_native("cpu")
+                              else "fp32")
     assert len(labels) >= 0.95 * len(sent)
     rec = Recognizer.from_checkpoint()
     keys = sorted(labels)
@@ -169,7 +173,8 @@ def test_windows_of_many_lengths_are_classified_together_as_one_by_one(data_root
     (["--max-batch", "0"], "--max-batch"), (["--max-wait-ms", "5000"], "--max-wait-ms"),
     (["--listen", "tcp://0.0.0.0:5999"], "--listen"), (["--listen", "tcp://host:99999"], "port"),
     (["--max-age-ms", "-1"], "--max-age-ms"), (["--onnx", "penn.onnx"], "--backend onnxruntime"),
-    (["--backend", "tensorrt"], "--backend")])
+    (["--backend", "tensorrt"], "--backend"), (["--precision", "fp16"], "--precision"),
+    (["--backend", "onnxruntime", "--precision", "bf16"], "--precision bf16")])
 def test_serve_refuses_bad_options_in_one_line(argv, says):
     out = subprocess.run([sys.executable, "-m", "finetec_live.cli.serve", *argv],
                          capture_output=True, text=True, timeout=60)

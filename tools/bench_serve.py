@@ -9,10 +9,13 @@
    server's heartbeats counted, and how many labels equal ``Recognizer.label`` on the
    same windows.
 2. A burst of ``--burst`` (2048) windows sent at once: the rate they are labelled at,
-   against batch-1 ``Recognizer.label`` calls (torch) on the same windows in this process
-   just before (the burst's server up and idle; the median rate over chunks of 32).
-3. Both for each ``--backends`` (default torch and onnxruntime: ``finetec-serve
-   --backend``), in the same run; batch-1 ``label`` on either backend is printed too.
+   against batch-1 ``Recognizer.label`` calls (torch, fp32: the faster precision at
+   batch 1) on the same windows in this process just before (the burst's server up and
+   idle; the median rate over chunks of 32).
+3. Both for each ``--backends`` (default: torch at ``finetec-serve``'s default
+   ``--precision auto``, which is bf16 on a CPU with bf16 matrix units; ``torch-fp32``;
+   onnxruntime), one after the other in the same run; batch-1 ``label`` on torch and
+   onnxruntime is printed too.
 
     python tools/bench_serve.py [--streams 64 128] [--seconds 30] [--json out.json]
 """
@@ -156,7 +159,10 @@ def bench_backend(ctx, backend: str, args, windows, truth, rec, port: int) -> di
     listen, bind = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}"
     # each simulated stream sends unrelated Penn windows in turn, so each window is labelled
     # alone (--smooth 1), as Recognizer.label labels it; a real stream is one person's
-    extra = ["--backend", backend, "--smooth", "1", *args.serve_args.split()]
+    # "torch-fp32": the torch backend held to fp32, beside its default (--precision auto)
+    extra = ["--backend", backend.removesuffix("-fp32"), "--smooth", "1",
+             *(["--precision", "fp32"] if backend.endswith("-fp32") else []),
+             *args.serve_args.split()]
     out: dict = {"backend": backend, "runs": []}
     session = Session(ctx, listen, bind, args.device, extra)
     try:
@@ -196,8 +202,10 @@ def main(argv=None) -> int:
     ap.add_argument("--malformed-every", type=int, default=500)
     ap.add_argument("--burst", type=int, default=2048)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--backends", nargs="+", choices=("torch", "onnxruntime"),
-                    default=["torch", "onnxruntime"])
+    ap.add_argument("--backends", nargs="+", choices=("torch", "torch-fp32", "onnxruntime"),
+                    default=["torch", "torch-fp32", "onnxruntime"],
+                    help="servers to run one after the other: torch at its default precision "
+                         "(bf16 on a CPU with bf16 matrix units), torch in fp32, onnxruntime")
     ap.add_argument("--serve-args", default="", help="extra finetec-serve options")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -217,7 +225,7 @@ def main(argv=None) -> int:
               "backends": []}
     single = batch1_rate(rec, windows)  # nothing else running yet
     result["batch1_label_per_s"] = {"torch": single}
-    if "onnxruntime" in args.backends:
+    if "onnxruntime" in args.backends:  # (batch-1 torch in bf16 would be slower: not used)
         ort_rec = Recognizer.from_checkpoint(device=args.device)
         ort_rec.use_onnx(threads=torch.get_num_threads())
         result["batch1_label_per_s"]["onnxruntime"] = batch1_rate(ort_rec, windows)

@@ -69,6 +69,9 @@ def main(argv=None) -> int:
                          "--smooth K (default: its default); several: each scored, against "
                          "the first, with how many windows later a label follows a change "
                          "of action (see finetec_live.learning.fusion.change_delays)")
+    ap.add_argument("--mirror", action="store_true",
+                    help="average each window's probabilities with its mirror image's "
+                         "(Recognizer.mirror_average), calibration included")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     from finetec_live.inference.smoothing import DEFAULT_WINDOWS
@@ -97,6 +100,8 @@ def main(argv=None) -> int:
                     for k in range(args.folds)]
         else:
             runs = [(Recognizer.from_checkpoint(args.model, device="cpu"), labelled)]
+        for rec, _ in runs:
+            rec.mirror_average = args.mirror
         if args.calibrate is not None or args.calibrate_quantile is not None:
             from finetec_live.learning import openset
 

@@ -11,8 +11,9 @@ from finetec_live.errors import FinetecError
 log = logging.getLogger(__name__)
 
 
-def load_recognizer(model: str | None, device: str):
-    """The recognizer, or a :class:`FinetecError` naming the checkpoint problem."""
+def load_recognizer(model: str | None, device: str, precision: str = "fp32"):
+    """The recognizer, or a :class:`FinetecError` naming the checkpoint problem
+    (``precision``: see :meth:`Recognizer.from_checkpoint`)."""
     import pickle
 
     try:
@@ -21,7 +22,7 @@ def load_recognizer(model: str | None, device: str):
         raise FinetecError(f"the recognizer cannot be imported ({exc}); reinstall finetec-live "
                            "with `pip install -e .`") from None
     try:
-        rec = Recognizer.from_checkpoint(model, device=device)
+        rec = Recognizer.from_checkpoint(model, device=device, precision=precision)
     except FinetecError:
         raise
     except (OSError, RuntimeError, ValueError, KeyError, TypeError, EOFError,
@@ -35,11 +36,18 @@ def load_recognizer(model: str | None, device: str):
     return rec
 
 
-def check_backend(backend: str, onnx: str | None) -> None:
-    """``--onnx`` only with ``--backend onnxruntime``."""
+def check_backend(backend: str, onnx: str | None, precision: str = "fp32") -> str:
+    """``--onnx`` only with ``--backend onnxruntime``, which runs in fp32; returns the
+    precision to load the torch model with."""
     if onnx and backend != "onnxruntime":
         raise FinetecError("--onnx is the network for --backend onnxruntime; add "
                            "--backend onnxruntime or leave --onnx out")
+    if backend == "onnxruntime":
+        if precision == "bf16":
+            raise FinetecError("--precision bf16 is for --backend torch; onnxruntime runs "
+                               "the export in fp32: leave --precision out or use torch")
+        return "fp32"
+    return precision
 
 
 def use_backend(rec, backend: str, onnx: str | None) -> None:

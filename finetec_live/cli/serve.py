@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="PATH", help="checkpoint or shipped name (default penn)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     backend_options(p)
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="the torch network's arithmetic (default auto: bf16 on a CPU with "
+                        "bf16 matrix units, where batches run about 1.7x faster, else fp32)")
     batch = _checked("--max-batch", int, lambda v: 1 <= v <= MAX_BATCH, f"in 1..{MAX_BATCH}")
     p.add_argument("--max-batch", type=batch, default=64, metavar="N",
                    help="windows per batch at most (default 64)")
@@ -69,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     _check_security(parse_endpoint(args.listen, "--listen"), args.curve_secret,
                     args.curve_clients, args.curve_any_client, args.insecure, "--listen")
-    parts.check_backend(args.backend, args.onnx)
-    rec = parts.load_recognizer(args.model, args.device)  # after the cheap checks
+    precision = parts.check_backend(args.backend, args.onnx, args.precision)
+    rec = parts.load_recognizer(args.model, args.device, precision)  # after the cheap checks
     parts.configure_open_set(rec, args.open_set)
     if args.threads:  # no pose estimation here: the model may have every core
         import torch
@@ -102,9 +105,10 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signals = runtime.StopOnSignal(stop)
     signals.install()
-    log.info("serving window messages on %s, labels on %s; model %s (%s) on %s (%s); batches "
-             "of up to %d windows or %.0f ms", server.endpoint, publisher.endpoint,
-             rec.model_id, rec.layout, rec.device, rec.backend, args.max_batch,
+    log.info("serving window messages on %s, labels on %s; model %s (%s) on %s (%s, %s); "
+             "batches of up to %d windows or %.0f ms", server.endpoint, publisher.endpoint,
+             rec.model_id, rec.layout, rec.device, rec.backend,
+             "fp32" if rec.backend != "torch" else rec.precision, args.max_batch,
              args.max_wait_ms)
     server.start()
     t0 = time.monotonic()

@@ -215,6 +215,39 @@ def prepare_groups(groups, *, T: int, layout: str, fill: str = "zeros",
                          motion=motion)
 
 
+def mirror_batch(batch: PreparedBatch, layout: str) -> PreparedBatch:
+    """The mirror image of prepared windows (x -> -x, left and right joints swapped), as
+    :func:`prepare_groups` gives for the mirrored inputs: positions, gap fills and the
+    kernel's acceleration change the sign of x, its generalised force (a torque in the
+    image plane) changes sign, masks and dynamic flags follow their joints, and the
+    region scores their regions (the regions are left/right symmetric)."""
+    lay = get_layout(layout)
+    perm = lay.flip_permutation()
+    sign = np.array([-1.0, 1.0], np.float32)
+    kin = batch.kin[:, :, perm].copy()
+    kin[..., 0] *= -1.0
+    kin[..., 2] *= -1.0
+    motion = None
+    if batch.motion is not None:
+        motion = batch.motion[:, region_flip_permutation(lay)]
+    return PreparedBatch(x=batch.x[:, :, perm] * sign, mask=batch.mask[:, :, perm],
+                         interp=batch.interp[:, :, perm] * sign,
+                         dynamic=batch.dynamic[:, perm], kin=kin,
+                         frame_valid=batch.frame_valid, timestamps=batch.timestamps,
+                         centre=batch.centre * sign, scale=batch.scale, motion=motion)
+
+
+def region_flip_permutation(lay) -> np.ndarray:
+    """Index array that swaps the layout's left and right regions (by their joints)."""
+    regions = lay.regions_array()  # (V,) region of each joint
+    perm = lay.flip_permutation()
+    R = int(regions.max()) + 1
+    out = np.arange(R)
+    for v in range(len(regions)):
+        out[regions[v]] = regions[perm[v]]
+    return out
+
+
 def region_scores(xn: np.ndarray, jv: np.ndarray, lay) -> tuple[np.ndarray, np.ndarray]:
     """The region motion kernel on normalised windows ``xn (N, T, V, 2)``: ``(scores (N,
     R), dynamic (N, V))``, the regions' scores and, per joint, 1 (float32) for joints in a

@@ -38,6 +38,7 @@ from finetec_live.inference.prepare import (
     MIN_FRAMES,
     PreparedBatch,
     check_windows,
+    mirror_batch,
     prepare_groups,
     prepare_windows,
     region_scores,
@@ -47,10 +48,27 @@ from finetec_live.skeleton.layouts import get_layout
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINT_FORMAT", "MIN_FRAMES", "NAMED_WEIGHTS", "Recognizer", "load_checkpoint",
-           "map_to_frames", "resolve_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "MIN_FRAMES", "NAMED_WEIGHTS", "PRECISIONS", "Recognizer",
+           "bf16_is_native", "load_checkpoint", "map_to_frames", "resolve_checkpoint"]
 
 MAX_CUDA_GRAPHS = 8  # captured input shapes kept per recognizer
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def bf16_is_native(device: str) -> bool:
+    """Whether ``device`` ("cpu" or "cuda") runs bf16 matrix products in hardware: on the
+    CPU, Intel AMX tiles (where bf16 autocast gave 1.6-1.8x fp32's windows/s at batch
+    64 on this model, ``tools/bench_model.py``); only CPUs are judged, a GPU is left to
+    the caller's choice (False)."""
+    if device != "cpu":
+        return False
+    import torch
+
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch >= 2.3, private
+    try:
+        return bool(probe()) if probe is not None else False
+    except Exception:  # a probe that fails says nothing: stay in fp32
+        return False
 
 
 def map_to_frames(completed: np.ndarray, grid: np.ndarray, timestamps: np.ndarray,
@@ -108,6 +126,9 @@ class Recognizer:
         self.open_set: OpenSet | None = None if raw is None else OpenSet.from_dict(raw)
         self.open_set_enabled = self.open_set is not None
         self.onnx = None  # an OnnxNetwork run instead of ``model`` (see use_onnx)
+        # average each window's class probabilities with its mirror image's (left and
+        # right swapped), in the same forward pass: twice the network's work
+        self.mirror_average = False
 
     @property
     def backend(self) -> str:
@@ -153,15 +174,19 @@ class Recognizer:
                         cuda_graphs: bool | None = None) -> Recognizer:
         """Load ``path`` (``None``/"penn", "jhmdb" or a file). ``layout``, if given, must match.
 
-        On CUDA, ``precision="bf16"`` runs the network under bf16 autocast, and
-        ``cuda_graphs`` (default: on for CUDA) captures one CUDA graph per input
-        shape, so a fixed-shape live window (batch 1) replays without per-layer
-        launch overhead; a capture that fails falls back to eager execution. On
-        the CPU both are ignored (fp32, eager).
+        ``precision="bf16"`` runs the torch network under bf16 autocast (CUDA or
+        CPU; on a CPU with bf16 matrix units it is faster for batches of a dozen
+        windows and more, slower for one: :func:`bf16_is_native` says whether it has
+        them; ``"auto"`` is bf16 there and fp32 elsewhere). ``cuda_graphs``
+        (default: on for CUDA) captures one CUDA graph per input shape, so a
+        fixed-shape live window (batch 1) replays without per-layer launch overhead;
+        a capture that fails falls back to eager execution; on the CPU it is ignored.
+        The onnxruntime backend (:meth:`use_onnx`) always runs in fp32.
         """
 
-        if precision not in ("fp32", "bf16"):
-            raise FinetecError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        if precision not in PRECISIONS:
+            raise FinetecError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                               f"got {precision!r}")
 
         from finetec_live.models import FinetecNet, ModelConfig
 
@@ -184,6 +209,8 @@ class Recognizer:
                                f"{cfg.num_classes} outputs); retrain with tools/train.py")
         window_s, hop_s = live_window(ckpt, p)
         device = resolve_device(device)
+        if precision == "auto":
+            precision = "bf16" if bf16_is_native(device) else "fp32"
         model.to(device).eval()
         dataset = str(ckpt.get("dataset", p.stem))
         model_id = f"{dataset}-{cfg.method}-{hash_state(ckpt['state_dict'])[:8]}"
@@ -221,17 +248,17 @@ class Recognizer:
     def _autocast(self):
         import torch
 
-        if self.device == "cuda" and self.precision == "bf16":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.precision == "bf16":
+            return torch.autocast(self.device, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _forward(self, batch: PreparedBatch):
+    def _forward(self, arrays: tuple[np.ndarray, ...]):
         import torch
 
         if self.onnx is not None:
-            return self.onnx(*batch.network_inputs())
+            return self.onnx(*arrays)
         inputs = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device, non_blocking=True)
-                  for a in batch.network_inputs()]
+                  for a in arrays]
         if self.cuda_graphs:
             out = self._graph_forward(inputs)
             if out is not None:
@@ -283,13 +310,23 @@ class Recognizer:
         """
         import torch
 
-        out = self._forward(batch)
+        arrays = batch.network_inputs()
+        if self.mirror_average:  # the windows and their mirror images in one pass
+            arrays = tuple(np.concatenate([a, m]) for a, m in
+                           zip(arrays, mirror_batch(batch, self.layout).network_inputs(),
+                               strict=True))
+        out = self._forward(arrays)
         probs = torch.softmax(out["logits"].float(), dim=-1).cpu().numpy().astype(np.float32)
-        if "features" in out:  # for the open set's class-prototype similarity (decide)
-            batch.features = out["features"].float().cpu().numpy()
+        features = out["features"].float().cpu().numpy() if "features" in out else None
+        n = len(batch)
+        if self.mirror_average:  # (2N, K) -> (N, K): the mean of each window and its mirror
+            probs = (probs[:n] + probs[n:]) / 2
+            features = None if features is None else (features[:n] + features[n:]) / 2
+        if features is not None:  # for the open set's class-prototype similarity (decide)
+            batch.features = features
         if not with_completion:
             return probs
-        done = out["completed"].float().cpu().numpy()  # (N, T_m, V, 2), normalised
+        done = out["completed"][:n].float().cpu().numpy()  # (N, T_m, V, 2), normalised
         return probs, denormalize(done, batch.centre, batch.scale).astype(np.float32)
 
     def to_caller_frames(self, completed: np.ndarray, batch: PreparedBatch, positions,
