@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_bench_model_times_both_stgcn_baselines_on_the_cpu():
     from finetec_live.inference import speed as bench
@@ -21,3 +23,30 @@ def test_bench_model_times_both_stgcn_baselines_on_the_cpu():
     for name in names:
         assert name in table
     assert table.count("batch-1 classify ratio ours / ST-GCN") == 2
+
+
+@pytest.mark.slow
+def test_bench_serve_runs_a_server_per_precision_and_reports_the_burst(tmp_path):
+    """tools/bench_serve.py, shortened: the fp32 torch server beside the default one."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from finetec_live.inference.recognizer import bf16_is_native
+
+    out = tmp_path / "serve.json"
+    tool = Path(__file__).resolve().parent.parent / "tools" / "bench_serve.py"
+    run = subprocess.run([sys.executable, str(tool), "--streams", "2", "--seconds", "2",
+                          "--burst", "64", "--backends", "torch", "torch-fp32", "--json",
+                          str(out)], capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = json.loads(out.read_text())
+    assert [b["backend"] for b in got["backends"]] == ["torch", "torch-fp32"]
+    for b in got["backends"]:
+        assert b["server_alive"] and b["burst"]["served"] == 64 and b["burst"]["ratio"] > 0
+        r = b["runs"][0]
+        assert r["labelled"] + r["not_labelled"] == r["sent"] > 0
+        assert r["same_as_recognizer"] >= 0.9
+    assert [b["precision"] for b in got["backends"]] == [
+        "bf16" if bf16_is_native("cpu") else "fp32", "fp32"]

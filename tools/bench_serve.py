@@ -134,7 +134,12 @@ class Session:
     """One ``finetec-serve`` child with a PUSH producer and a label subscriber."""
 
     def __init__(self, ctx, listen: str, bind: str, device: str, extra: list[str]) -> None:
-        self.server = start_server(listen, bind, device, extra)
+        import tempfile
+
+        self.stats_file = Path(tempfile.mkstemp(suffix=".json", prefix="bench_serve_")[1])
+        self.stats: dict = {}  # the server's --stats-json, read at close
+        self.server = start_server(listen, bind, device,
+                                   [*extra, "--stats-json", str(self.stats_file)])
         self.labels = Labels(ctx, bind)
         self.push = ctx.socket(zmq.PUSH)
         self.push.setsockopt(zmq.SNDHWM, 1_000_000)
@@ -147,6 +152,11 @@ class Session:
         alive = self.server.poll() is None
         self.server.terminate()
         self.server.wait(timeout=30)
+        try:
+            self.stats = json.loads(self.stats_file.read_text() or "{}")
+        except (OSError, ValueError):
+            self.stats = {}
+        self.stats_file.unlink(missing_ok=True)
         self.push.close(0)
         self.labels.stop.set()
         self.labels.thread.join(timeout=5)
@@ -178,7 +188,9 @@ def bench_backend(ctx, backend: str, args, windows, truth, rec, port: int) -> di
                   f"{r['malformed_counted']} malformed counted", flush=True)
     finally:
         out["server_alive"] = session.close()
-    print(f"[{backend}] server alive after the streams: {out['server_alive']}", flush=True)
+    out["precision"] = session.stats.get("precision")  # what the server ran, by its counters
+    print(f"[{backend}] server alive after the streams: {out['server_alive']}; it ran "
+          f"{session.stats.get('backend')} in {out['precision']}", flush=True)
     # the burst: a server that keeps every window (it is a backlog, not a live stream)
     session = Session(ctx, listen, bind, args.device, ["--max-age-ms", "600000", *extra])
     try:
