@@ -26,7 +26,7 @@ def test_bench_model_times_both_stgcn_baselines_on_the_cpu():
 
 
 @pytest.mark.slow
-def test_bench_serve_runs_a_server_per_precision_and_reports_the_burst(tmp_path):
+def test_bench_serve_runs_a_server_per_precision_and_reports_the_burst(tmp_path, data_root):
     """tools/bench_serve.py, shortened: the fp32 torch server beside the default one."""
     import json
     import subprocess

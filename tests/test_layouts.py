@@ -32,6 +32,10 @@ def test_layout_tables_are_consistent(layout):
     for k in range(v):  # a mirror swaps the two arms and the two legs
         swapped = {1: 2, 2: 1, 3: 4, 4: 3}.get(layout.regions[k], layout.regions[k])
         assert layout.regions[flip[k]] == swapped
+        name = layout.joints[k]  # and every joint named for a side (mouth_left too)
+        if "left" in name or "right" in name:
+            assert flip[k] != k and layout.joints[flip[k]] == (
+                name.replace("left", "RIGHT").replace("right", "left").replace("RIGHT", "right"))
     a = layout.adjacency()
     assert np.array_equal(a, a.T) and a.trace() == 0
     # every joint is connected (tree edges are part of the drawing edges)

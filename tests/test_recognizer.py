@@ -370,10 +370,16 @@ def test_mirror_batch_is_the_prepared_mirror_image_and_mirror_average_its_mean()
     assert np.abs(batch.kin[..., 2]).max() > 0  # the force's sign was really checked
     plain, mirrored = rec.classify(pos, fv, jv, ts), rec.classify(mpos, fv, jv[:, :, perm], ts)
     assert not np.allclose(plain, mirrored, atol=1e-3)
+    feats = []
+    for p, j in ((pos, jv), (mpos, jv[:, :, perm])):
+        b = rec.prepare(p, fv, j, ts)
+        rec.predict(b)
+        feats.append(b.features)
+    _, done_plain = rec.classify_and_complete(pos, fv, jv, ts)
     rec.mirror_average = True
     both = rec.predict(b := rec.prepare(pos, fv, jv, ts))
     np.testing.assert_allclose(both, (plain + mirrored) / 2, atol=1e-5)
-    assert b.features is not None and b.features.shape[0] == len(pos)
+    np.testing.assert_allclose(b.features, (feats[0] + feats[1]) / 2, atol=1e-4)
     probs, done = rec.classify_and_complete(pos, fv, jv, ts)
     np.testing.assert_allclose(probs, both, atol=1e-5)
-    assert done.shape == pos.shape
+    np.testing.assert_allclose(done, done_plain, atol=1e-3)  # the windows' own completion

@@ -136,7 +136,9 @@ class Session:
     def __init__(self, ctx, listen: str, bind: str, device: str, extra: list[str]) -> None:
         import tempfile
 
-        self.stats_file = Path(tempfile.mkstemp(suffix=".json", prefix="bench_serve_")[1])
+        fd, name = tempfile.mkstemp(suffix=".json", prefix="bench_serve_")
+        os.close(fd)
+        self.stats_file = Path(name)
         self.stats: dict = {}  # the server's --stats-json, read at close
         self.server = start_server(listen, bind, device,
                                    [*extra, "--stats-json", str(self.stats_file)])

@@ -101,7 +101,7 @@ def main(argv=None) -> int:
         else:
             runs = [(Recognizer.from_checkpoint(args.model, device="cpu"), labelled)]
         for rec, _ in runs:
-            rec.mirror_average = rec.mirror_average or args.mirror
+            rec.mirror_average = args.mirror
         if args.calibrate is not None or args.calibrate_quantile is not None:
             from finetec_live.learning import openset
 

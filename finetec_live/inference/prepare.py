@@ -229,7 +229,7 @@ def mirror_batch(batch: PreparedBatch, layout: str) -> PreparedBatch:
     kin[..., 2] *= -1.0
     motion = None
     if batch.motion is not None:
-        motion = batch.motion[:, region_flip_permutation(lay)]
+        motion = batch.motion[:, region_flip_permutation(lay, batch.motion.shape[1])]
     return PreparedBatch(x=batch.x[:, :, perm] * sign, mask=batch.mask[:, :, perm],
                          interp=batch.interp[:, :, perm] * sign,
                          dynamic=batch.dynamic[:, perm], kin=kin,
@@ -237,14 +237,16 @@ def mirror_batch(batch: PreparedBatch, layout: str) -> PreparedBatch:
                          centre=batch.centre * sign, scale=batch.scale, motion=motion)
 
 
-def region_flip_permutation(lay) -> np.ndarray:
-    """Index array that swaps the layout's left and right regions (by their joints)."""
+def region_flip_permutation(lay, num_regions: int) -> np.ndarray:
+    """Index array over the motion kernel's ``num_regions`` scores that swaps the layout's
+    left and right regions (by their joints; a region without joints stays)."""
     regions = lay.regions_array()  # (V,) region of each joint
     perm = lay.flip_permutation()
-    R = int(regions.max()) + 1
-    out = np.arange(R)
+    out = np.arange(num_regions)
     for v in range(len(regions)):
         out[regions[v]] = regions[perm[v]]
+    if sorted(out.tolist()) != list(range(num_regions)):
+        raise ValueError(f"layout {lay.name}: its mirror does not map regions onto regions")
     return out
 
 

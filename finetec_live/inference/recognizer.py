@@ -26,6 +26,7 @@ from finetec_live.errors import FinetecError
 from finetec_live.inference.checkpoint import (
     CHECKPOINT_FORMAT,
     NAMED_WEIGHTS,
+    bf16_is_native,
     hash_state,
     live_window,
     load_checkpoint,
@@ -52,23 +53,7 @@ __all__ = ["CHECKPOINT_FORMAT", "MIN_FRAMES", "NAMED_WEIGHTS", "PRECISIONS", "Re
            "bf16_is_native", "load_checkpoint", "map_to_frames", "resolve_checkpoint"]
 
 MAX_CUDA_GRAPHS = 8  # captured input shapes kept per recognizer
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def bf16_is_native(device: str) -> bool:
-    """Whether ``device`` ("cpu" or "cuda") runs bf16 matrix products in hardware: on the
-    CPU, Intel AMX tiles (where bf16 autocast gave 1.6-1.8x fp32's windows/s at batch
-    64 on this model, ``tools/bench_model.py``); only CPUs are judged, a GPU is left to
-    the caller's choice (False)."""
-    if device != "cpu":
-        return False
-    import torch
-
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch >= 2.3, private
-    try:
-        return bool(probe()) if probe is not None else False
-    except Exception:  # a probe that fails says nothing: stay in fp32
-        return False
+PRECISIONS = ("auto", "fp32", "bf16")  # Recognizer.from_checkpoint's precision
 
 
 def map_to_frames(completed: np.ndarray, grid: np.ndarray, timestamps: np.ndarray,
@@ -108,6 +93,8 @@ class Recognizer:
                  device: str = "cpu", window_seconds: float = 2.5, hop_seconds: float = 0.5,
                  model_id: str = "finetec", checkpoint: dict | None = None,
                  precision: str = "fp32", cuda_graphs: bool = False) -> None:
+        if precision not in ("fp32", "bf16"):  # "auto" is resolved by from_checkpoint
+            raise FinetecError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.model = model
         self.precision = precision
         self.cuda_graphs = bool(cuda_graphs and device == "cuda")

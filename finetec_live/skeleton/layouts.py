@@ -158,11 +158,15 @@ class Layout:
         """Index array that swaps left and right joints (mirror image)."""
         index = {n: i for i, n in enumerate(self.joints)}
         perm = []
-        for n in self.joints:
+        for n in self.joints:  # "left_wrist" and "mouth_left" alike
             if n.startswith("left_"):
                 perm.append(index["right_" + n[5:]])
             elif n.startswith("right_"):
                 perm.append(index["left_" + n[6:]])
+            elif n.endswith("_left"):
+                perm.append(index[n[:-5] + "_right"])
+            elif n.endswith("_right"):
+                perm.append(index[n[:-6] + "_left"])
             else:
                 perm.append(index[n])
         return np.asarray(perm, dtype=np.int64)
