@@ -128,7 +128,10 @@ def test_edge_mode_sends_windows_the_server_labels(tmp_path):
     port_out = port_in + 500
     server = subprocess.Popen([sys.executable, "-m", "finetec_live.cli.serve", "--listen",
                                f"tcp://127.0.0.1:{port_in}", "--bind",
-                               f"tcp://127.0.0.1:{port_out}", "--max-seconds", "40"],
+                               f"tcp://127.0.0.1:{port_out}", "--max-seconds", "40",
+                               # a loaded machine may hold a window past the default 0.5 s
+                               # (it would be dropped and counted); here every one is kept
+                               "--max-age-ms", "10000"],
                               stderr=subprocess.PIPE, text=True)
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.connect(f"tcp://127.0.0.1:{port_out}")
