@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("serving window messages on %s, labels on %s; model %s (%s) on %s (%s, %s); "
              "batches of up to %d windows or %.0f ms", server.endpoint, publisher.endpoint,
              rec.model_id, rec.layout, rec.device, rec.backend,
-             "fp32" if rec.backend != "torch" else rec.precision, args.max_batch,
+             rec.network_precision, args.max_batch,
              args.max_wait_ms)
     server.start()
     t0 = time.monotonic()

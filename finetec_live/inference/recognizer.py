@@ -93,7 +93,7 @@ class Recognizer:
                  device: str = "cpu", window_seconds: float = 2.5, hop_seconds: float = 0.5,
                  model_id: str = "finetec", checkpoint: dict | None = None,
                  precision: str = "fp32", cuda_graphs: bool = False) -> None:
-        if precision not in ("fp32", "bf16"):  # "auto" is resolved by from_checkpoint
+        if precision not in PRECISIONS or precision == "auto":  # from_checkpoint resolves it
             raise FinetecError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.model = model
         self.precision = precision
@@ -121,6 +121,11 @@ class Recognizer:
     def backend(self) -> str:
         """What runs the network: ``"torch"`` or ``"onnxruntime"``."""
         return "torch" if self.onnx is None else "onnxruntime"
+
+    @property
+    def network_precision(self) -> str:
+        """The arithmetic the network runs in: ``precision`` on torch, fp32 on onnxruntime."""
+        return self.precision if self.onnx is None else "fp32"
 
     def use_onnx(self, path: str | os.PathLike | None = None,
                  threads: int | None = None) -> dict[str, float]:

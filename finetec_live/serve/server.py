@@ -203,7 +203,6 @@ class Server:
                 "malformed": dict(self.malformed), "batches": self.batches,
                 "streams": len(self.intake.received),
                 "backend": self.recognizer.backend,
-                "precision": (getattr(self.recognizer, "precision", "fp32")
-                              if self.recognizer.backend == "torch" else "fp32"),
+                "precision": self.recognizer.network_precision,
                 "smoothed_windows": self.smoother.windows if self.smoother else 1,
                 "tracks_evicted": self.smoother.evicted if self.smoother else 0}
