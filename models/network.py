@@ -65,7 +65,19 @@ def spatial_partitions(layout_name: str) -> np.ndarray:
 
 
 class GraphConv(nn.Module):
-    """Spatial graph convolution over the layout's partitions, with a learned residual graph."""
+    """Spatial graph convolution over the layout's partitions, with a learned residual graph.
+
+    ``y[n, c', t, w] = sum_k sum_v A_k[w, v] (W_k x[n, :, t, v] + b_k)[c']`` with
+    ``A_k = A + B`` per partition. Two orders of the same sums (tests compare them):
+    :meth:`forward_conv_first` (1x1 convolution, then the graph as an ``einsum``, which
+    permutes the convolution's output) for small inputs, and :meth:`forward_graph_first`
+    (the graph as one matrix product on the contiguous joint axis, then the K partitions'
+    weights as one convolution of kernel and stride ``(K, 1)``: no permuted copy) for
+    batches, where it is 1.1-2x faster on a CPU.
+    """
+
+    #: ``N * T`` from which :meth:`forward` takes the graph-first order.
+    GRAPH_FIRST_FROM = 128
 
     def __init__(self, c_in: int, c_out: int, parts: np.ndarray) -> None:
         super().__init__()
@@ -73,14 +85,36 @@ class GraphConv(nn.Module):
         self.K = K
         self.register_buffer("A", torch.from_numpy(parts))  # (K, V, V)
         self.B = nn.Parameter(torch.zeros(K, V, V))  # learned correction of the graph
-        self.conv = nn.Conv2d(c_in, c_out * K, 1)
+        self.conv = nn.Conv2d(c_in, c_out * K, 1)  # output channel k * C' + c': W_k, b_k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (N, C, T, V)
+        # x: (N, C, T, V) -> (N, C', T, V)
+        if torch.onnx.is_in_onnx_export() or x.shape[0] * x.shape[2] >= self.GRAPH_FIRST_FROM:
+            return self.forward_graph_first(x)
+        return self.forward_conv_first(x)
+
+    def forward_conv_first(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, C, T, V) -> (N, C', T, V)
         N, _, T, V = x.shape
         y = self.conv(x).view(N, self.K, -1, T, V)  # (N, K, C', T, V)
-        A = self.A + self.B  # (K, V, V)
+        A = self.A + self.B  # (K, W, V)
         return torch.einsum("nkctv,kwv->nctw", y, A)  # (N, C', T, V)
+
+    def forward_graph_first(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, C, T, V) -> (N, C', T, V)
+        N, C, T, V = x.shape
+        K = self.K
+        A = self.A + self.B  # (K, W, V)
+        # xg[n, c, t, k * V + w] = sum_v x[n, c, t, v] A_k[w, v]: one (N C T, V) @ (V, K W)
+        xg = torch.matmul(x, A.permute(2, 0, 1).reshape(V, K * V))  # (N, C, T, K*W)
+        c_out = self.conv.out_channels // K
+        # the K partitions' weights as the kernel rows of one convolution over (T*K, W):
+        # weight[c', c, k, 0] = W_k[c', c]; stride K visits each frame's K rows once
+        weight = self.conv.weight.view(K, c_out, C, 1).permute(1, 2, 0, 3)  # (C', C, K, 1)
+        y = F.conv2d(xg.view(N, C, T * K, V), weight.to(xg.dtype), None, stride=(K, 1))
+        # the bias passes through the graph: sum_k b_k[c'] sum_v A_k[w, v]
+        bias = (A.sum(2).t() @ self.conv.bias.view(K, c_out)).t()  # (C', W)
+        return y + bias.unsqueeze(1).to(y.dtype)  # (N, C', T, W)
 
 
 class STGCNBlock(nn.Module):
