@@ -226,3 +226,27 @@ def test_prepare_runs_only_the_kernels_the_model_uses(monkeypatch):
         assert (calls["kinematics"] > 0) == physics and (calls["motion"] > 0) == decomposition
         assert (b.kin != 0).any() == physics and (b.dynamic != 0).any() == decomposition
     assert ModelConfig(num_classes=3, physics=False, decomposition=False).needs_kernels is None
+
+
+def test_prepare_groups_of_several_lengths_is_each_length_alone():
+    """One pass over windows of 23, 40 and 31 frames (irregular times, gaps, a missing last
+    frame, a NaN) gives each window the numbers it gets prepared alone."""
+    from finetec_live.inference.prepare import prepare_groups, prepare_windows
+
+    rng = np.random.default_rng(3)
+    pos, vis = _penn_clip(3)
+    groups = []
+    for T, n in ((23, 2), (40, 3), (31, 1)):
+        p = np.repeat(pos[None, :T], n, 0) + rng.normal(0, 2, (n, T, 13, 2)).astype(np.float32)
+        jv = np.repeat(vis[None, :T], n, 0) & (rng.random((n, T, 13)) > 0.2)
+        fv = rng.random((n, T)) > 0.15
+        fv[0, -1] = False  # the last frame missing: the copies repeat a missing frame
+        p[-1, T // 2, 4] = np.nan
+        ts = np.cumsum(rng.uniform(0.02, 0.05, (n, T)), axis=1)
+        groups.append((p, fv, jv, ts))
+    together = prepare_groups(groups, T=32, layout="penn13", interp="akima")
+    alone = [prepare_windows(*g, T=32, layout="penn13", interp="akima") for g in groups]
+    for name in ("x", "mask", "interp", "dynamic", "kin", "frame_valid", "timestamps",
+                 "centre", "scale", "motion"):
+        want = np.concatenate([getattr(b, name) for b in alone])
+        np.testing.assert_array_equal(getattr(together, name), want, err_msg=name)

@@ -193,8 +193,8 @@ def prepare_groups(groups, *, T: int, layout: str, fill: str = "zeros",
         kernels = KernelOptions()
     lay = get_layout(layout)
     V = lay.num_joints
-    parts = [resample_batch(*check_windows(*g, V, lay.name), T) for g in groups]
-    pos, fv, jv, ts = (np.concatenate([p[k] for p in parts]) for k in range(4))
+    pos, fv, jv, ts = resample_batch(*_padded([check_windows(*g, V, lay.name)
+                                               for g in groups]), T)
     N = pos.shape[0]
     xn, centre, scale = normalize(pos, fv, jv, lay)  # (N, T, V, 2), zeros where missing
     jv = jv & fv[..., None]
@@ -213,6 +213,25 @@ def prepare_groups(groups, *, T: int, layout: str, fill: str = "zeros",
                          interp=interp_arr.astype(np.float32), dynamic=dynamic, kin=kin,
                          frame_valid=fv, timestamps=ts, centre=centre, scale=scale,
                          motion=motion)
+
+
+def _padded(groups):
+    """Checked batches of windows of several lengths as one batch ``(positions, frame_valid,
+    joint_valid, timestamps)`` of the longest length: each shorter window's last frame is
+    repeated, at its own time, to that length. :func:`resample_batch` gives every window
+    the numbers it gives it alone (a slot at the last time copies the last frame, which
+    the copies equal; no earlier slot reaches them), in one call instead of one per length.
+    """
+    if len(groups) == 1:
+        return groups[0]
+    T_max = max(g[0].shape[1] for g in groups)
+    out = [[], [], [], []]
+    for g in groups:
+        T = g[0].shape[1]
+        take = np.minimum(np.arange(T_max), T - 1)  # 0, 1, ..., T-1, T-1, ...
+        for k, a in enumerate(g):
+            out[k].append(a[:, take])
+    return tuple(np.concatenate(parts) for parts in out)
 
 
 def mirror_batch(batch: PreparedBatch, layout: str) -> PreparedBatch:
