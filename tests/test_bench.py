@@ -50,3 +50,25 @@ def test_bench_serve_runs_a_server_per_precision_and_reports_the_burst(tmp_path,
         assert r["same_as_recognizer"] >= 0.9
     assert [b["precision"] for b in got["backends"]] == [
         "bf16" if bf16_is_native("cpu") else "fp32", "fp32"]
+
+
+def test_bench_graphconv_times_both_orders_and_they_agree(data_root, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    from finetec_live.models.network import GraphConv
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "bench_graphconv.py"
+    spec = importlib.util.spec_from_file_location("bench_graphconv", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    default = GraphConv.GRAPH_FIRST_FROM
+    assert tool.main(["--batches", "1", "4", "--rounds", "1", "--precisions", "fp32",
+                      "--threads", "1"]) == 0
+    assert GraphConv.GRAPH_FIRST_FROM == default  # restored
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| fp32 |")]
+    assert len(rows) == 2
+    diff = float(out.split("largest logit difference between the orders")[1].split(":")[1]
+                 .split(";")[0])
+    assert diff < 1e-4
