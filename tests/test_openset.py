@@ -84,6 +84,33 @@ def test_the_similarity_floor_rejects_outliers_and_is_lowered_for_held_out_windo
     assert r["unknown"] == pytest.approx(0.1, abs=0.05)
 
 
+def test_a_memory_of_training_windows_keeps_every_window_it_holds():
+    """per_window: the prototypes are the moving training windows' own unit features (up
+    to N, drawn with the seed), so a training window's nearest row is itself."""
+    rec = Recognizer.from_checkpoint("penn", device="cpu")
+    rng = np.random.default_rng(4)
+    pos = rng.normal(size=(40, 30, 13, 2)).astype(np.float32) * 20 + 100
+    ws = L.WindowSet(pos, np.ones((40, 30), bool), np.ones((40, 30, 13), bool),
+                     np.broadcast_to(np.linspace(0, 2.5, 30), (40, 30)).copy(),
+                     np.arange(40) % 15, np.arange(40))
+    far = L.WindowSet(pos[:20, :, ::-1] * np.float32(0.2), *[getattr(ws, f)[:20] for f in
+                      ("frame_valid", "joint_valid", "timestamps")],
+                      np.full(20, -1), np.arange(20))
+    rule = OpenSet(0.5, 0.0)
+    mem = L.with_prototypes(rec, rule, ws, far, outlier_rejection=0.9, per_window=100)
+    assert mem.prototypes.shape == (40, rec.model.backbone.fc.in_features)
+    _, _, feats = L.outputs(rec, ws)
+    np.testing.assert_allclose(mem.similarity(feats), 1.0, atol=1e-5)
+    assert L.rates(rec, ws, mem)["unknown"] == 0.0
+    assert "nearest of 40 training windows" in mem.calibration["unknown_rule"]
+    few = L.with_prototypes(rec, rule, ws, far, outlier_rejection=0.9, per_window=10, seed=1)
+    again = L.with_prototypes(rec, rule, ws, far, outlier_rejection=0.9, per_window=10, seed=1)
+    assert few.prototypes.shape[0] == 10
+    np.testing.assert_array_equal(few.prototypes, again.prototypes)
+    both = L.concat_windows(ws, far)
+    assert len(both) == 60 and (both.labels[40:] == -1).all()
+
+
 def test_predict_leaves_the_networks_features_on_the_batch():
     rec = Recognizer.from_checkpoint("penn", device="cpu")
     rng = np.random.default_rng(0)

@@ -55,6 +55,11 @@ def main(argv=None) -> int:
     ap.add_argument("--calibrate-prototypes", type=float, metavar="R", default=None,
                     help="with --calibrate: unknown by the similarity to class prototypes, "
                          "as tools/calibrate.py --prototypes R does")
+    ap.add_argument("--calibrate-memory", type=int, metavar="N", default=0,
+                    help="with --calibrate-prototypes: the prototypes are up to N training "
+                         "windows themselves (Penn's training clips and the model's training "
+                         "videos' chunks: in cross-validation, the other folds'), not class "
+                         "means: unknown by the similarity to the nearest one")
     ap.add_argument("--fuse-lengths", metavar="SET", nargs="+",
                     help="score each SET of window-length factors, e.g. '0.75,1,1.5': every "
                          "live window is also cut at factor x the checkpoint's length, "
@@ -105,15 +110,23 @@ def main(argv=None) -> int:
         if args.calibrate is not None or args.calibrate_quantile is not None:
             from finetec_live.learning import openset
 
-            for rec, _ in runs:
+            for rec, held in runs:
                 sets = openset.calibration_sets(rec)
                 rec.open_set = openset.calibrate(
                     rec, *sets, outlier_rejection=args.calibrate if args.calibrate else 0,
                     unknown_quantile=args.calibrate_quantile or openset.UNKNOWN_QUANTILE)
                 if args.calibrate_prototypes is not None:
+                    taught = openset.taught_windows(rec)
+                    if args.calibrate_memory:
+                        # the videos the model trained on: in cross-validation the
+                        # other folds', else all of them (as the shipped model did)
+                        seen = [v for v in labelled if v not in held] if args.crossval \
+                            else labelled
+                        taught = openset.concat_windows(taught, _real_windows(
+                            rec, seen, args.cache))
                     rec.open_set = openset.with_prototypes(
-                        rec, rec.open_set, openset.taught_windows(rec), sets[1], sets[0],
-                        args.calibrate_prototypes)
+                        rec, rec.open_set, taught, sets[1], sets[0],
+                        args.calibrate_prototypes, per_window=args.calibrate_memory)
                 rec.open_set_enabled = True
         if args.fuse_lengths or len(args.smooth) > 1:
             from finetec_live.learning import fusion
@@ -150,6 +163,16 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps({"models": [rec.model_id for rec, _ in runs],
                                          **V.summary(res + flat)}, indent=1) + "\n")
     return 0
+
+
+def _real_windows(rec, videos, cache):
+    """Windows of the chunks of ``videos`` (the model's training videos) that training
+    drew its real poses from."""
+    from finetec_live.learning import openset
+    from finetec_live.learning.realposes import video_chunks
+
+    chunks = video_chunks(videos, cache, rec.layout, rec.class_names)
+    return openset.clip_windows(chunks, rec.T, rec.window_seconds)
 
 
 def _describe(runs) -> None:

@@ -68,6 +68,13 @@ class WindowSet:
         return int(self.labels.shape[0])
 
 
+def concat_windows(*sets: WindowSet) -> WindowSet:
+    """One :class:`WindowSet` of the windows of ``sets``, in order."""
+    return WindowSet(*(np.concatenate([getattr(w, f) for w in sets]) for f in
+                       ("positions", "frame_valid", "joint_valid", "timestamps", "labels",
+                        "source")))
+
+
 def clip_windows(clips, T: int, window_s: float = 2.5, hop_s: float = 1.25,
                  whole: bool = True, crops: bool = True, outlier: bool = False) -> WindowSet:
     """Each clip whole and cut into ``window_s`` windows every ``hop_s`` (clips no longer
@@ -200,19 +207,29 @@ def calibrate(recognizer, inliers: WindowSet, outliers: WindowSet, still: Window
 def with_prototypes(recognizer, rule: OpenSet, taught: WindowSet, outliers: WindowSet | None,
                     inliers: WindowSet | None = None, outlier_rejection: float = 0.85,
                     max_inlier_rejection: float = 0.10,
-                    grid: tuple = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)) -> OpenSet:
+                    grid: tuple = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98),
+                    per_window: int = 0, seed: int = 0) -> OpenSet:
     """``rule`` with class prototypes (the mean feature directions of the ``taught``
-    windows, by class) and a similarity floor under which a moving window is ``unknown``:
+    windows, by class; with ``per_window`` N > 0, instead the unit features of up to N of
+    the moving ``taught`` windows themselves, drawn at random with ``seed``: a memory whose
+    nearest row is a window's nearest training window) and a similarity floor under which a
+    moving window is ``unknown``:
     the level that rejects ``outlier_rejection`` of the moving ``outliers`` windows,
     lowered when it would reject more than ``max_inlier_rejection`` of the moving
     ``inliers`` windows (held-out windows of the classes). Without ``outliers``, the floor
     keeps ``1 - max_inlier_rejection`` of the ``inliers`` (or else ``taught``) windows.
     The calibration record gets the rule, the rates it gives and the floors of the
     other rejection shares in ``grid``."""
-    _, _, f_taught = outputs(recognizer, taught)
+    _, m_taught, f_taught = outputs(recognizer, taught)
     if f_taught is None:
         raise ValueError("this model gives no features; prototypes need a FinetecNet")
-    protos = prototypes(f_taught, taught.labels, len(recognizer.class_names))
+    if per_window > 0:
+        f = f_taught[m_taught.max(1) > rule.idle_floor]
+        pick = np.random.default_rng(seed).permutation(len(f))[:per_window]
+        f = f[np.sort(pick)]
+        protos = (f / np.linalg.norm(f, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
+    else:
+        protos = prototypes(f_taught, taught.labels, len(recognizer.class_names))
     probe = replace(rule, prototypes=protos, similar_below=0.0)
 
     def moving_similarity(ws: WindowSet) -> np.ndarray:
@@ -241,7 +258,9 @@ def with_prototypes(recognizer, rule: OpenSet, taught: WindowSet, outliers: Wind
         how = f"keeps {1 - max_inlier_rejection:.0%} of the moving {which} windows"
     else:
         raise ValueError("no moving windows to set the similarity floor on")
-    cal["unknown_rule"] = "similarity to the nearest class prototype below the level that " + how
+    nearest = (f"the nearest of {len(protos)} training windows" if per_window > 0
+               else "the nearest class prototype")
+    cal["unknown_rule"] = f"similarity to {nearest} below the level that " + how
     cal["inlier_unknown_rate"] = float(np.mean(sim_in < floor)) if len(sim_in) else None
     log.info("open set: unknown below similarity %.3f (%s)", floor, how)
     return replace(rule, prototypes=protos, similar_below=floor, calibration=cal)
