@@ -181,31 +181,6 @@ def test_multi_person_landmarker_is_built_from_the_wheel(tmp_path, monkeypatch, 
     assert len(diffs) >= 15 and np.median(diffs) < 0.01  # the same person as the legacy API
 
 
-def test_a_more_prominent_person_takes_the_smallest_slot():
-    """With every slot taken, a newly found person with PROMINENT_RATIO times the box area
-    of the smallest followed one is followed instead of them; a smaller one is not."""
-    from finetec_live.live import multipose as M
-    from finetec_live.live.pose import Pose
-
-    def person(x0, y0, x1, y1):
-        pos = np.zeros((33, 2), np.float32)
-        pos[:, 0] = np.linspace(x0, x1, 33)
-        pos[:, 1] = np.linspace(y0, y1, 33)
-        return Pose(0, 0.0, pos, np.ones(33, bool), "mediapipe33", np.ones(33, np.float32))
-
-    with M.MultiPoseEstimator(2) as est:
-        small, big = person(0, 0, 10, 20), person(100, 0, 160, 120)
-        for p in (small, big):
-            est._slots.append(M._Slot(est._new(), M._box(p), M.crop_around(M._box(p))))
-        people = [big, small]  # the one given up is not first (found by identity)
-        assert est._more_prominent([person(300, 0, 312, 20)], people) == []  # 240 < 1.5 x 200
-        assert est.replaced == 0 and len(est._slots) == 2 and len(people) == 2
-        newcomer = person(300, 0, 320, 30)  # 600 >= 1.5 x 200
-        assert est._more_prominent([newcomer], people) == [newcomer]
-        assert est.replaced == 1 and people == [big] and len(est._spare) == 1
-        assert [tuple(s.box) for s in est._slots] == [tuple(M._box(big))]
-
-
 @pytest.mark.parametrize("value", ["0", "99", "-1"])
 def test_max_people_out_of_range_is_one_error_line(value, tmp_path):
     out = subprocess.run([sys.executable, "-m", "finetec_live.cli.live", "--video",

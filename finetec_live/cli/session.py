@@ -269,7 +269,6 @@ class LiveRun:
         stats.frames += 1 + new_gaps
         stats.people, stats.tracks_started = people.in_view, people.started
         stats.tracks_ended = people.ended
-        stats.people_replaced = getattr(self.estimator, "replaced", 0)
         stats.last_frame_wall = time.perf_counter()
         if self.display is not None and (frame.image is not None or frame.pose is not None):
             if not frame.late:  # a written video holds only real pictures

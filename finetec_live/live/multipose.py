@@ -44,12 +44,6 @@ log = logging.getLogger(__name__)
 MAX_PEOPLE = 16
 #: Frames between searches for people who are not tracked yet.
 SEARCH_EVERY = 8
-#: With every slot taken, a search every PROMINENT_EVERY searches' time still looks for
-#: someone else: a person whose box is PROMINENT_RATIO times the area of the smallest one
-#: followed takes that slot (``--max-people N`` follows the N most prominent people, not
-#: the first N found: a broadcast's umpire and catcher do not keep the batter out).
-PROMINENT_EVERY = 4
-PROMINENT_RATIO = 1.5
 #: Two poses whose boxes overlap more than this are one person found twice.
 SAME_PERSON_IOU = 0.5
 #: How much of a person's size is painted out beyond their box (on each side).
@@ -240,14 +234,8 @@ class MultiPoseEstimator:
     landmarker whose person is gone for ``search_every`` frames, or who follows someone
     another one follows, is put back.
 
-    With every slot taken, a search still runs every :data:`PROMINENT_EVERY` x
-    ``search_every`` frames; a person it finds whose box has :data:`PROMINENT_RATIO` times
-    the area of the smallest person followed is followed instead of them (whose track
-    then ends by its timeout): ``--max-people N`` follows the N most prominent people in
-    view, not the first N found.
-
     ``searches`` counts the searches, ``duplicates`` the poses dropped as a person found
-    twice (:func:`distinct`), ``replaced`` the people given up for a more prominent one.
+    twice (:func:`distinct`).
     """
 
     def __init__(self, max_people: int, search_every: int = SEARCH_EVERY,
@@ -272,7 +260,7 @@ class MultiPoseEstimator:
         self._spare: list[object] = []  # landmarkers put back, for reuse
         self._searcher = self._new(video=False)
         self._frames = 0
-        self.searches = self.duplicates = self.replaced = 0
+        self.searches = self.duplicates = 0
 
     def _new(self, video: bool = True):
         v = self._vision
@@ -319,11 +307,9 @@ class MultiPoseEstimator:
             slot.recentre()
         return kept
 
-    def _search(self, rgb: np.ndarray, people: list[Pose], index: int, t: float,
-                full: bool = False) -> list[Pose]:
+    def _search(self, rgb: np.ndarray, people: list[Pose], index: int, t: float) -> list[Pose]:
         """One person not followed yet, on the frame with everyone followed painted out,
-        in the next of the search squares; with ``full`` (every slot taken) only one more
-        prominent than the smallest followed, who is given up for them."""
+        in the next of the search squares."""
         h, w = rgb.shape[:2]
         crops = search_crops(w, h)
         x0, y0, side = crops[self.searches % len(crops)]
@@ -334,30 +320,10 @@ class MultiPoseEstimator:
             got = poses_from_result(self._searcher.detect(self._image(view)), side, side,
                                     index, t, (x0, y0))
         new = [p for p in got if all(_iou(_box(p), b) <= SAME_PERSON_IOU for b in boxes)]
-        if full:
-            new = self._more_prominent(new, people)
         for p in new:
             landmarker = self._spare.pop() if self._spare else self._new()
             self._slots.append(_Slot(landmarker, _box(p), crop_around(_box(p))))
         return new
-
-    def _more_prominent(self, found: list[Pose], people: list[Pose]) -> list[Pose]:
-        """``found`` (at most one new person) if their box has :data:`PROMINENT_RATIO`
-        times the area of the smallest followed person's, whose slot and pose this frame
-        are then given up; else nothing."""
-        if not found or not self._slots:
-            return []
-        area = [float(np.prod(np.maximum(s.box[2:] - s.box[:2], 0))) for s in self._slots]
-        k = int(np.argmin(area))
-        b = _box(found[0])
-        if float(np.prod(np.maximum(b[2:] - b[:2], 0))) < PROMINENT_RATIO * area[k]:
-            return []
-        slot = self._slots.pop(k)
-        self._spare.append(slot.landmarker)
-        gone = next((p for p in people if _iou(_box(p), slot.box) > SAME_PERSON_IOU), None)
-        people[:] = [p for p in people if p is not gone]  # by identity: Poses hold arrays
-        self.replaced += 1
-        return found[:1]
 
     def estimate(self, image_bgr: np.ndarray, index: int, timestamp: float) -> list[Pose]:
         rgb = self._cv2.cvtColor(image_bgr, self._cv2.COLOR_BGR2RGB)
@@ -366,8 +332,6 @@ class MultiPoseEstimator:
         if len(self._slots) < self.max_people and (
                 not self._slots or self._frames % self.search_every == 0):
             people += self._search(rgb, people, index, timestamp)
-        elif self._frames % (self.search_every * PROMINENT_EVERY) == 0:
-            people += self._search(rgb, people, index, timestamp, full=True)
         self._frames += 1
         return people
 

@@ -36,7 +36,6 @@ class Stats:
     people: int = 0  # people tracked now
     tracks_started: int = 0  # tracks (people) since the start; 1 with --max-people 1
     tracks_ended: int = 0  # of those, tracks that timed out
-    people_replaced: int = 0  # people given up for a more prominent one (every slot taken)
     first_frame_wall: float | None = None
     last_frame_wall: float | None = None
     latency: dict[str, list[float]] = field(default_factory=lambda: {
@@ -82,7 +81,7 @@ class Stats:
             "gap_seconds": self.gap_seconds, "empty_windows": self.empty_windows,
             "drop_injected": self.drop_injected, "people": self.people,
             "tracks_started": self.tracks_started, "tracks_ended": self.tracks_ended,
-            "people_replaced": self.people_replaced, "latency_ms": self.percentiles(),
+            "latency_ms": self.percentiles(),
         }
 
     def status(self, stream: str, fps: float, uptime_s: float,
@@ -98,5 +97,4 @@ class Stats:
                                     "drop_injected": self.drop_injected,
                                     "people": self.people,
                                     "tracks_started": self.tracks_started,
-                                    "tracks_ended": self.tracks_ended,
-                                    "people_replaced": self.people_replaced})
+                                    "tracks_ended": self.tracks_ended})
