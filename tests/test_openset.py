@@ -64,13 +64,18 @@ def test_class_prototypes_are_unit_mean_directions():
         L.prototypes(feats, np.array([0, 0, 0, 0]), 2)
 
 
+def _random_windows(n: int, seed: int) -> L.WindowSet:
+    """``n`` random 30-frame penn13 windows of 2.5 s, labelled by turns with 15 classes."""
+    rng = np.random.default_rng(seed)
+    pos = rng.normal(size=(n, 30, 13, 2)).astype(np.float32) * 20 + 100
+    return L.WindowSet(pos, np.ones((n, 30), bool), np.ones((n, 30, 13), bool),
+                       np.broadcast_to(np.linspace(0, 2.5, 30), (n, 30)).copy(),
+                       np.arange(n) % 15, np.arange(n))
+
+
 def test_the_similarity_floor_rejects_outliers_and_is_lowered_for_held_out_windows():
     rec = Recognizer.from_checkpoint("penn", device="cpu")
-    rng = np.random.default_rng(2)
-    pos = rng.normal(size=(60, 30, 13, 2)).astype(np.float32) * 20 + 100
-    ws = L.WindowSet(pos, np.ones((60, 30), bool), np.ones((60, 30, 13), bool),
-                     np.broadcast_to(np.linspace(0, 2.5, 30), (60, 30)).copy(),
-                     np.arange(60) % 15, np.arange(60))
+    ws = _random_windows(60, seed=2)
     rule = OpenSet(0.5, 0.0)
     out = L.with_prototypes(rec, rule, ws, ws, outlier_rejection=0.8)
     assert out.prototypes.shape == (15, rec.model.backbone.fc.in_features)
@@ -88,12 +93,8 @@ def test_a_memory_of_training_windows_keeps_every_window_it_holds():
     """per_window: the prototypes are the moving training windows' own unit features (up
     to N, drawn with the seed), so a training window's nearest row is itself."""
     rec = Recognizer.from_checkpoint("penn", device="cpu")
-    rng = np.random.default_rng(4)
-    pos = rng.normal(size=(40, 30, 13, 2)).astype(np.float32) * 20 + 100
-    ws = L.WindowSet(pos, np.ones((40, 30), bool), np.ones((40, 30, 13), bool),
-                     np.broadcast_to(np.linspace(0, 2.5, 30), (40, 30)).copy(),
-                     np.arange(40) % 15, np.arange(40))
-    far = L.WindowSet(pos[:20, :, ::-1] * np.float32(0.2), *[getattr(ws, f)[:20] for f in
+    ws = _random_windows(40, seed=4)
+    far = L.WindowSet(ws.positions[:20, :, ::-1] * np.float32(0.2), *[getattr(ws, f)[:20] for f in
                       ("frame_valid", "joint_valid", "timestamps")],
                       np.full(20, -1), np.arange(20))
     rule = OpenSet(0.5, 0.0)
