@@ -73,7 +73,8 @@ class GraphConv(nn.Module):
     permutes the convolution's output) for small inputs, and :meth:`forward_graph_first`
     (the graph as one matrix product on the contiguous joint axis, then the K partitions'
     weights as one convolution of kernel and stride ``(K, 1)``: no permuted copy) for
-    batches, where it is 1.1-2x faster on a CPU.
+    batches, where it is faster on a CPU (1.1-1.6x the network's windows/s in fp32 at
+    batches of 32-128 on two cores, ``tools/bench_graphconv.py``).
     """
 
     #: ``N * T`` from which :meth:`forward` takes the graph-first order.

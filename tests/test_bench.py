@@ -52,7 +52,7 @@ def test_bench_serve_runs_a_server_per_precision_and_reports_the_burst(tmp_path,
         "bf16" if bf16_is_native("cpu") else "fp32", "fp32"]
 
 
-def test_bench_graphconv_times_both_orders_and_they_agree(data_root, capsys):
+def test_bench_graphconv_times_both_orders_and_they_agree(data_root, capsys, monkeypatch):
     import importlib.util
     from pathlib import Path
 
@@ -62,10 +62,25 @@ def test_bench_graphconv_times_both_orders_and_they_agree(data_root, capsys):
     spec = importlib.util.spec_from_file_location("bench_graphconv", path)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    default = GraphConv.GRAPH_FIRST_FROM
+    import torch
+
+    default, threads = GraphConv.GRAPH_FIRST_FROM, torch.get_num_threads()
+    calls = {"conv": 0, "graph": 0}
+    def counting(name, key):
+        real = getattr(GraphConv, name)
+
+        def counted(self, x):
+            calls[key] += 1
+            return real(self, x)
+        monkeypatch.setattr(GraphConv, name, counted)
+
+    counting("forward_conv_first", "conv")
+    counting("forward_graph_first", "graph")
     assert tool.main(["--batches", "1", "4", "--rounds", "1", "--precisions", "fp32",
                       "--threads", "1"]) == 0
+    assert calls["conv"] > 0 and calls["graph"] > 0  # each order really ran
     assert GraphConv.GRAPH_FIRST_FROM == default  # restored
+    assert torch.get_num_threads() == threads
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| fp32 |")]
     assert len(rows) == 2

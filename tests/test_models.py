@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -212,6 +213,34 @@ def test_graph_conv_orders_agree(n, c_in, c_out, t):
     w0 = g.conv.weight[:c_out, :, 0, 0]
     expect = torch.einsum("oc,nctv->notv", w0, x) + g.conv.bias[:c_out].view(1, -1, 1, 1)
     assert torch.allclose(y, expect, atol=1e-5)
+
+
+def test_graph_conv_orders_agree_under_bf16_autocast_and_onnx_takes_graph_first(tmp_path):
+    from finetec_live.models.network import GraphConv
+
+    torch.manual_seed(1)
+    g = GraphConv(8, 16, spatial_partitions("penn13")).eval()
+    x = torch.randn(4, 8, 32, V)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = g.forward_conv_first(x), g.forward_graph_first(x)
+    assert a.dtype == b.dtype == torch.bfloat16
+    assert (a.float() - b.float()).abs().max() < 0.05 * a.float().abs().max()
+    taken = []
+    real = GraphConv.forward_graph_first
+
+    def spy(self, x):
+        taken.append(x.shape[0] * x.shape[2])
+        return real(self, x)
+
+    GraphConv.forward_graph_first = spy
+    try:  # a batch of one: conv-first eagerly, graph-first while exporting
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter
+            torch.onnx.export(g, (torch.randn(1, 8, 8, V),), str(tmp_path / "g.onnx"),
+                              dynamo=False, opset_version=17)
+    finally:
+        GraphConv.forward_graph_first = real
+    assert taken and max(taken) < GraphConv.GRAPH_FIRST_FROM
 
 
 def test_finite_differences_of_a_parabola():

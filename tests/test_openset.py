@@ -98,14 +98,18 @@ def test_a_memory_of_training_windows_keeps_every_window_it_holds():
                       ("frame_valid", "joint_valid", "timestamps")],
                       np.full(20, -1), np.arange(20))
     rule = OpenSet(0.5, 0.0)
-    mem = L.with_prototypes(rec, rule, ws, far, outlier_rejection=0.9, per_window=100)
+    with pytest.raises(ValueError, match="held-out inliers"):
+        L.with_prototypes(rec, rule, ws, far, outlier_rejection=0.9, per_window=100)
+    mem = L.with_prototypes(rec, rule, ws, far, ws, outlier_rejection=0.9, per_window=100)
     assert mem.prototypes.shape == (40, rec.model.backbone.fc.in_features)
     _, _, feats = L.outputs(rec, ws)
     np.testing.assert_allclose(mem.similarity(feats), 1.0, atol=1e-5)
     assert L.rates(rec, ws, mem)["unknown"] == 0.0
     assert "nearest of 40 training windows" in mem.calibration["unknown_rule"]
-    few = L.with_prototypes(rec, rule, ws, far, outlier_rejection=0.9, per_window=10, seed=1)
-    again = L.with_prototypes(rec, rule, ws, far, outlier_rejection=0.9, per_window=10, seed=1)
+    few = L.with_prototypes(rec, rule, ws, far, ws, outlier_rejection=0.9, per_window=10,
+                            seed=1)
+    again = L.with_prototypes(rec, rule, ws, far, ws, outlier_rejection=0.9, per_window=10,
+                              seed=1)
     assert few.prototypes.shape[0] == 10
     np.testing.assert_array_equal(few.prototypes, again.prototypes)
     both = L.concat_windows(ws, far)

@@ -56,10 +56,10 @@ def main(argv=None) -> int:
                     help="with --calibrate: unknown by the similarity to class prototypes, "
                          "as tools/calibrate.py --prototypes R does")
     ap.add_argument("--calibrate-memory", type=int, metavar="N", default=0,
-                    help="with --calibrate-prototypes: the prototypes are up to N training "
-                         "windows themselves (Penn's training clips and the model's training "
-                         "videos' chunks: in cross-validation, the other folds'), not class "
-                         "means: unknown by the similarity to the nearest one")
+                    help="with --calibrate-prototypes and --crossval: the prototypes are up "
+                         "to N training windows themselves (Penn's training clips and the "
+                         "chunks of the other folds' videos), not class means: unknown by the "
+                         "similarity to the nearest one")
     ap.add_argument("--fuse-lengths", metavar="SET", nargs="+",
                     help="score each SET of window-length factors, e.g. '0.75,1,1.5': every "
                          "live window is also cut at factor x the checkpoint's length, "
@@ -82,6 +82,9 @@ def main(argv=None) -> int:
     from finetec_live.inference.smoothing import DEFAULT_WINDOWS
 
     args.smooth = args.smooth or [DEFAULT_WINDOWS]
+    if args.calibrate_memory and (args.calibrate_prototypes is None or not args.crossval):
+        ap.error("--calibrate-memory needs --calibrate-prototypes and --crossval (without "
+                 "cross-validation the memory would hold the videos being scored)")
     if min(args.smooth) < 1:
         ap.error("--smooth needs whole numbers of windows >= 1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -118,10 +121,8 @@ def main(argv=None) -> int:
                 if args.calibrate_prototypes is not None:
                     taught = openset.taught_windows(rec)
                     if args.calibrate_memory:
-                        # the videos the model trained on: in cross-validation the
-                        # other folds', else all of them (as the shipped model did)
-                        seen = [v for v in labelled if v not in held] if args.crossval \
-                            else labelled
+                        # the videos the fold model trained on: the other folds'
+                        seen = [v for v in labelled if v not in held]
                         taught = openset.concat_windows(taught, _real_windows(
                             rec, seen, args.cache))
                     rec.open_set = openset.with_prototypes(

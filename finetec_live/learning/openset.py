@@ -224,7 +224,12 @@ def with_prototypes(recognizer, rule: OpenSet, taught: WindowSet, outliers: Wind
     if f_taught is None:
         raise ValueError("this model gives no features; prototypes need a FinetecNet")
     if per_window > 0:
+        if inliers is None:
+            raise ValueError("a memory of training windows needs held-out inliers to set "
+                             "its floor on (each training window is its own nearest)")
         f = f_taught[m_taught.max(1) > rule.idle_floor]
+        if not len(f):
+            raise ValueError("no moving training windows to make the memory from")
         pick = np.random.default_rng(seed).permutation(len(f))[:per_window]
         f = f[np.sort(pick)]
         protos = (f / np.linalg.norm(f, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
