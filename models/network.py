@@ -74,7 +74,7 @@ class GraphConv(nn.Module):
     (the graph as one matrix product on the contiguous joint axis, then the K partitions'
     weights as one convolution of kernel and stride ``(K, 1)``: no permuted copy) for
     batches, where it is faster on a CPU (1.1-1.6x the network's windows/s in fp32 at
-    batches of 32-128 on two cores, ``tools/bench_graphconv.py``).
+    batches of 64-128 on two cores, about 1.0x at 32: ``tools/bench_graphconv.py``).
     """
 
     #: ``N * T`` from which :meth:`forward` takes the graph-first order.
