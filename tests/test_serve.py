@@ -131,7 +131,9 @@ def test_edge_mode_sends_windows_the_server_labels(tmp_path):
                                f"tcp://127.0.0.1:{port_out}", "--max-seconds", "40",
                                # a loaded machine may hold a window past the default 0.5 s
                                # (it would be dropped and counted); here every one is kept
-                               "--max-age-ms", "10000"],
+                               "--max-age-ms", "10000",
+                               # finetec-live runs fp32: the same precision, the same labels
+                               "--precision", "fp32"],
                               stderr=subprocess.PIPE, text=True)
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.connect(f"tcp://127.0.0.1:{port_out}")

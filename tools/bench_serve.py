@@ -13,7 +13,8 @@
    batch 1) on the same windows in this process just before (the burst's server up and
    idle; the median rate over chunks of 32).
 3. Both for each ``--backends`` (default: torch at ``finetec-serve``'s default
-   ``--precision auto``, which is bf16 on a CPU with bf16 matrix units; ``torch-fp32``;
+   ``--precision auto``, which is bf16 on a CPU with bf16 matrix units or instructions;
+   ``torch-fp32``;
    onnxruntime), one after the other in the same run; batch-1 ``label`` on torch and
    onnxruntime is printed too.
 
@@ -219,7 +220,8 @@ def main(argv=None) -> int:
     ap.add_argument("--backends", nargs="+", choices=("torch", "torch-fp32", "onnxruntime"),
                     default=["torch", "torch-fp32", "onnxruntime"],
                     help="servers to run one after the other: torch at its default precision "
-                         "(bf16 on a CPU with bf16 matrix units), torch in fp32, onnxruntime")
+                         "(bf16 on a CPU with bf16 matrix units or instructions), torch in fp32, "
+                         "onnxruntime")
     ap.add_argument("--serve-args", default="", help="extra finetec-serve options")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     backend_options(p)
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="the torch network's arithmetic (default auto: bf16 on a CPU with "
-                        "bf16 matrix units, where batches run faster, else fp32)")
+                        "bf16 matrix units or instructions (AMX, AVX-512 BF16), where batches "
+                        "run faster, else fp32)")
     batch = _checked("--max-batch", int, lambda v: 1 <= v <= MAX_BATCH, f"in 1..{MAX_BATCH}")
     p.add_argument("--max-batch", type=batch, default=64, metavar="N",
                    help="windows per batch at most (default 64)")

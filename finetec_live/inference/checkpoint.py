@@ -79,18 +79,22 @@ def resolve_device(device: str) -> str:
 
 def bf16_is_native(device: str) -> bool:
     """Whether ``device`` ("cpu" or "cuda") should run the network in bf16 by default:
-    True on a CPU with Intel AMX tiles (bf16 matrix units, where autocast makes batches
-    faster: ``tools/bench_serve.py`` runs both precisions side by side); a GPU is left to
+    True on a CPU with Intel AMX tiles (bf16 matrix units) or AVX-512 BF16 instructions,
+    where autocast makes batches faster (``tools/bench_serve.py`` runs both precisions
+    side by side; ``tools/bench_graphconv.py`` times the network alone); a GPU is left to
     the caller's choice (False)."""
     if device != "cpu":
         return False
     import torch
 
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch >= 2.3, private
-    try:
-        return bool(probe()) if probe is not None else False
-    except Exception:  # a probe that fails says nothing: stay in fp32
-        return False
+    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):  # torch >= 2.3
+        probe = getattr(torch.cpu, name, None)  # private probes
+        try:
+            if probe is not None and bool(probe()):
+                return True
+        except Exception:  # a probe that fails says nothing: try the next, else fp32
+            continue
+    return False
 
 
 def file_sha256(path: str | os.PathLike | None) -> str:

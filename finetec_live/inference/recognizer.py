@@ -167,9 +167,9 @@ class Recognizer:
         """Load ``path`` (``None``/"penn", "jhmdb" or a file). ``layout``, if given, must match.
 
         ``precision="bf16"`` runs the torch network under bf16 autocast (CUDA or
-        CPU; on a CPU with bf16 matrix units it is faster for batches of a dozen
-        windows and more, slower for one: :func:`bf16_is_native` says whether it has
-        them; ``"auto"`` is bf16 there and fp32 elsewhere). ``cuda_graphs``
+        CPU; on a CPU with bf16 matrix units or instructions it is faster for batches
+        of a few dozen windows, slower for one: :func:`bf16_is_native` says whether it
+        has them; ``"auto"`` is bf16 there and fp32 elsewhere). ``cuda_graphs``
         (default: on for CUDA) captures one CUDA graph per input shape, so a
         fixed-shape live window (batch 1) replays without per-layer launch overhead;
         a capture that fails falls back to eager execution; on the CPU it is ignored.
