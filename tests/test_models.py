@@ -215,7 +215,8 @@ def test_graph_conv_orders_agree(n, c_in, c_out, t):
     assert torch.allclose(y, expect, atol=1e-5)
 
 
-def test_graph_conv_orders_agree_under_bf16_autocast_and_onnx_takes_graph_first(tmp_path):
+def test_graph_conv_orders_agree_under_bf16_autocast_and_onnx_takes_graph_first(tmp_path,
+                                                                                  monkeypatch):
     from finetec_live.models.network import GraphConv
 
     torch.manual_seed(1)
@@ -232,14 +233,11 @@ def test_graph_conv_orders_agree_under_bf16_autocast_and_onnx_takes_graph_first(
         taken.append(x.shape[0] * x.shape[2])
         return real(self, x)
 
-    GraphConv.forward_graph_first = spy
-    try:  # a batch of one: conv-first eagerly, graph-first while exporting
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter
-            torch.onnx.export(g, (torch.randn(1, 8, 8, V),), str(tmp_path / "g.onnx"),
-                              dynamo=False, opset_version=17)
-    finally:
-        GraphConv.forward_graph_first = real
+    monkeypatch.setattr(GraphConv, "forward_graph_first", spy)
+    with warnings.catch_warnings():  # a batch of one: graph-first only while exporting
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter
+        torch.onnx.export(g, (torch.randn(1, 8, 8, V),), str(tmp_path / "g.onnx"),
+                          dynamo=False, opset_version=17)
     assert taken and max(taken) < GraphConv.GRAPH_FIRST_FROM
 
 
