@@ -299,27 +299,32 @@ def normalize(positions: np.ndarray, frame_valid: np.ndarray, joint_valid: np.nd
                          f"has {layout.num_joints}")
     p = np.where(valid[..., None], positions, 0.0).astype(np.float64)
     lead = positions.shape[:-3]
+    C = positions.shape[-1]
+    # sums over (T, V) as one contiguous axis (numpy reduces two small axes slowly)
+    frame_joint = lead + (-1,)
     torso = (layout.regions_array() == 0)
     tv = valid & torso
-    n_t = tv.sum(axis=(-2, -1))
-    n_all = valid.sum(axis=(-2, -1))
+    n_t = tv.reshape(frame_joint).sum(-1)
+    n_all = valid.reshape(frame_joint).sum(-1)
     use = np.where((n_t > 0)[..., None, None], tv, valid)
-    cnt = np.maximum(use.sum(axis=(-2, -1)), 1)[..., None]
-    centre = (p * use[..., None]).sum(axis=(-3, -2)) / cnt  # (..., C)
+    cnt = np.maximum(use.reshape(frame_joint).sum(-1), 1)[..., None]
+    centre = np.einsum("...jc,...j->...c", p.reshape(lead + (-1, C)),
+                       use.reshape(frame_joint).astype(np.float64)) / cnt  # (..., C)
 
     ref = reference_bone_lengths(layout)
     parents = layout.parents_array()
     child = np.flatnonzero((parents >= 0) & (ref > 0))
     par = parents[child]
     bone = p[..., child, :] - p[..., par, :]  # (..., T, B, C)
-    blen = np.sqrt((bone ** 2).sum(-1))
+    blen = np.sqrt(np.einsum("...c,...c->...", bone, bone))
     bvalid = valid[..., child] & valid[..., par]  # (..., T, B)
     with np.errstate(all="ignore"):
         per_bone = _nanquantile(np.where(bvalid, blen, np.nan), 0.8, axis=-2) / ref[child]
         scale = _nanquantile(np.where(per_bone > 0, per_bone, np.nan), 0.5, axis=-1)
     # fallback: spread of the valid joints, then 1
     with np.errstate(all="ignore"):
-        var = ((p - centre[..., None, None, :]) ** 2 * valid[..., None]).sum(axis=(-3, -2, -1))
+        var = ((p - centre[..., None, None, :]) ** 2 * valid[..., None]).reshape(
+            lead + (-1,)).sum(-1)
         spread = np.sqrt(var / np.maximum(n_all, 1))
     scale = np.where(np.isfinite(scale) & (scale > 1e-8), scale,
                      np.where(spread > 1e-8, spread, 1.0))
