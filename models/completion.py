@@ -174,6 +174,26 @@ class TemporalAttention(nn.Module):
         return h + a
 
 
+def depthwise_temporal(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv`` (depthwise, odd kernel, "same" padding, any dilation) on ``x (N, H, T)``.
+
+    A dilated convolution is the undilated one on each of its ``dilation`` interleaved
+    subsequences: ``x`` is viewed as ``(N, H, T / d, d)`` (zeros appended up to a
+    multiple of ``d``, as its zero padding would read them) and convolved with a ``(k, 1)``
+    kernel. The same sums; oneDNN's dilated depthwise convolution on a CPU takes more than
+    10x as long at dilation 4 (0.3 against 4 ms for 64 windows of 128 channels here)."""
+    d, k = conv.dilation[0], conv.kernel_size[0]
+    if d == 1 or conv.padding != ((k - 1) // 2 * d,) or conv.groups != x.shape[1]:
+        return conv(x)
+    N, H, T = x.shape
+    Tp = -(-T // d) * d
+    if Tp != T:
+        x = F.pad(x, (0, Tp - T))
+    y = F.conv2d(x.reshape(N, H, Tp // d, d), conv.weight.unsqueeze(-1), conv.bias,
+                 padding=((k - 1) // 2, 0), groups=conv.groups)  # (N, H, Tp / d, d)
+    return y.reshape(N, H, Tp)[..., :T]
+
+
 class MixerBlock(nn.Module):
     """Temporal mixing (over frames) then spatial mixing (over joint features).
 
@@ -199,7 +219,13 @@ class MixerBlock(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         # h: (N, T, H); both kinds of temporal mixing act on (N, H, T)
-        h = h + self.mix_t(self.norm_t(h).transpose(1, 2)).transpose(1, 2)
+        ht = self.norm_t(h).transpose(1, 2)  # (N, H, T)
+        if self.mixing == "conv":
+            dw, act, pw = self.mix_t
+            ht = pw(act(depthwise_temporal(dw, ht)))
+        else:
+            ht = self.mix_t(ht)
+        h = h + ht.transpose(1, 2)
         return h + self.mix_s(self.norm_s(h))
 
 

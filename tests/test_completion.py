@@ -123,3 +123,30 @@ def test_shipped_completion_beats_interpolation_under_long_bursts():
         err_lin += np.linalg.norm(lin - pos, axis=-1)[missing].sum() / scale
     # the full test split measures 0.71x (docs/EVALUATION.md); the target is 0.8x
     assert err_model < 0.8 * err_lin, err_model / err_lin
+
+
+@pytest.mark.parametrize("dilation, T", [(1, 64), (2, 64), (4, 64), (4, 30), (8, 13)])
+def test_depthwise_temporal_is_the_dilated_convolution(dilation, T):
+    """The interleaved form of a dilated depthwise convolution gives its numbers, for
+    lengths that are not a multiple of the dilation too, and the same gradients."""
+    import torch.nn.functional as F
+
+    from finetec_live.models.completion import depthwise_temporal
+
+    torch.manual_seed(dilation + T)
+    conv = torch.nn.Conv1d(6, 6, 7, padding=3 * dilation, dilation=dilation, groups=6)
+    x = torch.randn(3, 6, T, requires_grad=True)
+    got, want = depthwise_temporal(conv, x), conv(x)
+    assert got.shape == want.shape == (3, 6, T)
+    assert torch.allclose(got, want, atol=1e-5)
+    g1 = torch.autograd.grad(got.square().sum(), (x, conv.weight))
+    g2 = torch.autograd.grad(conv(x).square().sum(), (x, conv.weight))
+    for a, b in zip(g1, g2, strict=True):
+        assert torch.allclose(a, b, atol=1e-4)
+    # another padding or a grouped (not depthwise) convolution: the convolution itself
+    other = torch.nn.Conv1d(6, 6, 7, padding=0, dilation=dilation, groups=6)
+    if T > 6 * dilation:
+        assert torch.equal(depthwise_temporal(other, x), other(x))
+    grouped = torch.nn.Conv1d(6, 6, 7, padding=3 * dilation, dilation=dilation, groups=3)
+    assert torch.allclose(depthwise_temporal(grouped, x), F.conv1d(
+        x, grouped.weight, grouped.bias, padding=3 * dilation, dilation=dilation, groups=3))
