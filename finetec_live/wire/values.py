@@ -12,6 +12,8 @@ _PROBABILITY_SLACK = 1e-6
 
 
 def integer(name: str, v: Any, lo: int = _INT64_MIN, hi: int = _INT64_MAX) -> int:
+    if type(v) is int and lo <= v <= hi:  # the common case, without the ABC checks
+        return v
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {type(v).__name__}")
     v = int(v)
@@ -22,6 +24,8 @@ def integer(name: str, v: Any, lo: int = _INT64_MIN, hi: int = _INT64_MAX) -> in
 
 def real(name: str, v: Any, lo: float = -math.inf, hi: float = math.inf,
           what: str = "a finite number") -> float:
+    if type(v) is float and math.isfinite(v) and lo <= v <= hi:  # the common case
+        return v
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise ValueError(f"{name} must be a number, got {type(v).__name__}")
     try:
