@@ -38,13 +38,15 @@ def test_bench_serve_runs_a_server_per_precision_and_reports_the_burst(tmp_path,
     out = tmp_path / "serve.json"
     tool = Path(__file__).resolve().parent.parent / "tools" / "bench_serve.py"
     run = subprocess.run([sys.executable, str(tool), "--streams", "2", "--seconds", "2",
-                          "--burst", "64", "--backends", "torch", "torch-fp32", "--json",
+                          "--burst", "64", "--burst-rounds", "2", "--backends", "torch",
+                          "torch-fp32", "--json",
                           str(out)], capture_output=True, text=True, timeout=400)
     assert run.returncode == 0, run.stderr[-2000:]
     got = json.loads(out.read_text())
     assert [b["backend"] for b in got["backends"]] == ["torch", "torch-fp32"]
     for b in got["backends"]:
         assert b["server_alive"] and b["burst"]["served"] == 64 and b["burst"]["ratio"] > 0
+        assert [r["served"] for r in b["burst"]["rounds"]] == [64, 64]
         r = b["runs"][0]
         assert r["labelled"] + r["not_labelled"] == r["sent"] > 0
         assert r["same_as_recognizer"] >= 0.9
