@@ -180,8 +180,8 @@ def depthwise_temporal(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     A dilated convolution is the undilated one on each of its ``dilation`` interleaved
     subsequences: ``x`` is viewed as ``(N, H, T / d, d)`` (zeros appended up to a
     multiple of ``d``, as its zero padding would read them) and convolved with a ``(k, 1)``
-    kernel. The same sums; oneDNN's dilated depthwise convolution on a CPU takes more than
-    10x as long at dilation 4 (0.3 against 4 ms for 64 windows of 128 channels here)."""
+    kernel. The same sums; oneDNN's dilated depthwise convolution on a CPU was seen to take
+    more than 10x as long at dilation 4 on some calls."""
     d, k = conv.dilation[0], conv.kernel_size[0]
     if d == 1 or conv.padding != ((k - 1) // 2 * d,) or conv.groups != x.shape[1]:
         return conv(x)

@@ -69,8 +69,8 @@ def per_frame(b: torch.Tensor, T: int) -> torch.Tensor:
 
     Adding it to an ``(N, C, T, V)`` tensor broadcasts over the batch only. A ``(C, 1, V)``
     operand, broadcast over frames too, leaves the elementwise loop an innermost run of
-    ``V`` (13) values: on a CPU that add takes 4x (fp32) to 13x (bf16) as long (the
-    network's biggest cost after its matrix products, before this)."""
+    ``V`` (13) values: on a CPU that add took several times as long (most in bf16), and
+    was the network's biggest cost after its matrix products and convolutions."""
     return b.unsqueeze(1).expand(-1, T, -1).contiguous()
 
 
