@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -70,12 +72,15 @@ def test_mediapipe_to_penn_picks_named_landmarks():
     pos = rng.normal(size=(5, 33, 2)).astype(np.float32)
     valid = np.ones((5, 33), dtype=bool)
     out, ok = map_layout(pos, valid, MEDIAPIPE33, PENN13)
-    idx = [0, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
+    # penn13's left_* joints take MediaPipe's right landmarks and vice versa (Penn's sides)
+    idx = [0, 12, 11, 14, 13, 16, 15, 24, 23, 26, 25, 28, 27]
     limbs = [1, 2, 3, 4, 5, 6, 9, 10, 11, 12]  # taken as they are
     np.testing.assert_allclose(out[:, limbs], pos[:, [idx[k] for k in limbs]])
     assert ok.all()
+    other = {"left": "right", "right": "left"}
     for k, name in enumerate(PENN13.joints[1:], start=1):
-        assert MEDIAPIPE33.joints[idx[k]] == name
+        side, part = name.split("_", 1)
+        assert MEDIAPIPE33.joints[idx[k]] == f"{other[side]}_{part}"
 
 
 def test_penn_hips_and_head_follow_the_annotators():
@@ -88,8 +93,9 @@ def test_penn_hips_and_head_follow_the_annotators():
     pos[0, 23], pos[0, 24] = (-0.3, 3.0), (0.3, 3.0)  # hips
     pos[0, 0] = (0.0, -1.0)  # nose
     out, ok = map_layout(pos, np.ones((1, 33), bool), MEDIAPIPE33, PENN13)
-    np.testing.assert_allclose(out[0, 7], (-0.3 * PENN_HIP_SPREAD, 3.0), atol=1e-6)
-    np.testing.assert_allclose(out[0, 8], (0.3 * PENN_HIP_SPREAD, 3.0), atol=1e-6)
+    # penn13's left hip (7) is MediaPipe's right hip (24) spread outwards (Penn's sides)
+    np.testing.assert_allclose(out[0, 7], (0.3 * PENN_HIP_SPREAD, 3.0), atol=1e-6)
+    np.testing.assert_allclose(out[0, 8], (-0.3 * PENN_HIP_SPREAD, 3.0), atol=1e-6)
     np.testing.assert_allclose(out[0, 0], (0.0, -PENN_HEAD_RAISE), atol=1e-6)
     # translation and rotation commute with the mapping (weights sum to 1)
     c, s = np.cos(0.7), np.sin(0.7)
@@ -102,7 +108,39 @@ def test_penn_hips_and_head_follow_the_annotators():
     valid[0, 24] = False
     valid[0, 12] = False
     _, ok = map_layout(pos, valid, MEDIAPIPE33, PENN13)
-    assert not ok[0, 7] and not ok[0, 8] and not ok[0, 0] and ok[0, 1]
+    assert not ok[0, 7] and not ok[0, 8] and not ok[0, 0]
+    assert not ok[0, 1] and ok[0, 2]  # MediaPipe's right shoulder is penn13's left_shoulder
+
+
+def _left_shoulder_on_image_left(clips, classes, layout):
+    """The share of frames of ``classes`` whose left shoulder is left of the right one."""
+    lay = get_layout(layout)
+    ls, rs = lay.joints.index("left_shoulder"), lay.joints.index("right_shoulder")
+    shares = []
+    for c in clips:
+        if c.label_name in classes:
+            ok = c.joint_valid[:, ls] & c.joint_valid[:, rs]
+            shares += list(c.positions[ok, ls, 0] < c.positions[ok, rs, 0])
+    return float(np.mean(shares))
+
+
+def test_every_source_mapped_to_penn13_has_penn_s_sides(data_root):
+    """Penn's files hold the person's right side in left_*: in its front views (people
+    facing the camera: jumping jacks, guitarists) left_shoulder is on the image's left, in
+    its rear views (bowling) on the right. J-HMDB's puppets name sides as the person's
+    own (its front views, waving, clapping, pouring: the left shoulder on the image's
+    right); mapped to penn13 they must take Penn's sides."""
+    from finetec_live.data import load_dataset
+
+    penn = load_dataset("penn", data_root).clips
+    assert _left_shoulder_on_image_left(penn, {"jumping_jacks", "strum_guitar"}, "penn13") > 0.85
+    assert _left_shoulder_on_image_left(penn, {"bowl"}, "penn13") < 0.15
+    jh = load_dataset("jhmdb", data_root)
+    front = {"wave", "clap", "pour"}
+    assert _left_shoulder_on_image_left(jh.clips, front, jh.layout) < 0.15
+    mapped = [replace(c, positions=p, joint_valid=v, layout="penn13") for c in jh.clips
+              for p, v in [map_layout(c.positions, c.joint_valid, jh.layout, "penn13")]]
+    assert _left_shoulder_on_image_left(mapped, front, "penn13") > 0.85
 
 
 def test_derived_joints_are_means_and_need_all_sources():

@@ -352,6 +352,17 @@ _NT = {n: i for i, n in enumerate(NTU25.joints)}
 _MAPPINGS[("ntu25", "penn13")] = [((_NT[n], 1.0),) for n in PENN13.joints]
 
 
+# Penn Action's files hold the person's right side in the joints penn13 calls left_*: in
+# front views (jumping jacks, guitarists) its left_shoulder is on the image's left, in rear
+# views (bowling) on the right, the other way round from MediaPipe, COCO, J-HMDB and NTU
+# (``tests/test_layouts.py`` measures it). The network learns Penn's files, so every
+# mapping into penn13 follows Penn: a source's left joints go to right_* and vice versa.
+for _src, _dst in list(_MAPPINGS):
+    if _dst == "penn13":
+        _perm = PENN13.flip_permutation()
+        _MAPPINGS[(_src, _dst)] = [_MAPPINGS[(_src, _dst)][k] for k in _perm]
+
+
 def mapping_matrix(src: str | Layout, dst: str | Layout) -> np.ndarray:
     """Weights ``(V_dst, V_src)``: ``dst_positions = W @ src_positions``."""
     src, dst = get_layout(src), get_layout(dst)
