@@ -30,6 +30,16 @@ from finetec_live.errors import FinetecError
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def own_side_names() -> None:
+    """Undo, in this process, the exchange of sides of the mappings into penn13."""
+    from finetec_live.skeleton import layouts
+
+    perm = layouts.PENN13.flip_permutation()
+    for key, rows in list(layouts._MAPPINGS.items()):
+        if key[1] == "penn13":
+            layouts._MAPPINGS[key] = [rows[k] for k in perm]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=Path, help="class folders of videos (default: "
@@ -77,8 +87,14 @@ def main(argv=None) -> int:
     ap.add_argument("--mirror", action="store_true",
                     help="average each window's probabilities with its mirror image's "
                          "(Recognizer.mirror_average), calibration included")
+    ap.add_argument("--own-sides", action="store_true",
+                    help="map MediaPipe's joints to penn13 by their own side names, not "
+                         "Penn's sides (what finetec-live did before the mapping followed "
+                         "Penn's files): for measuring that choice")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
+    if args.own_sides:
+        own_side_names()
     from finetec_live.inference.smoothing import DEFAULT_WINDOWS
 
     args.smooth = args.smooth or [DEFAULT_WINDOWS]
