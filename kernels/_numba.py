@@ -23,6 +23,13 @@ jit = numba.njit(cache=True, fastmath=FASTMATH, nogil=True)
 # across the boundary
 ijit = numba.njit(cache=True, fastmath=FASTMATH, nogil=True, inline="always")
 pjit = numba.njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)
+# kernels that must give their NumPy twin's numbers bit for bit (no reassociation,
+# contraction or reciprocal approximations): only the sign of zero is free
+EXACT = {"nsz"}
+jit_exact = numba.njit(cache=True, fastmath=EXACT, nogil=True)
+ijit_exact = numba.njit(cache=True, fastmath=EXACT, nogil=True, inline="always")
+pjit_exact = numba.njit(cache=True, fastmath=EXACT, nogil=True, parallel=True)
 prange = numba.prange
 
-__all__ = ["FASTMATH", "ijit", "jit", "pjit", "prange"]
+__all__ = ["EXACT", "FASTMATH", "ijit", "ijit_exact", "jit", "jit_exact", "pjit", "pjit_exact",
+           "prange"]

@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import ijit, jit, pjit, prange
+from ._numba import ijit_exact as ijit
+from ._numba import jit_exact as jit
+from ._numba import pjit_exact as pjit
+from ._numba import prange
 
 
 @ijit
@@ -150,6 +153,7 @@ def normalise_batch(positions, frame_valid, joint_valid, torso, child, parent, r
     if pos.ndim != 4 or pos.dtype not in (np.float32, np.float64):
         raise ValueError(f"positions must be (N, T, V, C) float32 or float64, got shape "
                          f"{pos.shape} dtype {pos.dtype}")
+    pos = pos.astype(np.float32, copy=False)  # as the twin takes them (float64: rounded)
     N, T, V, C = pos.shape
     fv, jv, torso = (np.asarray(a) for a in (frame_valid, joint_valid, torso))
     for name, a, shape in (("frame_valid", fv, (N, T)), ("joint_valid", jv, (N, T, V)),

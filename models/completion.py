@@ -183,7 +183,9 @@ def depthwise_temporal(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     kernel. The same sums; oneDNN's dilated depthwise convolution on a CPU was seen to take
     more than 10x as long at dilation 4 on some calls."""
     d, k = conv.dilation[0], conv.kernel_size[0]
-    if d == 1 or conv.padding != ((k - 1) // 2 * d,) or conv.groups != x.shape[1]:
+    if (d == 1 or conv.padding != ((k - 1) // 2 * d,) or conv.stride != (1,)
+            or conv.padding_mode != "zeros" or not conv.groups == conv.in_channels
+            == conv.out_channels == x.shape[1]):
         return conv(x)
     N, H, T = x.shape
     Tp = -(-T // d) * d

@@ -14,15 +14,16 @@ from finetec_live.skeleton.layouts import get_layout
 LAY = get_layout("penn13")
 
 
-def _both(x, fv, jv, parallel=True):
-    return (normalize(x, fv, jv, LAY),
-            normalise_batch(x, fv, jv, *_body_measures(LAY), parallel=parallel))
+def _both(x, fv, jv, parallel=True, lay=LAY):
+    return (normalize(x, fv, jv, lay),
+            normalise_batch(x, fv, jv, *_body_measures(lay), parallel=parallel))
 
 
 def _assert_same(want, got):
+    """Bit for bit: the kernel is compiled without fast-math's reassociation."""
     for w, g in zip(want, got, strict=True):
         assert g.dtype == np.float32 and g.shape == w.shape
-        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(g, w)
 
 
 @pytest.mark.parametrize("keep", [0.02, 0.3, 0.9, 1.0])
@@ -44,6 +45,25 @@ def test_kernel_matches_the_numpy_twin(keep, parallel):
     x[5] = x[5, :1]  # a still body: bones but no spread needed
     fv[6] = False  # no valid frame
     _assert_same(*_both(x, fv, jv, parallel))
+
+
+@pytest.mark.parametrize("layout", ["mediapipe33", "coco17", "jhmdb15"])
+def test_kernel_matches_the_twin_on_other_layouts(layout):
+    lay = get_layout(layout)
+    rng = np.random.default_rng(len(layout))
+    x = (rng.normal(size=(12, 20, lay.num_joints, 2)).cumsum(1) * 40).astype(np.float32)
+    jv = rng.random((12, 20, lay.num_joints)) < 0.7
+    _assert_same(*_both(x, np.ones((12, 20), bool), jv, lay=lay))
+
+
+def test_an_empty_batch_and_float64_positions():
+    empty = np.zeros((0, 16, LAY.num_joints, 2), np.float32)
+    _assert_same(*_both(empty, np.zeros((0, 16), bool), np.zeros((0, 16, LAY.num_joints), bool)))
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(3, 16, LAY.num_joints, 2)) * 1e3  # float64, rounded as the twin does
+    x[0, 0, 0, 0] = 1e300  # beyond float32: infinite, not usable, in both
+    with np.errstate(over="ignore"):
+        _assert_same(*_both(x, np.ones((3, 16), bool), np.ones((3, 16, LAY.num_joints), bool)))
 
 
 def test_kernel_matches_the_twin_on_real_windows(data_root):

@@ -220,13 +220,20 @@ def bench_backend(ctx, backend: str, args, windows, truth, rec, port: int) -> di
     return out
 
 
+def _positive(v: str) -> int:
+    n = int(v)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 16, 64, 128, 256])
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--malformed-every", type=int, default=500)
     ap.add_argument("--burst", type=int, default=2048)
-    ap.add_argument("--burst-rounds", type=int, default=3,
+    ap.add_argument("--burst-rounds", type=_positive, default=3,
                     help="bursts per backend, each after its own batch-1 measurement; the "
                          "medians are reported (default 3)")
     ap.add_argument("--device", default="cpu")

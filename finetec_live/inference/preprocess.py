@@ -300,15 +300,16 @@ def normalize(positions: np.ndarray, frame_valid: np.ndarray, joint_valid: np.nd
     p = np.where(valid[..., None], positions, 0.0).astype(np.float64)
     lead = positions.shape[:-3]
     C = positions.shape[-1]
+    TV = positions.shape[-3] * positions.shape[-2]
     # sums over (T, V) as one contiguous axis (numpy reduces two small axes slowly)
-    frame_joint = lead + (-1,)
+    frame_joint = (*lead, TV)
     torso = (layout.regions_array() == 0)
     tv = valid & torso
     n_t = tv.reshape(frame_joint).sum(-1)
     n_all = valid.reshape(frame_joint).sum(-1)
     use = np.where((n_t > 0)[..., None, None], tv, valid)
     cnt = np.maximum(use.reshape(frame_joint).sum(-1), 1)[..., None]
-    centre = np.einsum("...jc,...j->...c", p.reshape(lead + (-1, C)),
+    centre = np.einsum("...jc,...j->...c", p.reshape((*lead, TV, C)),
                        use.reshape(frame_joint).astype(np.float64)) / cnt  # (..., C)
 
     ref = reference_bone_lengths(layout)
@@ -324,7 +325,7 @@ def normalize(positions: np.ndarray, frame_valid: np.ndarray, joint_valid: np.nd
     # fallback: spread of the valid joints, then 1
     with np.errstate(all="ignore"):
         var = ((p - centre[..., None, None, :]) ** 2 * valid[..., None]).reshape(
-            lead + (-1,)).sum(-1)
+            (*lead, TV * C)).sum(-1)
         spread = np.sqrt(var / np.maximum(n_all, 1))
     scale = np.where(np.isfinite(scale) & (scale > 1e-8), scale,
                      np.where(spread > 1e-8, spread, 1.0))

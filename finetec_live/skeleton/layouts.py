@@ -352,15 +352,12 @@ _NT = {n: i for i, n in enumerate(NTU25.joints)}
 _MAPPINGS[("ntu25", "penn13")] = [((_NT[n], 1.0),) for n in PENN13.joints]
 
 
-# Penn Action's files hold the person's right side in the joints penn13 calls left_*: in
-# front views (jumping jacks, guitarists) its left_shoulder is on the image's left, in rear
-# views (bowling) on the right, the other way round from MediaPipe, COCO, J-HMDB and NTU
-# (``tests/test_layouts.py`` measures it). The network learns Penn's files, so every
-# mapping into penn13 follows Penn: a source's left joints go to right_* and vice versa.
-for _src, _dst in list(_MAPPINGS):
-    if _dst == "penn13":
-        _perm = PENN13.flip_permutation()
-        _MAPPINGS[(_src, _dst)] = [_MAPPINGS[(_src, _dst)][k] for k in _perm]
+# Penn's files hold the person's right side in penn13's left_* joints (its front views have
+# left_shoulder on the image's left), unlike MediaPipe, COCO, J-HMDB and NTU (measured in
+# tests/test_layouts.py); the network learns Penn's files, so mappings into penn13 follow
+# Penn: a source's left joints go to right_* and vice versa.
+for _key in [k for k in _MAPPINGS if k[1] == "penn13"]:
+    _MAPPINGS[_key] = [_MAPPINGS[_key][k] for k in PENN13.flip_permutation()]
 
 
 def mapping_matrix(src: str | Layout, dst: str | Layout) -> np.ndarray:
