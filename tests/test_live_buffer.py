@@ -146,7 +146,8 @@ def test_to_layout_thresholds_visibility():
     penn = raw.to_layout("penn13", 0.5)
     assert penn.valid
     assert list(np.nonzero(~penn.joint_valid)[0]) == [3, 4]  # penn elbows
-    np.testing.assert_allclose(penn.positions[1], raw.positions[11])  # left shoulder
+    # penn13's left shoulder is MediaPipe's right one (12): Penn's sides
+    np.testing.assert_allclose(penn.positions[1], raw.positions[12])
     # most joints invisible: the whole frame is missing, not a partial zero pose
     assert not raw.to_layout("penn13", 0.95).valid
 

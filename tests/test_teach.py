@@ -59,8 +59,10 @@ def test_coco17_maps_to_penn13_with_the_head_raised():
     pos = rng.normal(size=(3, 17, 2)).astype(np.float32)
     out, valid = map_layout(pos, np.ones((3, 17), bool), "coco17", "penn13")
     assert valid.all()
-    np.testing.assert_allclose(out[:, 1], pos[:, 5], atol=1e-6)  # left shoulder
-    np.testing.assert_allclose(out[:, 12], pos[:, 16], atol=1e-6)  # right ankle
+    # Penn's sides: penn13's left shoulder is COCO's right shoulder (6), its right ankle
+    # COCO's left ankle (15)
+    np.testing.assert_allclose(out[:, 1], pos[:, 6], atol=1e-6)
+    np.testing.assert_allclose(out[:, 12], pos[:, 15], atol=1e-6)
     mid = pos[:, 5:7].mean(1)
     np.testing.assert_allclose(out[:, 0] - mid, PENN_HEAD_RAISE * (pos[:, 0] - mid),
                                atol=1e-5)
