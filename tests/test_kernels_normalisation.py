@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from finetec_live.inference.prepare import _body_measures
-from finetec_live.inference.preprocess import normalize
+from finetec_live.inference.preprocess import body_measures, normalize
 from finetec_live.kernels.normalisation import normalise_batch
 from finetec_live.skeleton.layouts import get_layout
 
@@ -16,7 +15,7 @@ LAY = get_layout("penn13")
 
 def _both(x, fv, jv, parallel=True, lay=LAY):
     return (normalize(x, fv, jv, lay),
-            normalise_batch(x, fv, jv, *_body_measures(lay), parallel=parallel))
+            normalise_batch(x, fv, jv, *body_measures(lay), parallel=parallel))
 
 
 def _assert_same(want, got):
@@ -84,8 +83,8 @@ def test_no_unit_no_place_no_size():
     x = rng.normal(size=(1, 30, LAY.num_joints, 2)).astype(np.float32)
     fv = np.ones((1, 30), bool)
     jv = rng.random((1, 30, LAY.num_joints)) < 0.8
-    a, ca, sa = normalise_batch(x, fv, jv, *_body_measures(LAY))
-    b, cb, sb = normalise_batch(x * 250.0 + np.float32(40.0), fv, jv, *_body_measures(LAY))
+    a, ca, sa = normalise_batch(x, fv, jv, *body_measures(LAY))
+    b, cb, sb = normalise_batch(x * 250.0 + np.float32(40.0), fv, jv, *body_measures(LAY))
     np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(sb, 250.0 * sa, rtol=1e-5)
     np.testing.assert_allclose(cb, 250.0 * ca + 40.0, rtol=1e-5, atol=1e-3)
@@ -105,7 +104,7 @@ def test_no_unit_no_place_no_size():
     (lambda a: {**a, "reference": -a["reference"]}, "positive"),
 ])
 def test_wrapper_refuses_what_the_kernel_cannot_take(change, match):
-    torso, child, parent, ref = _body_measures(LAY)
+    torso, child, parent, ref = body_measures(LAY)
     args = {"positions": np.zeros((2, 8, LAY.num_joints, 2), np.float32),
             "frame_valid": np.ones((2, 8), bool),
             "joint_valid": np.ones((2, 8, LAY.num_joints), bool), "torso": torso,

@@ -159,3 +159,18 @@ def test_derived_joints_are_means_and_need_all_sources():
     assert ok[0, 4]
     np.testing.assert_array_equal(out[0, 0], 0.0)
     assert np.isfinite(out).all()
+
+
+def test_exchanging_penn13_sides_twice_restores_the_mappings():
+    """What tools/evaluate_videos.py --own-sides does (one exchange: the sources' own side
+    names) is undone by a second exchange."""
+    from finetec_live.skeleton.layouts import exchange_penn13_sides
+
+    before = mapping_matrix("mediapipe33", "penn13")
+    try:
+        exchange_penn13_sides()
+        own = mapping_matrix("mediapipe33", "penn13")
+        assert own[1, 11] == 1.0 and own[1, 12] == 0.0  # left shoulder from left shoulder
+    finally:
+        exchange_penn13_sides()
+    np.testing.assert_array_equal(mapping_matrix("mediapipe33", "penn13"), before)

@@ -30,16 +30,6 @@ from finetec_live.errors import FinetecError
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def own_side_names() -> None:
-    """Undo, in this process, the exchange of sides of the mappings into penn13."""
-    from finetec_live.skeleton import layouts
-
-    perm = layouts.PENN13.flip_permutation()
-    for key, rows in list(layouts._MAPPINGS.items()):
-        if key[1] == "penn13":
-            layouts._MAPPINGS[key] = [rows[k] for k in perm]
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=Path, help="class folders of videos (default: "
@@ -93,8 +83,10 @@ def main(argv=None) -> int:
                          "Penn's files): for measuring that choice")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    if args.own_sides:
-        own_side_names()
+    if args.own_sides:  # undo, in this process, the mappings' exchange of sides
+        from finetec_live.skeleton.layouts import exchange_penn13_sides
+
+        exchange_penn13_sides()
     from finetec_live.inference.smoothing import DEFAULT_WINDOWS
 
     args.smooth = args.smooth or [DEFAULT_WINDOWS]

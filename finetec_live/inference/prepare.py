@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from finetec_live.errors import FinetecError
-from finetec_live.inference.preprocess import reference_bone_lengths, resample_batch
+from finetec_live.inference.preprocess import body_measures, resample_batch
 from finetec_live.kernels.interpolation import fill_gaps_batch
 from finetec_live.kernels.normalisation import normalise_batch
 from finetec_live.skeleton.layouts import get_layout
@@ -199,7 +199,7 @@ def prepare_groups(groups, *, T: int, layout: str, fill: str = "zeros",
     N = pos.shape[0]
     parallel = N > SERIAL_KERNELS_UP_TO
     with _torch_threads_kept():  # the kernel twins of normalize and interpolate_missing(_akima)
-        xn, centre, scale = normalise_batch(pos, fv, jv, *_body_measures(lay),
+        xn, centre, scale = normalise_batch(pos, fv, jv, *body_measures(lay),
                                             parallel=parallel)  # zeros where missing
         jv = jv & fv[..., None]
         linear, akima = fill_gaps_batch(xn, jv, parallel=parallel)
@@ -216,15 +216,6 @@ def prepare_groups(groups, *, T: int, layout: str, fill: str = "zeros",
                          interp=interp_arr.astype(np.float32), dynamic=dynamic, kin=kin,
                          frame_valid=fv, timestamps=ts, centre=centre, scale=scale,
                          motion=motion)
-
-
-def _body_measures(lay):
-    """``(torso (V,), child (B,), parent (B,), reference (B,))``: the joints a window is
-    centred on and the bones that measure its scale, as :func:`normalize` takes them."""
-    ref = reference_bone_lengths(lay)
-    parents = lay.parents_array()
-    child = np.flatnonzero((parents >= 0) & (ref > 0))
-    return lay.regions_array() == 0, child, parents[child], ref[child]
 
 
 def _padded(groups):

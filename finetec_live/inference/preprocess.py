@@ -280,6 +280,16 @@ def reference_bone_lengths(layout: str | Layout) -> np.ndarray:
     return ref
 
 
+def body_measures(layout: str | Layout):
+    """``(torso (V,) bool, child (B,), parent (B,), reference (B,))``: the joints a window
+    is centred on and the bones (with their reference lengths) that measure its scale."""
+    layout = get_layout(layout)
+    ref = reference_bone_lengths(layout)
+    parents = layout.parents_array()
+    child = np.flatnonzero((parents >= 0) & (ref > 0))
+    return layout.regions_array() == 0, child, parents[child], ref[child]
+
+
 def normalize(positions: np.ndarray, frame_valid: np.ndarray, joint_valid: np.ndarray | None,
               layout: str | Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centre and scale a window; return ``(normalized, centre (..., C), scale (...,))``.
@@ -303,7 +313,7 @@ def normalize(positions: np.ndarray, frame_valid: np.ndarray, joint_valid: np.nd
     TV = positions.shape[-3] * positions.shape[-2]
     # sums over (T, V) as one contiguous axis (numpy reduces two small axes slowly)
     frame_joint = (*lead, TV)
-    torso = (layout.regions_array() == 0)
+    torso, child, par, ref_child = body_measures(layout)
     tv = valid & torso
     n_t = tv.reshape(frame_joint).sum(-1)
     n_all = valid.reshape(frame_joint).sum(-1)
@@ -312,15 +322,11 @@ def normalize(positions: np.ndarray, frame_valid: np.ndarray, joint_valid: np.nd
     centre = np.einsum("...jc,...j->...c", p.reshape((*lead, TV, C)),
                        use.reshape(frame_joint).astype(np.float64)) / cnt  # (..., C)
 
-    ref = reference_bone_lengths(layout)
-    parents = layout.parents_array()
-    child = np.flatnonzero((parents >= 0) & (ref > 0))
-    par = parents[child]
     bone = p[..., child, :] - p[..., par, :]  # (..., T, B, C)
     blen = np.sqrt(np.einsum("...c,...c->...", bone, bone))
     bvalid = valid[..., child] & valid[..., par]  # (..., T, B)
     with np.errstate(all="ignore"):
-        per_bone = _nanquantile(np.where(bvalid, blen, np.nan), 0.8, axis=-2) / ref[child]
+        per_bone = _nanquantile(np.where(bvalid, blen, np.nan), 0.8, axis=-2) / ref_child
         scale = _nanquantile(np.where(per_bone > 0, per_bone, np.nan), 0.5, axis=-1)
     # fallback: spread of the valid joints, then 1
     with np.errstate(all="ignore"):

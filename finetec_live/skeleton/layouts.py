@@ -352,12 +352,18 @@ _NT = {n: i for i, n in enumerate(NTU25.joints)}
 _MAPPINGS[("ntu25", "penn13")] = [((_NT[n], 1.0),) for n in PENN13.joints]
 
 
-# Penn's files hold the person's right side in penn13's left_* joints (its front views have
-# left_shoulder on the image's left), unlike MediaPipe, COCO, J-HMDB and NTU (measured in
-# tests/test_layouts.py); the network learns Penn's files, so mappings into penn13 follow
-# Penn: a source's left joints go to right_* and vice versa.
-for _key in [k for k in _MAPPINGS if k[1] == "penn13"]:
-    _MAPPINGS[_key] = [_MAPPINGS[_key][k] for k in PENN13.flip_permutation()]
+def exchange_penn13_sides() -> None:
+    """Exchange the targets' sides of every mapping into penn13 (its own inverse).
+
+    Penn's files hold the person's right side in penn13's left_* joints (its front views
+    have left_shoulder on the image's left), unlike MediaPipe, COCO, J-HMDB and NTU
+    (measured in tests/test_layouts.py); the network learns Penn's files, so at import
+    the mappings into penn13 follow Penn: a source's left joints go to right_*."""
+    for key in [k for k in _MAPPINGS if k[1] == "penn13"]:
+        _MAPPINGS[key] = [_MAPPINGS[key][k] for k in PENN13.flip_permutation()]
+
+
+exchange_penn13_sides()
 
 
 def mapping_matrix(src: str | Layout, dst: str | Layout) -> np.ndarray:
