@@ -38,7 +38,7 @@ def test_one_window_passes_through_and_bad_settings_are_refused():
     p, f = _p(3, 1), np.ones(4)
     got, feats = s.push("a", 0.0, p, f)
     np.testing.assert_array_equal(got, p)
-    assert feats is f and len(s) == 0
+    assert feats is f and len(s) == 1  # the track is kept for what it holds
     for bad in (0, -2, 2.5, True, "3"):
         with pytest.raises(FinetecError, match="whole number of windows"):
             Smoother(bad, 0.5)
@@ -187,3 +187,68 @@ def test_the_delay_after_a_change_of_action_grows_with_the_history():
     assert change_delays(rec, [("A", "a", a), ("A2", "a", a)], 4) == []  # one class only
     never = [("A", "a", a), ("B", "b", [out((0.6, 0.4))] * 3)]
     assert change_delays(rec, never, 4)[0] is None  # B's own windows never say b
+
+
+def test_a_track_holds_its_last_class_until_a_gap_a_restart_or_a_reset():
+    for k in (1, 4):  # with or without averaging
+        s = Smoother(k, hop_s=0.5)
+        assert s.held("a") == -1  # nobody yet
+        s.push("a", 0.0, _p(1, 0))
+        assert s.held("a") == -1  # a new track holds nothing
+        s.hold("a", 0)
+        s.push("a", 0.5, _p(1, 0))
+        assert s.held("a") == 0  # the previous window, one hop back
+        s.hold("a", 1)
+        s.push("a", 1.2, _p(1, 0))  # 0.7 s: within a hop and a half
+        assert s.held("a") == 1
+        s.push("a", 2.0, _p(1, 0))  # 0.8 s later: a window was skipped
+        assert s.held("a") == -1
+        s.hold("a", 0)
+        s.push("a", 1.0, _p(1, 0))  # time went back: a new track
+        assert s.held("a") == -1
+        s.hold("a", 0)
+        s.reset("a")
+        s.push("a", 1.5, _p(1, 0))
+        assert s.held("a") == -1 and s.held("b") == -1
+        s.hold("nobody", 0)  # no track: nothing recorded, no error
+        assert s.held("nobody") == -1
+
+
+def test_the_live_step_continues_a_held_class_on_less_evidence(rec):
+    """Through classify_window with the shipped model: a window whose top probability
+    lies between the hold and unknown thresholds is unknown on its own, and keeps its
+    class when its track's previous window had that class."""
+    from dataclasses import replace
+
+    from finetec_live.inference.openset import OpenSet
+
+    saved = rec.open_set, rec.open_set_enabled
+    try:
+        rec.open_set_enabled = True
+        w = [_window(1, 2.5 + 0.5 * i) for i in range(4)]
+        rec.open_set = OpenSet(unknown_below=0.0, idle_floor=0.0)
+        first = classify_window(rec, w[0], "cam")
+        p = float(first.probs.max())
+        assert first.kind == "class"
+        strict = OpenSet(unknown_below=min(1.0, p + 0.01), idle_floor=0.0)
+        rec.open_set = strict
+        assert classify_window(rec, w[1], "cam").kind == "unknown"  # alone: unknown
+        s = Smoother(1, 0.5)
+        rec.open_set = OpenSet(unknown_below=0.0, idle_floor=0.0)
+        classify_window(rec, w[0], "cam", smoother=s)  # labelled: its class is held
+        rec.open_set = replace(strict, hold_below=max(0.0, p - 0.05))
+        kept = classify_window(rec, w[1], "cam", smoother=s)
+        assert kept.kind == "class" and kept.message.label == first.message.label
+        assert classify_window(rec, w[2], "cam", smoother=s).kind == "class"  # and on
+        # after a gap of two hops the class has to start again: unknown
+        late = replace(w[3], t_end=w[3].t_end + 1.0, t_start=w[3].t_start + 1.0,
+                       timestamps=w[3].timestamps + 1.0)
+        assert classify_window(rec, late, "cam", smoother=s).kind == "unknown"
+        # without a hold threshold the same sequence is unknown from the second window
+        rec.open_set = OpenSet(unknown_below=0.0, idle_floor=0.0)
+        s2 = Smoother(1, 0.5)
+        classify_window(rec, w[0], "cam", smoother=s2)
+        rec.open_set = strict
+        assert classify_window(rec, w[1], "cam", smoother=s2).kind == "unknown"
+    finally:
+        rec.open_set, rec.open_set_enabled = saved

@@ -271,3 +271,42 @@ def test_still_windows_refuse_clips_without_a_half_body_frame():
              label_name="a", split="train", fps=30.0, layout="penn13")
     with pytest.raises(FinetecError, match="half the body"):
         L.still_windows([c], 5, 16, np.random.default_rng(0))
+
+
+def test_a_held_class_continues_down_to_the_hold_threshold():
+    probs = np.array([[0.4, 0.35, 0.25]] * 4 + [[0.25, 0.4, 0.35]])
+    motion = np.full((5, 2), 0.5)
+    rule = OpenSet(unknown_below=0.5, idle_floor=0.002, hold_below=0.3)
+    held = np.array([0, 1, -1, 0, 0])  # the track held a, b, nothing, a, a
+    got = decide(probs, motion, NAMES, rule, held=held)
+    # a continues at 0.4 >= 0.3; holding b, or nothing, a at 0.4 is not enough to start;
+    # the last window's top class (b) is not the held one
+    assert [d.label for d in got] == ["a", UNKNOWN, UNKNOWN, "a", UNKNOWN]
+    assert got[0].kind == "class" and got[0].score == pytest.approx(0.4)
+    edge = np.array([[0.3, 0.25, 0.45], [0.29, 0.26, 0.45]])  # a at the threshold, below
+    got = decide(edge, motion[:2], NAMES, OpenSet(0.5, 0.002, hold_below=0.45),
+                 held=np.array([2, 2]))
+    assert [d.label for d in got] == ["c", "c"]  # 0.45 >= 0.45: held c continues
+    got = decide(edge, motion[:2], NAMES, OpenSet(0.5, 0.002, hold_below=0.46),
+                 held=np.array([2, 2]))
+    assert [d.label for d in got] == [UNKNOWN, UNKNOWN]
+    # without a hold threshold, or without held classes, the plain rule
+    assert decide(probs, motion, NAMES, OpenSet(0.5, 0.002), held=held)[0].label == UNKNOWN
+    assert decide(probs, motion, NAMES, rule)[0].label == UNKNOWN
+    # still windows are idle whatever is held
+    assert decide(probs[:1], np.zeros((1, 2)), NAMES, rule, held=held[:1])[0].label == IDLE
+
+
+def test_the_hold_threshold_is_checked_and_kept_in_the_checkpoint():
+    rule = OpenSet(0.5, 0.002, hold_below=0.3)
+    assert OpenSet.from_dict(rule.to_dict()).hold_below == pytest.approx(0.3)
+    assert OpenSet.from_dict(OpenSet(0.5, 0.002).to_dict()).hold_below is None
+    for bad in (0.6, -0.1, float("nan")):
+        with pytest.raises(FinetecError, match="hold_below"):
+            OpenSet(0.5, 0.002, hold_below=bad)
+    held = L.with_hold(OpenSet(0.4, 0.002), 0.75)
+    assert held.hold_below == pytest.approx(0.3) and held.calibration["hold"] == 0.75
+    assert L.with_hold(held, 1.0).hold_below is None
+    assert L.with_hold(held, None).hold_below is None
+    with pytest.raises(FinetecError, match="hold factor"):
+        L.with_hold(held, 1.5)

@@ -20,7 +20,12 @@ import time
 from pathlib import Path
 
 from finetec_live.errors import FinetecError
-from finetec_live.learning.openset import IDLE_QUANTILE, OUTLIER_REJECTION, UNKNOWN_QUANTILE
+from finetec_live.learning.openset import (
+    HOLD,
+    IDLE_QUANTILE,
+    OUTLIER_REJECTION,
+    UNKNOWN_QUANTILE,
+)
 
 
 def _report(rec, args, command: str, data_root) -> None:
@@ -49,6 +54,9 @@ def main(argv=None) -> int:
                          "held-out outlier windows (default %(default)s; 0: use "
                          "--unknown-quantile of the Penn validation windows instead)")
     ap.add_argument("--unknown-quantile", type=float, default=UNKNOWN_QUANTILE)
+    ap.add_argument("--hold", type=float, default=HOLD, metavar="H",
+                    help="a track's held class continues down to H x the unknown threshold "
+                         f"(1: no hold; default {HOLD})")
     ap.add_argument("--prototypes", type=float, default=None, metavar="R",
                     help="decide unknown by the similarity to class prototypes (the mean "
                          "feature directions of the training windows) instead, below the "
@@ -83,7 +91,7 @@ def main(argv=None) -> int:
         sets = openset.calibration_sets(rec, args.data_root)
         rule = openset.calibrate(rec, *sets, idle_quantile=args.idle_quantile,
                                  unknown_quantile=args.unknown_quantile,
-                                 outlier_rejection=args.outlier_rejection)
+                                 outlier_rejection=args.outlier_rejection, hold=args.hold)
         if args.prototypes is not None:
             rule = openset.with_prototypes(rec, rule, openset.taught_windows(rec, args.data_root),
                                            sets[1], sets[0], args.prototypes)
@@ -92,7 +100,8 @@ def main(argv=None) -> int:
         ck["stages"] = with_stage(ck, stage_record(
             command, time.time() - t0, "open-set thresholds calibrated (nothing trained)",
             {"idle_quantile": args.idle_quantile, "unknown_quantile": args.unknown_quantile,
-             "outlier_rejection": args.outlier_rejection, "prototypes": args.prototypes}))
+             "outlier_rejection": args.outlier_rejection, "prototypes": args.prototypes,
+             "hold": args.hold}))
         atomic_save(ck, args.out or args.checkpoint)
         print(json.dumps({k: v for k, v in rule.to_dict().items() if k != "prototypes"},
                          indent=1))

@@ -61,6 +61,8 @@ def main(argv=None) -> int:
                     help="FitOptions fields to change, JSON values (e.g. estimator_prob=0.6 "
                     "train_blocks=2)")
     ap.add_argument("--outlier-rejection", type=float, default=None)
+    ap.add_argument("--base", default="penn", help="the weights teaching starts from "
+                    "(finetec-train --base; default penn)")
     ap.add_argument("--sweep", type=float, nargs="*", default=[], metavar="R",
                     help="also score each fold's model with the similarity floors that reject "
                          "these shares of the held-out other-action windows")
@@ -96,7 +98,8 @@ def main(argv=None) -> int:
                 out = args.out_dir / f"fold{k}.pt"
                 rep = teach(TeachOptions(source=_fold_folder(Path(tmp) / "clips", train),
                                          out=out, pose_cache=args.cache, val_fraction=0.0,
-                                         min_clips=1, fit=fit, progress=False, **extra))
+                                         min_clips=1, fit=fit, progress=False,
+                                         base=args.base, **extra))
             seconds.append(rep["seconds"]["total"])
             rec = Recognizer.from_checkpoint(out, device="cpu")
             res += V.evaluate_videos(rec, held, args.cache, progress=False)

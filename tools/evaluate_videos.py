@@ -81,6 +81,10 @@ def main(argv=None) -> int:
                     help="map MediaPipe's joints to penn13 by their own side names, not "
                          "Penn's sides (what finetec-live did before the mapping followed "
                          "Penn's files): for measuring that choice")
+    ap.add_argument("--hold", type=float, metavar="H", default=None,
+                    help="every model's held classes continue down to H x its unknown "
+                         "threshold (1: no hold; default: the checkpoint's, or with "
+                         "--calibrate, tools/calibrate.py's default)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.own_sides:  # undo, in this process, the mappings' exchange of sides
@@ -125,7 +129,8 @@ def main(argv=None) -> int:
                 sets = openset.calibration_sets(rec)
                 rec.open_set = openset.calibrate(
                     rec, *sets, outlier_rejection=args.calibrate if args.calibrate else 0,
-                    unknown_quantile=args.calibrate_quantile or openset.UNKNOWN_QUANTILE)
+                    unknown_quantile=args.calibrate_quantile or openset.UNKNOWN_QUANTILE,
+                    hold=openset.HOLD if args.hold is None else args.hold)
                 if args.calibrate_prototypes is not None:
                     taught = openset.taught_windows(rec)
                     if args.calibrate_memory:
@@ -137,6 +142,13 @@ def main(argv=None) -> int:
                         rec, rec.open_set, taught, sets[1], sets[0],
                         args.calibrate_prototypes, per_window=args.calibrate_memory)
                 rec.open_set_enabled = True
+        if args.hold is not None:
+            from finetec_live.learning.openset import with_hold
+
+            for rec, _ in runs:
+                if rec.open_set is None:
+                    raise FinetecError(f"--hold: {rec.model_id} has no open set; calibrate it")
+                rec.open_set = with_hold(rec.open_set, args.hold)
         if args.fuse_lengths or len(args.smooth) > 1:
             from finetec_live.learning import fusion
 
@@ -189,6 +201,8 @@ def _describe(runs) -> None:
         rule = rec.open_set if rec.open_set_enabled else None
         how = (f"unknown below {rule.unknown_below:.3f}, idle below {rule.idle_floor:.5f}"
                if rule else "closed set")
+        if rule and rule.hold_below is not None:
+            how += f"; a held class continues down to {rule.hold_below:.3f}"
         if rule and rule.prototypes is not None:
             how += f"; prototype similarity floor {rule.similar_below:.3f}"
         print(f"model {rec.model_id}; window {rec.window_seconds:g} s, hop "

@@ -21,6 +21,15 @@ stored in the checkpoint (``ckpt["open_set"]``):
 
 Otherwise the label is the top class, scored with its probability. The ranking of the
 classes (``topk``) is the classifier's in every case.
+
+Actions last: a person who has just been seen squatting is more likely squatting still
+than starting something else. With ``hold_below`` set, a window whose top class is the
+class its track was *holding* (the label of the track's previous window, see
+:class:`~finetec_live.inference.smoothing.Smoother`) keeps that class down to this lower
+top probability instead of turning ``unknown`` (hysteresis: starting a class takes
+``unknown_below``, continuing it ``hold_below``). A different top class, an ``unknown``
+or ``idle`` window, or a gap in the track ends the hold. The hold applies to the
+top-probability rule only (not to the prototype rule).
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ class OpenSet:
     calibration: dict = field(default_factory=dict)
     prototypes: np.ndarray | None = field(default=None, compare=False)  # (K, C) unit rows
     similar_below: float | None = None
+    hold_below: float | None = None  # a held class continues down to this top probability
 
     def __post_init__(self) -> None:
         if self.prototypes is not None:
@@ -62,6 +72,10 @@ class OpenSet:
         if not (math.isfinite(self.idle_floor) and self.idle_floor >= 0.0):
             raise FinetecError(f"open set: idle_floor must be a finite score >= 0, got "
                                f"{self.idle_floor}; recalibrate the checkpoint")
+        if self.hold_below is not None and not (
+                math.isfinite(self.hold_below) and 0.0 <= self.hold_below <= self.unknown_below):
+            raise FinetecError(f"open set: hold_below must be in [0, unknown_below], got "
+                               f"{self.hold_below}; recalibrate the checkpoint")
 
     def to_dict(self) -> dict:
         out = {"unknown_below": float(self.unknown_below),
@@ -69,6 +83,8 @@ class OpenSet:
         if self.prototypes is not None:
             out.update(prototypes=self.prototypes.tolist(),
                        similar_below=float(self.similar_below))
+        if self.hold_below is not None:
+            out["hold_below"] = float(self.hold_below)
         return out
 
     def similarity(self, features: np.ndarray) -> np.ndarray:
@@ -85,11 +101,12 @@ class OpenSet:
             raise FinetecError("the checkpoint's open_set entry lacks unknown_below and "
                                "idle_floor; recalibrate it with tools/calibrate.py")
         try:
-            protos = d.get("prototypes")
+            protos, hold = d.get("prototypes"), d.get("hold_below")
             return cls(float(d["unknown_below"]), float(d["idle_floor"]),
                        dict(d.get("calibration") or {}),
                        None if protos is None else np.asarray(protos, dtype=np.float32),
-                       None if protos is None else float(d["similar_below"]))
+                       None if protos is None else float(d["similar_below"]),
+                       None if hold is None else float(hold))
         except (TypeError, ValueError, KeyError):
             raise FinetecError("the checkpoint's open_set thresholds are not numbers; "
                                "recalibrate it with tools/calibrate.py") from None
@@ -107,11 +124,13 @@ class Decision:
 
 
 def decide(probs: np.ndarray, motion: np.ndarray, class_names, open_set: OpenSet | None,
-           features: np.ndarray | None = None) -> list[Decision]:
+           features: np.ndarray | None = None, held: np.ndarray | None = None
+           ) -> list[Decision]:
     """Decisions for ``probs (N, K)`` class probabilities and ``motion (N, R)`` region
     motion scores; ``open_set`` None: always the top class (the closed-set answer). With
     prototypes in ``open_set``, ``features (N, C)`` (the network's) decide ``unknown``;
-    without features the top-probability rule does."""
+    without features the top-probability rule does. ``held (N,)``: each window's track's
+    held class index (-1: none), for the open set's ``hold_below``."""
     probs = np.asarray(probs, dtype=np.float64)
     motion = np.asarray(motion, dtype=np.float64)
     if probs.ndim != 2 or motion.ndim != 2 or len(motion) != len(probs):
@@ -133,7 +152,9 @@ def decide(probs: np.ndarray, motion: np.ndarray, class_names, open_set: OpenSet
             if sim is not None and sim[n] < open_set.similar_below:
                 out.append(Decision(UNKNOWN, float(min(1.0, 1.0 - sim[n])), "unknown"))
                 continue
-            if sim is None and p < open_set.unknown_below:
+            if sim is None and p < open_set.unknown_below and not (
+                    held is not None and open_set.hold_below is not None
+                    and int(held[n]) == int(top[n]) and p >= open_set.hold_below):
                 out.append(Decision(UNKNOWN, 1.0 - p, "unknown"))
                 continue
         out.append(Decision(str(class_names[top[n]]), p, "class"))

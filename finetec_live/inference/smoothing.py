@@ -16,6 +16,11 @@ and so does :meth:`Smoother.reset`, which the caller uses after an ``idle`` wind
 (what came before the stillness is another action). The region-motion scores behind
 ``idle`` are never smoothed: stillness is decided window by window.
 
+A track also remembers the class its last window was labelled (:meth:`Smoother.hold`,
+read back by :meth:`Smoother.held` for the next window): the open set's hysteresis
+(``OpenSet.hold_below``) lets a class continue on less evidence than it needs to start.
+The memory goes with the history: after a gap, a restart or a reset nothing is held.
+
 At most ``max_tracks`` tracks are kept; the one unused longest is forgotten first
 (counted in ``evicted``).
 """
@@ -38,12 +43,13 @@ MAX_TRACKS = 4096
 
 
 class _Track:
-    __slots__ = ("ends", "features", "probs")
+    __slots__ = ("ends", "features", "held", "probs")
 
     def __init__(self) -> None:
         self.ends: deque[float] = deque()
         self.probs: deque[np.ndarray] = deque()
         self.features: deque[np.ndarray | None] = deque()
+        self.held = -1  # the class index the previous window was labelled (-1: none)
 
     def pop_oldest(self) -> None:
         self.ends.popleft()
@@ -78,8 +84,7 @@ class Smoother:
         ``probs (K,)`` and features ``(C,)`` (or None); returns the mean probabilities
         ``(K,)`` and features ``(C,)`` of the track's history, this window included (the
         features' mean is None unless every kept window has features)."""
-        if self.windows == 1:
-            return np.asarray(probs, dtype=np.float32), features
+        passed = np.asarray(probs, dtype=np.float32)
         probs = np.array(probs, dtype=np.float32)  # a copy: the caller may reuse its array
         track = self._tracks.pop(key, None)
         if track is not None and (t_end < track.ends[-1] - 1e-6
@@ -92,17 +97,36 @@ class Smoother:
                 self._tracks.popitem(last=False)
                 self.evicted += 1
         self._tracks[key] = track  # now the most recently used
+        previous = track.ends[-1] if track.ends else None
         track.ends.append(float(t_end))
         track.probs.append(probs)
         track.features.append(None if features is None else np.array(features, np.float32))
         while len(track.ends) > self.windows or track.ends[0] < t_end - self.span - 1e-6:
             track.pop_oldest()
+        # the previous window is one hop back (half a hop of slack), or nothing is held
+        if previous is None or previous < t_end - 1.5 * self.hop_s - 1e-6:
+            track.held = -1
+        if self.windows == 1:  # each window alone: passed through unchanged
+            return passed, features
         mean = np.mean(track.probs, axis=0, dtype=np.float64)
         mean /= max(mean.sum(), 1e-12)
         feats = list(track.features)
         feat_mean = (None if any(f is None for f in feats) or
                      len({f.shape for f in feats}) > 1 else np.mean(feats, axis=0))
         return mean.astype(np.float32), feat_mean
+
+    def held(self, key: Hashable) -> int:
+        """The class index track ``key``'s previous window was labelled (see
+        :meth:`hold`); -1 when none is held (a new track, a gap, another label)."""
+        track = self._tracks.get(key)
+        return -1 if track is None else track.held
+
+    def hold(self, key: Hashable, cls: int) -> None:
+        """Record the class index (-1: none) the newest window of track ``key`` was
+        labelled, for its next window."""
+        track = self._tracks.get(key)
+        if track is not None:
+            track.held = int(cls)
 
     def reset(self, key: Hashable) -> None:
         """Forget track ``key``'s history (its next window starts afresh)."""

@@ -160,9 +160,12 @@ def decided_windows(recognizer, windows: Sequence[dict[float, LengthOutput]],
         o = parts[0] if len(parts) == 1 else fuse(parts, rule)
         probs, feats = smoother.push(0, i * hop, o.probs, o.features)
         d = decide(probs[None], o.motion[None], recognizer.class_names,
-                   _open_set(recognizer), None if feats is None else feats[None])[0]
+                   _open_set(recognizer), None if feats is None else feats[None],
+                   np.array([smoother.held(0)]))[0]
         if d.kind == "idle":
             smoother.reset(0)
+        else:
+            smoother.hold(0, int(np.argmax(probs)) if d.kind == "class" else -1)
         out.append((d, o))
     return out
 

@@ -41,6 +41,9 @@ UNKNOWN_QUANTILE = 0.02
 # cross-validated by source: it kept 19 % of the other-action videos' majorities a sport
 # at 53 % of windows right, against 2 % at 40 % for UNKNOWN_QUANTILE of the inliers.
 OUTLIER_REJECTION = 0.98
+# the hysteresis (OpenSet.hold_below): a track's held class continues down to this factor
+# of the unknown threshold (None: no hold).
+HOLD = None
 # a still person through a pose estimator: per-joint jitter, as a fraction of the
 # kernel's body size (RMS distance of the joints to their centroid). MediaPipe on the
 # development set's plank hold gives region scores of 0.0003-0.0009, i.e. about 0.012-0.02.
@@ -168,11 +171,12 @@ def prototypes(features: np.ndarray, labels: np.ndarray, num_classes: int) -> np
 def calibrate(recognizer, inliers: WindowSet, outliers: WindowSet, still: WindowSet,
               idle_quantile: float = IDLE_QUANTILE,
               unknown_quantile: float = UNKNOWN_QUANTILE,
-              outlier_rejection: float | None = OUTLIER_REJECTION) -> OpenSet:
+              outlier_rejection: float | None = OUTLIER_REJECTION,
+              hold: float | None = HOLD) -> OpenSet:
     """The thresholds (see the module docstring), with the rates they give on the
     calibration sets in ``calibration``. With ``outlier_rejection`` (a share), the unknown
     threshold is instead the level that rejects that share of the moving outlier
-    windows; ``unknown_quantile`` is then unused."""
+    windows; ``unknown_quantile`` is then unused. ``hold``: see :func:`with_hold`."""
     p_in, m_in = scores(recognizer, inliers)
     p_out, m_out = scores(recognizer, outliers)
     p_still, m_still = scores(recognizer, still)
@@ -201,7 +205,16 @@ def calibrate(recognizer, inliers: WindowSet, outliers: WindowSet, still: Window
         cal.update({f"{name}_{k}": v for k, v in r.items()})
     log.info("open set: idle below %.5f, unknown below %.3f; %s", idle_floor, unknown_below,
              ", ".join(f"{k}={v:.3f}" for k, v in cal.items() if isinstance(v, float)))
-    return replace(rule, calibration=cal)
+    return with_hold(replace(rule, calibration=cal), hold)
+
+
+def with_hold(rule: OpenSet, hold: float | None) -> OpenSet:
+    """``rule`` whose held classes continue down to ``hold`` times its unknown threshold
+    (``OpenSet.hold_below``; None or 1: no hold)."""
+    if hold is not None and not (0.0 <= hold <= 1.0):
+        raise FinetecError(f"the hold factor must be in [0, 1], got {hold}")
+    below = None if hold is None or hold >= 1.0 else hold * rule.unknown_below
+    return replace(rule, hold_below=below, calibration={**rule.calibration, "hold": hold})
 
 
 def with_prototypes(recognizer, rule: OpenSet, taught: WindowSet, outliers: WindowSet | None,

@@ -117,23 +117,28 @@ def _decide(recognizer, probs: np.ndarray, batch, windows: list[Window], streams
             order: list[int], smoother: Smoother | None):
     """``(probs, decisions)`` of the batch's rows (row ``k`` is window ``order[k]``): the
     smoothed probabilities when there is a ``smoother`` (pushed in the windows' order)."""
-    if smoother is None or smoother.windows == 1:  # each window alone
+    if smoother is None:  # each window alone
         return probs, recognizer.decide(probs, batch)  # motion kernel's scores (idle)
     probs = np.array(probs, dtype=np.float32)  # (B, K), smoothed row by row below
     raw = batch.features  # (B, C) or None
     features = None if raw is None else np.array(raw, dtype=np.float32)
     row = {i: k for k, i in enumerate(order)}
     keys = [(streams[i], windows[i].person) for i in range(len(windows))]
+    held = np.full(len(probs), -1, dtype=np.int64)  # (B,) each row's track's held class
     for i, w in enumerate(windows):
         k = row[i]
         p, f = smoother.push(keys[i], w.t_end, probs[k], None if raw is None else raw[k])
         probs[k] = p
+        held[k] = smoother.held(keys[i])
         if features is not None:
             features[k] = raw[k] if f is None else f
-    decisions = recognizer.decide(probs, batch, features)
+    decisions = recognizer.decide(probs, batch, features, held=held)
     for i in range(len(windows)):
-        if decisions[row[i]].kind == "idle":
+        d = decisions[row[i]]
+        if d.kind == "idle":
             smoother.reset(keys[i])
+        else:
+            smoother.hold(keys[i], int(np.argmax(probs[row[i]])) if d.kind == "class" else -1)
     return probs, decisions
 
 
