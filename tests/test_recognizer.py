@@ -342,8 +342,9 @@ def test_stages_read_old_and_new_checkpoints():
                    "python tools/train.py --refit-completion D.pt"]
     assert [s["command"] for s in checkpoint_stages({"command": "x"})] == ["x"]
     shipped = [s["command"] for s in checkpoint_stages(load_checkpoint("penn"))]
-    assert len(shipped) == 8 and "--completion-bank 1024" in shipped[4]
+    assert len(shipped) == 9 and "--completion-bank 1024" in shipped[4]
     assert "--real-videos" in shipped[6] and "tools/calibrate.py" in shipped[7]
+    assert "tools/calibrate.py" in shipped[8]  # the hold, nothing trained
     assert len(checkpoint_stages(load_checkpoint("jhmdb"))) == 3
 
 
