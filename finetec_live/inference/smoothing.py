@@ -19,7 +19,8 @@ and so does :meth:`Smoother.reset`, which the caller uses after an ``idle`` wind
 A track also remembers the class its last window was labelled (:meth:`Smoother.hold`,
 read back by :meth:`Smoother.held` for the next window): the open set's hysteresis
 (``OpenSet.hold_below``) lets a class continue on less evidence than it needs to start.
-The memory goes with the history: after a gap, a restart or a reset nothing is held.
+The memory goes with the history: after a gap, a restart or a reset nothing is held,
+and with ``windows=1`` (each window alone) nothing is kept at all.
 
 At most ``max_tracks`` tracks are kept; the one unused longest is forgotten first
 (counted in ``evicted``).
@@ -84,7 +85,8 @@ class Smoother:
         ``probs (K,)`` and features ``(C,)`` (or None); returns the mean probabilities
         ``(K,)`` and features ``(C,)`` of the track's history, this window included (the
         features' mean is None unless every kept window has features)."""
-        passed = np.asarray(probs, dtype=np.float32)
+        if self.windows == 1:  # each window alone: no history, nothing held
+            return np.asarray(probs, dtype=np.float32), features
         probs = np.array(probs, dtype=np.float32)  # a copy: the caller may reuse its array
         track = self._tracks.pop(key, None)
         if track is not None and (t_end < track.ends[-1] - 1e-6
@@ -106,8 +108,6 @@ class Smoother:
         # the previous window is one hop back (half a hop of slack), or nothing is held
         if previous is None or previous < t_end - 1.5 * self.hop_s - 1e-6:
             track.held = -1
-        if self.windows == 1:  # each window alone: passed through unchanged
-            return passed, features
         mean = np.mean(track.probs, axis=0, dtype=np.float64)
         mean /= max(mean.sum(), 1e-12)
         feats = list(track.features)

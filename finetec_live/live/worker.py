@@ -117,7 +117,7 @@ def _decide(recognizer, probs: np.ndarray, batch, windows: list[Window], streams
             order: list[int], smoother: Smoother | None):
     """``(probs, decisions)`` of the batch's rows (row ``k`` is window ``order[k]``): the
     smoothed probabilities when there is a ``smoother`` (pushed in the windows' order)."""
-    if smoother is None:  # each window alone
+    if smoother is None or smoother.windows == 1:  # each window alone, nothing held
         return probs, recognizer.decide(probs, batch)  # motion kernel's scores (idle)
     probs = np.array(probs, dtype=np.float32)  # (B, K), smoothed row by row below
     raw = batch.features  # (B, C) or None
