@@ -240,6 +240,16 @@ def test_the_live_step_continues_a_held_class_on_less_evidence(rec):
         kept = classify_window(rec, w[1], "cam", smoother=s)
         assert kept.kind == "class" and kept.message.label == first.message.label
         assert classify_window(rec, w[2], "cam", smoother=s).kind == "class"  # and on
+        # an unknown window (below even the hold) ends the hold: the next window, sure
+        # enough to continue the class but not to start it, is unknown too
+        s3 = Smoother(2, 0.5)
+        rec.open_set = OpenSet(unknown_below=0.0, idle_floor=0.0)
+        classify_window(rec, w[0], "cam", smoother=s3)
+        rec.open_set = replace(strict, hold_below=min(p + 0.005, strict.unknown_below))
+        assert classify_window(rec, w[1], "cam", smoother=s3).kind == "unknown"
+        rec.open_set = replace(strict, hold_below=max(0.0, p - 0.05))
+        assert classify_window(rec, w[2], "cam", smoother=s3).kind == "unknown"
+        rec.open_set = replace(strict, hold_below=max(0.0, p - 0.05))
         # after a gap of two hops the class has to start again: unknown
         late = replace(w[3], t_end=w[3].t_end + 1.0, t_start=w[3].t_start + 1.0,
                        timestamps=w[3].timestamps + 1.0)
@@ -250,5 +260,58 @@ def test_the_live_step_continues_a_held_class_on_less_evidence(rec):
         classify_window(rec, w[0], "cam", smoother=s2)
         rec.open_set = strict
         assert classify_window(rec, w[1], "cam", smoother=s2).kind == "unknown"
+    finally:
+        rec.open_set, rec.open_set_enabled = saved
+
+
+def test_a_batch_with_several_windows_of_one_track_decides_them_in_order(rec):
+    """A server's backlog puts a stream's windows in one batch: each must see what the
+    one before it left (history, held class, an idle reset), as one at a time."""
+    from dataclasses import replace
+
+    from finetec_live.inference.openset import OpenSet
+
+    saved = rec.open_set, rec.open_set_enabled
+    try:
+        rec.open_set_enabled = False
+        raw = {s: classify_window(rec, _window(s, 2.5), "x").probs for s in range(30)}
+        # a window that starts a class and a next one whose mean with it is less sure
+        pairs = [(a, b) for a in raw for b in raw if a != b
+                 and raw[a].argmax() == (raw[a] + raw[b]).argmax()
+                 and (raw[a] + raw[b]).max() / 2 < raw[a].max() - 0.01]
+        a, b = pairs[0]
+        p_a, p_ab = float(raw[a].max()), float((raw[a] + raw[b]).max() / 2)
+        rule = OpenSet(unknown_below=0.5 * (p_a + p_ab), idle_floor=0.0,
+                       hold_below=p_ab - 0.005)
+        rec.open_set, rec.open_set_enabled = rule, True
+        seq = [_window(a, 2.5), _window(b, 3.0), _window(a, 3.5, person=1),
+               _window(b, 4.0, person=1)]
+        streams = ["cam", "cam", "cam", "cam"]
+        one_by_one = [classify_window(rec, w, st, smoother=s)
+                      for s in [Smoother(2, 0.5)] for w, st in zip(seq, streams, strict=True)]
+        together = classify_windows(rec, seq, streams, smoother=Smoother(2, 0.5))
+        assert [c.message.label for c in together] == [c.message.label for c in one_by_one]
+        assert [c.kind for c in together] == ["class"] * 4  # b's windows held
+        # windows of one length, reordered into batch rows by length: still in order
+        mixed = [seq[0], replace(seq[1], positions=seq[1].positions[:60],
+                                 frame_valid=seq[1].frame_valid[:60],
+                                 joint_valid=seq[1].joint_valid[:60],
+                                 timestamps=seq[1].timestamps[15:])]
+        sm1, sm2 = Smoother(2, 0.5), Smoother(2, 0.5)
+        both = classify_windows(rec, mixed, ["cam", "cam"], smoother=sm1)
+        alone = [classify_window(rec, w, "cam", smoother=sm2) for w in mixed]
+        assert [c.message.label for c in both] == [c.message.label for c in alone]
+        np.testing.assert_allclose(both[1].probs, alone[1].probs, atol=1e-5)
+        # without the hold, b's windows are unknown
+        rec.open_set = replace(rule, hold_below=None)
+        plain = classify_windows(rec, seq, streams, smoother=Smoother(2, 0.5))
+        assert [c.kind for c in plain] == ["class", "unknown", "class", "unknown"]
+        # an idle window resets its track before the next window of the batch is pushed
+        rec.open_set = OpenSet(unknown_below=0.0, idle_floor=0.002)
+        still = [_window(0, 2.5, still=True), _window(2, 3.0)]
+        got = classify_windows(rec, still, ["cam", "cam"], smoother=Smoother(4, 0.5))
+        assert got[0].kind == "idle"
+        np.testing.assert_allclose(got[1].probs, classify_window(rec, still[1], "y").probs,
+                                   atol=1e-6)
     finally:
         rec.open_set, rec.open_set_enabled = saved

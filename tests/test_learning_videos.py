@@ -147,3 +147,38 @@ def test_fused_lengths_are_the_mean_of_the_lengths_and_one_length_is_live(tmp_pa
         assert np.abs(np.array(fused.scores) - one_scores).max() > 1e-3
     same = fusion.paired_comparison([one], [live])
     assert same == {"better": 0, "worse": 0, "sign_p": 1.0, "made_right": 0, "made_wrong": 0}
+
+
+def test_the_offline_decision_holds_classes_as_the_live_path_does(tmp_path):
+    """fusion.decided_windows replays the live path's hold of a person's class (the open
+    set's hold_below): the same labels and scores, window for window, with windows that
+    are held (a class below the unknown threshold) among them."""
+    import numpy as np
+
+    from finetec_live.inference.openset import OPEN_SET_LABELS, OpenSet
+    from finetec_live.learning import fusion
+
+    rec = Recognizer.from_checkpoint("penn", device="cpu")
+    recording = _moving_recording(tmp_path / "wave.fkp", seconds=8.0)
+    rec.open_set_enabled = False
+    closed = V.classify_recording(rec, recording, None, recording, smooth=4)
+    tops, tops_of = closed.scores, closed.labels
+    # thresholds inside this recording's smoothed top probabilities: a window that starts
+    # a class, followed by one of the same class too unsure to start it but sure enough
+    # to continue it
+    i = next(i for i in range(len(tops) - 1)
+             if tops_of[i + 1] == tops_of[i] and tops[i + 1] < tops[i])
+    start, keep = 0.5 * (tops[i] + tops[i + 1]), float(np.min(tops)) - 1e-3
+    rec.open_set = OpenSet(unknown_below=start, idle_floor=0.0, hold_below=keep)
+    rec.open_set_enabled = True
+    live = V.classify_recording(rec, recording, None, recording, smooth=4)
+    windows = fusion.window_outputs(rec, recording, (1.0,))
+    off = fusion.fused_result(rec, windows, (1.0,), "mean", None, recording, smooth=4)
+    assert off.labels == live.labels and off.scores == pytest.approx(live.scores, abs=1e-6)
+    held = [s < start for lab, s in zip(live.labels, live.scores, strict=True)
+            if lab not in OPEN_SET_LABELS]
+    assert any(held) and not all(held)  # some windows were held, some started a class
+    # without the hold those windows are unknown
+    rec.open_set = OpenSet(unknown_below=start, idle_floor=0.0)
+    plain = V.classify_recording(rec, recording, None, recording, smooth=4)
+    assert plain.labels.count("unknown") > live.labels.count("unknown")

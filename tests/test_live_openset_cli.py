@@ -104,7 +104,7 @@ def test_a_still_recording_is_idle_and_no_open_set_gives_classes(files, tmp_path
     assert all(m["score"] == pytest.approx(1.0) for m in labels)  # perfectly still
     assert all(m["topk"][0][0] in _class_names(files["calibrated"]) for m in labels)
     assert stats["open_set"] == {"enabled": True, "calibrated": True, "unknown_below": 0.6,
-                                 "idle_floor": 0.002}
+                                 "idle_floor": 0.002, "hold_below": None}
     assert [(s["label"], s["windows"]) for s in stats["segments"]] == [("idle", len(labels))]
     assert "WARNING" not in r.stderr and "open set" in r.stderr
     assert "\r" not in r.stderr  # no progress line: stderr is no terminal

@@ -85,7 +85,8 @@ def open_set_summary(rec) -> dict:
     on = rec.open_set is not None and rec.open_set_enabled
     out: dict = {"enabled": on, "calibrated": rec.open_set is not None}
     if on:
-        out.update(unknown_below=rec.open_set.unknown_below, idle_floor=rec.open_set.idle_floor)
+        out.update(unknown_below=rec.open_set.unknown_below, idle_floor=rec.open_set.idle_floor,
+                   hold_below=rec.open_set.hold_below)
     return out
 
 

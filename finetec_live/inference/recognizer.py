@@ -342,19 +342,26 @@ class Recognizer:
                              batch.mask > 0, get_layout(self.layout))[0]
 
     def decide(self, probs: np.ndarray, batch: PreparedBatch,
-               features: np.ndarray | None = None, held: np.ndarray | None = None
-               ) -> list[Decision]:
+               features: np.ndarray | None = None, held: np.ndarray | None = None,
+               rows: np.ndarray | None = None) -> list[Decision]:
         """Per window of ``batch``, a class, ``unknown`` or ``idle`` with its score
         (:func:`~finetec_live.inference.openset.decide`) from ``probs (N, K)`` and the
         network's ``features (N, C)`` (default: the batch's, kept by :meth:`predict`;
         a caller that smooths over windows passes its own, and its tracks' ``held``
         classes ``(N,)``, -1 for none); the top class alone when the checkpoint has no
-        open-set calibration or ``open_set_enabled`` is False."""
+        open-set calibration or ``open_set_enabled`` is False. ``rows``: decide only these
+        rows of the batch (the decisions in that order)."""
         open_set = self.open_set if self.open_set_enabled else None
-        motion = (self.motion_scores(batch) if open_set is not None
+        if open_set is not None and batch.motion is None:
+            batch.motion = self.motion_scores(batch)  # once, for every later call
+        motion = (batch.motion if open_set is not None
                   else np.zeros((len(probs), 0), np.float32))
-        return decide(probs, motion, self.class_names, open_set,
-                      batch.features if features is None else features, held)
+        features = batch.features if features is None else features
+        if rows is not None:
+            probs, motion = np.asarray(probs)[rows], motion[rows]
+            features = None if features is None else np.asarray(features)[rows]
+            held = None if held is None else np.asarray(held)[rows]
+        return decide(probs, motion, self.class_names, open_set, features, held)
 
     def decisions(self, positions, frame_valid, joint_valid=None, timestamps=None
                   ) -> list[Decision]:

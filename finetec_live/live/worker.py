@@ -116,7 +116,12 @@ def _arrays(windows: list[Window]):
 def _decide(recognizer, probs: np.ndarray, batch, windows: list[Window], streams: list[str],
             order: list[int], smoother: Smoother | None):
     """``(probs, decisions)`` of the batch's rows (row ``k`` is window ``order[k]``): the
-    smoothed probabilities when there is a ``smoother`` (pushed in the windows' order)."""
+    smoothed probabilities when there is a ``smoother`` (pushed in the windows' order).
+
+    A batch may hold several windows of one track (a server's backlog of a stream): they
+    are decided in passes, each track's windows one per pass in their order, so that
+    each window sees what the one before it left (its history, its held class, an
+    ``idle`` reset), exactly as if they had come one at a time."""
     if smoother is None or smoother.windows == 1:  # each window alone, nothing held
         return probs, recognizer.decide(probs, batch)  # motion kernel's scores (idle)
     probs = np.array(probs, dtype=np.float32)  # (B, K), smoothed row by row below
@@ -125,20 +130,31 @@ def _decide(recognizer, probs: np.ndarray, batch, windows: list[Window], streams
     row = {i: k for k, i in enumerate(order)}
     keys = [(streams[i], windows[i].person) for i in range(len(windows))]
     held = np.full(len(probs), -1, dtype=np.int64)  # (B,) each row's track's held class
-    for i, w in enumerate(windows):
-        k = row[i]
-        p, f = smoother.push(keys[i], w.t_end, probs[k], None if raw is None else raw[k])
-        probs[k] = p
-        held[k] = smoother.held(keys[i])
-        if features is not None:
-            features[k] = raw[k] if f is None else f
-    decisions = recognizer.decide(probs, batch, features, held=held)
-    for i in range(len(windows)):
-        d = decisions[row[i]]
-        if d.kind == "idle":
-            smoother.reset(keys[i])
-        else:
-            smoother.hold(keys[i], int(np.argmax(probs[row[i]])) if d.kind == "class" else -1)
+    passes: list[list[int]] = []  # window indices, each track at most once per pass
+    seen: dict = {}
+    for i, key in enumerate(keys):
+        n = seen[key] = seen.get(key, -1) + 1
+        if n == len(passes):
+            passes.append([])
+        passes[n].append(i)
+    decisions: list = [None] * len(probs)
+    for part in passes:
+        for i in part:
+            k = row[i]
+            p, f = smoother.push(keys[i], windows[i].t_end, probs[k],
+                                 None if raw is None else raw[k])
+            probs[k] = p
+            held[k] = smoother.held(keys[i])
+            if features is not None:
+                features[k] = raw[k] if f is None else f
+        rows = np.array([row[i] for i in part])
+        for i, k, d in zip(part, rows, recognizer.decide(probs, batch, features, held, rows),
+                           strict=True):
+            decisions[k] = d
+            if d.kind == "idle":
+                smoother.reset(keys[i])
+            else:
+                smoother.hold(keys[i], int(np.argmax(probs[k])) if d.kind == "class" else -1)
     return probs, decisions
 
 

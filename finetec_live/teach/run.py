@@ -174,7 +174,8 @@ def _calibrate(rec, opts: TeachOptions, val, train, held, window: float, hop: fl
     outliers = O.clip_windows(held, rec.T, window, hop, outlier=True) if held else None
     own = inliers if inliers is not None else taught
     rule = O.calibrate(rec, own, outliers if outliers is not None else own, still,
-                       outlier_rejection=opts.outlier_rejection if held else 0)
+                       outlier_rejection=opts.outlier_rejection if held else 0,
+                       hold=None)  # the prototype rule decides; the hold is the other rule's
     rule = O.with_prototypes(rec, rule, taught, outliers, inliers, opts.outlier_rejection,
                              MAX_INLIER_REJECTION, REJECTION_GRID)
     return rule, own
