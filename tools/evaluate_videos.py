@@ -129,8 +129,7 @@ def main(argv=None) -> int:
                 sets = openset.calibration_sets(rec)
                 rec.open_set = openset.calibrate(
                     rec, *sets, outlier_rejection=args.calibrate if args.calibrate else 0,
-                    unknown_quantile=args.calibrate_quantile or openset.UNKNOWN_QUANTILE,
-                    hold=openset.HOLD if args.hold is None else args.hold)
+                    unknown_quantile=args.calibrate_quantile or openset.UNKNOWN_QUANTILE)
                 if args.calibrate_prototypes is not None:
                     taught = openset.taught_windows(rec)
                     if args.calibrate_memory:

@@ -128,6 +128,16 @@ class Smoother:
         if track is not None:
             track.held = int(cls)
 
+    def decided(self, key: Hashable, kind: str, cls: int) -> None:
+        """What track ``key``'s newest window was decided (``kind`` of its
+        :class:`~finetec_live.inference.openset.Decision`, ``cls`` its top class index):
+        ``idle`` forgets the history, a class is held for the next window, ``unknown``
+        holds nothing."""
+        if kind == "idle":
+            self.reset(key)
+        else:
+            self.hold(key, cls if kind == "class" else -1)
+
     def reset(self, key: Hashable) -> None:
         """Forget track ``key``'s history (its next window starts afresh)."""
         self._tracks.pop(key, None)

@@ -162,10 +162,7 @@ def decided_windows(recognizer, windows: Sequence[dict[float, LengthOutput]],
         d = decide(probs[None], o.motion[None], recognizer.class_names,
                    _open_set(recognizer), None if feats is None else feats[None],
                    np.array([smoother.held(0)]))[0]
-        if d.kind == "idle":
-            smoother.reset(0)
-        else:
-            smoother.hold(0, int(np.argmax(probs)) if d.kind == "class" else -1)
+        smoother.decided(0, d.kind, int(np.argmax(probs)))
         out.append((d, o))
     return out
 

@@ -151,10 +151,7 @@ def _decide(recognizer, probs: np.ndarray, batch, windows: list[Window], streams
         for i, k, d in zip(part, rows, recognizer.decide(probs, batch, features, held, rows),
                            strict=True):
             decisions[k] = d
-            if d.kind == "idle":
-                smoother.reset(keys[i])
-            else:
-                smoother.hold(keys[i], int(np.argmax(probs[k])) if d.kind == "class" else -1)
+            smoother.decided(keys[i], d.kind, int(np.argmax(probs[k])))
     return probs, decisions
 
 
